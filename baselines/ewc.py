@@ -1,0 +1,37 @@
+"""Elastic Weight Consolidation (Kirkpatrick et al. 2017) with Avalanche's ``EWCPlugin``.
+
+lambda 5000 as FACIL's default; Avalanche's ``separate`` mode (one quadratic penalty per past phase, Fisher from
+squared minibatch gradients of the cross-entropy over the phase's training data).
+"""
+from __future__ import annotations
+
+from avalanche.training.plugins import EWCPlugin
+from avalanche.training.utils import ParamData
+
+from baselines.finetune import Finetune
+from benchmark.methods import register_method
+
+
+@register_method("ewc", published="EWC", defaults={"ewc_lambda": 5000.0, "mode": "separate"},
+                 description="EWC (Avalanche EWCPlugin), FACIL lambda 5000")
+class EWC(Finetune):
+    phase0_family = "ce"
+
+    def __init__(self, ctx):
+        self.ewc_plugin = EWCPlugin(ctx.params["ewc_lambda"], mode=ctx.params["mode"],
+                                    decay_factor=ctx.params.get("decay_factor"))
+        super().__init__(ctx, plugins=[self.ewc_plugin])
+
+    def state_dict(self):
+        def dump(d):
+            return {int(e): {n: p.data.cpu() for n, p in ps.items()} for e, ps in d.items()}
+
+        return {"saved_params": dump(self.ewc_plugin.saved_params), "importances": dump(self.ewc_plugin.importances)}
+
+    def load_state_dict(self, st):
+        dev = self.ctx.device
+        for name in ("saved_params", "importances"):
+            target = getattr(self.ewc_plugin, name)
+            target.clear()
+            for e, ps in st[name].items():
+                target[int(e)] = {n: ParamData(n, init_tensor=t.to(dev), device=dev) for n, t in ps.items()}

@@ -1,0 +1,70 @@
+"""Learning without Forgetting (Li & Hoiem 2016) on Avalanche's ``LwFPlugin``.
+
+Hyper-parameters from FACIL's defaults: lambda (alpha) 1, temperature 2.  Two fixes to Avalanche 0.6.0's
+``LearningWithoutForgetting``, both documented here because they change numbers:
+* its KL term lacks Hinton's T^2 factor (which keeps the gradient scale of the soft targets independent of T);
+  it is restored;
+* it calls the previous model in whatever mode the copy was made in (train mode), so the frozen teacher used batch
+  statistics and updated its BatchNorm running means on every step; the copy is put in eval mode.
+"""
+from __future__ import annotations
+
+import copy
+
+from avalanche.training.plugins import LwFPlugin
+from avalanche.training.regularization import LearningWithoutForgetting
+
+from baselines.finetune import Finetune
+from benchmark.methods import register_method
+
+
+class LwFWithT2(LearningWithoutForgetting):
+    def _distillation_loss(self, out, prev_out, active_units):
+        return super()._distillation_loss(out, prev_out, active_units) * self.temperature ** 2
+
+    def post_adapt(self, agent, exp):
+        super().post_adapt(agent, exp)
+        self.prev_model.eval()
+        for p in self.prev_model.parameters():
+            p.requires_grad_(False)
+
+
+class SuiteLwFPlugin(LwFPlugin):
+    def __init__(self, alpha=1.0, temperature=2.0):
+        super().__init__(alpha, temperature)
+        self.lwf = LwFWithT2(alpha, temperature)
+
+
+@register_method("lwf", published="LwF", defaults={"alpha": 1.0, "temperature": 2.0},
+                 description="LwF (Avalanche LwFPlugin, T^2 restored), FACIL defaults lambda 1, T 2")
+class LwF(Finetune):
+    phase0_family = "ce"
+
+    def __init__(self, ctx):
+        self.lwf_plugin = SuiteLwFPlugin(ctx.params["alpha"], ctx.params["temperature"])
+        super().__init__(ctx, plugins=[self.lwf_plugin])
+
+    def state_dict(self):
+        lw = self.lwf_plugin.lwf
+        return {"expcount": lw.expcount,
+                "prev_model": None if lw.prev_model is None else lw.prev_model.state_dict(),
+                "prev_classes": {int(t): sorted(int(c) for c in cs) for t, cs in lw.prev_classes_by_task.items()}}
+
+    def load_state_dict(self, st):
+        lw = self.lwf_plugin.lwf
+        lw.expcount = st["expcount"]
+        lw.prev_model = None
+        if st["prev_model"] is not None:
+            lw.prev_model = copy.deepcopy(self.model)
+            lw.prev_model.load_state_dict(st["prev_model"])
+            lw.prev_model.eval()
+            for p in lw.prev_model.parameters():
+                p.requires_grad_(False)
+        lw.prev_classes_by_task.clear()
+        for t, cs in st["prev_classes"].items():
+            lw.prev_classes_by_task[int(t)] = set(cs)
+        # the copied head keeps the number of classes active when it was saved
+        if lw.prev_model is not None and lw.prev_classes_by_task:
+            lw.prev_model.set_active_classes(max(max(c) for c in lw.prev_classes_by_task.values()) + 1)
+
+

@@ -1,0 +1,41 @@
+"""Cells: one training run = task + scenario + fully resolved configuration + data fingerprint.  The key is a
+stable hash of all of it (so a ``cpu`` result never answers a ``paper`` request) and names the cell's folder."""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+
+
+def stable_hash(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+@dataclass
+class Cell:
+    config: dict
+
+    @property
+    def key(self) -> str:
+        return stable_hash(self.config)
+
+    @property
+    def label(self) -> str:
+        c = self.config
+        return f"{c['method']} {c['scenario']} {c['phases']}ph seed {c['seed']}"
+
+    @property
+    def dirname(self) -> str:
+        c = self.config
+        return f"{c['scenario']}-p{c['phases']}-{c['method']}-s{c['seed']}-{self.key[:10]}"
+
+
+def phase0_key(config: dict, family: str) -> str:
+    """What determines the phase-0 model of a method family: data, class order, phase-0 classes, model, phase-0
+    recipe, seed and the phase-0 loss family; not the number of later phases nor the method."""
+    keep = {k: config[k] for k in ("task", "scenario", "data_sha256", "class_order_seed", "seed", "model",
+                                   "device_type")}
+    keep["base_classes"] = config["phase_sizes"][0]
+    keep["recipe"] = config["recipe"]["base"]
+    keep["family"] = family
+    return stable_hash(keep)

@@ -1,0 +1,105 @@
+"""The class-incremental method interface the runner drives, and the method registry.
+
+A method wraps an Avalanche strategy (``self.strategy``) built around the suite's model and
+``SuiteTrainingPlugin``.  The runner calls, for every phase k: ``train_phase(k, experience)``, then evaluates every
+classifier of ``predictors()`` (one row each in the tables: e.g. iCaRL's CNN and nearest-mean-of-exemplars).
+``state_dict()`` / ``load_state_dict()`` carry the method's own state between phases (previous model, Fisher
+information, exemplars, ...) so that checkpoints load with ``torch.load(weights_only=True)``.
+
+Phase 0 of methods that train it identically (same loss family and recipe) is shared through a cache:
+``phase0_family`` names the loss of phase 0 ("ce": softmax cross-entropy, "bce": iCaRL's sigmoid binary
+cross-entropy); the cached weights are loaded and the method's end-of-phase work (copying the old model, Fisher,
+herding) runs on them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+
+from benchmark.registry import Registry
+
+METHODS = Registry("method")
+
+
+@dataclass
+class MethodContext:
+    """Everything a method factory needs."""
+
+    model: torch.nn.Module  # benchmark.models.base.Net
+    scenario: object  # benchmark.scenarios.Scenario
+    recipe_for: Callable  # phase -> PhaseRecipe
+    params: dict  # the method's own hyper-parameters (resolved)
+    device: torch.device
+    extra_plugins: list = field(default_factory=list)
+
+
+class CILMethod:
+    name = "method"
+    phase0_family: str | None = "ce"
+    memory_note = "none"
+
+    def __init__(self, ctx: MethodContext):
+        self.ctx = ctx
+        self.model = ctx.model
+        self.strategy = None  # set by subclasses
+        self.suite_plugin = None
+
+    # -- training ----------------------------------------------------------------------------------------------
+    def train_phase(self, k: int, experience, epochs: int) -> None:
+        self.suite_plugin.phase = k
+        self.strategy.train_epochs = epochs
+        self.strategy.clock.train_exp_counter = k
+        self.strategy.train(experience, eval_streams=[])
+
+    # -- evaluation --------------------------------------------------------------------------------------------
+    def predictors(self) -> dict[str, Callable[[torch.Tensor], torch.Tensor]]:
+        """Row name -> function mapping a batch of images to class scores (argmax = prediction)."""
+        return {self.name: self.model}
+
+    # -- state -------------------------------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+
+def register_method(name: str, *, published: str = "", memory: str = "none", rows: list[str] | None = None,
+                    defaults: dict | None = None, description: str = ""):
+    """Class decorator: registers a ``CILMethod`` subclass with its default hyper-parameters."""
+
+    def deco(cls):
+        cls.name = name
+        cls.memory_note = memory
+        METHODS.register(name, cls, description=description, published=published, memory=memory,
+                         rows=rows or [name], defaults=defaults or {})
+        return cls
+
+    return deco
+
+
+def quiet_evaluator():
+    """An Avalanche evaluator that computes and prints nothing: evaluation is the suite's (``evaluation.py``)."""
+    from avalanche.training.plugins import EvaluationPlugin
+
+    return EvaluationPlugin(loggers=[])
+
+
+def make_suite_plugin(ctx: MethodContext, seen_classes=None, params_for=None):
+    from benchmark.training import SuiteTrainingPlugin
+
+    sc = ctx.scenario
+    return SuiteTrainingPlugin(ctx.model, ctx.recipe_for, sc.spec.augment, seen_classes or sc.seen_after, ctx.device,
+                               params_for=params_for)
+
+
+def placeholder_optimizer(model):
+    """Avalanche strategies need an optimiser at construction; the suite plugin builds the real one per phase."""
+    return torch.optim.SGD(model.parameters(), lr=0.0)
+
+
+def put_last(strategy, plugin) -> None:
+    """The suite plugin restores checkpoints in ``before_training_exp`` and must run after every other plugin."""
+    strategy.plugins = [p for p in strategy.plugins if p is not plugin] + [plugin]

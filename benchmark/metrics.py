@@ -1,0 +1,58 @@
+"""Class-incremental metrics as pure functions of the stored accuracy matrix (CONVENTIONS.md).
+
+``acc[k][j]``: after phase k, top-1 accuracy on the test samples of class group j (classified among all classes
+seen up to phase k), ``None`` for j > k.  ``counts[j]``: test samples in group j.
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+Matrix = Sequence[Sequence[float | None]]
+
+
+def seen_accuracy(acc: Matrix, counts: Sequence[int]) -> list[float]:
+    """Sample-weighted accuracy on all classes seen up to phase k, for every k."""
+    out = []
+    for k, row in enumerate(acc):
+        n = sum(counts[: k + 1])
+        out.append(sum(row[j] * counts[j] for j in range(k + 1)) / n if n else float("nan"))
+    return out
+
+
+def average_incremental_accuracy(acc: Matrix, counts: Sequence[int]) -> float:
+    """Mean of ``seen_acc[k]`` over all phases, phase 0 included."""
+    s = seen_accuracy(acc, counts)
+    return sum(s) / len(s)
+
+
+def overall_accuracy(acc: Matrix, counts: Sequence[int]) -> float:
+    return seen_accuracy(acc, counts)[-1]
+
+
+def forgetting_max(acc: Matrix) -> float:
+    """Chaudhry et al. 2018: mean over groups j < T of ``max_{j<=k<T} acc[k][j] - acc[T][j]``; NaN with one phase."""
+    t = len(acc) - 1
+    if t < 1:
+        return float("nan")
+    return sum(max(acc[k][j] for k in range(j, t)) - acc[t][j] for j in range(t)) / t
+
+
+def forgetting_first(acc: Matrix) -> float:
+    """What official SSRE and Avalanche compute: mean over j < T of ``acc[j][j] - acc[T][j]``."""
+    t = len(acc) - 1
+    if t < 1:
+        return float("nan")
+    return sum(acc[j][j] - acc[t][j] for j in range(t)) / t
+
+
+def summarize(acc: Matrix, counts: Sequence[int]) -> dict:
+    s = seen_accuracy(acc, counts)
+    fm, ff = forgetting_max(acc), forgetting_first(acc)
+    return {
+        "seen_acc": s,
+        "average_accuracy": sum(s) / len(s),
+        "overall_accuracy": s[-1],
+        "forgetting_max": None if math.isnan(fm) else fm,
+        "forgetting_first": None if math.isnan(ff) else ff,
+    }

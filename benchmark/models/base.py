@@ -1,0 +1,96 @@
+"""Common interface of every classifier in the suite.
+
+A model is ``backbone`` (input normalisation + convolutional body + global pooling -> embedding) followed by
+``head`` (a linear classifier).  Every model
+
+* returns logits from ``forward(x)`` (what Avalanche strategies expect),
+* returns ``(logits, embedding)`` from ``forward_features(x)`` and the block outputs from
+  ``backbone(x, return_blocks=True)`` (what prototype, distillation and triplet losses need),
+* takes images either as uint8 (0..255) or as floats in [0, 1]; the per-channel normalisation of the official
+  PASS / CMI code lives in the model (``InputNormalizer``) so that datasets can hold raw uint8 tensors and every
+  consumer (Avalanche's iCaRL herding, EWC's Fisher pass, generators producing [0, 1] images) feeds the same kind
+  of input.
+
+``head.active`` limits the logits to the classes seen so far: it is the official PASS / iCaRL "expanding
+classifier" (``Incremental_learning(numclass)`` copies the old rows and adds new ones) written as a slice of a
+classifier sized for every class of the scenario, so that the softmax / sigmoid of every method runs over the
+seen classes only.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class InputNormalizer(nn.Module):
+    """uint8 or [0, 1] float images -> ``(x - mean) / std`` per channel."""
+
+    def __init__(self, mean, std):
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dtype == torch.uint8:
+            x = x.float().div_(255.0)
+        return (x - self.mean) / self.std
+
+
+class SlicedLinear(nn.Linear):
+    """Linear classifier whose output is cut to the first ``active`` classes (all when ``active`` is None)."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True):
+        super().__init__(in_features, out_features, bias)
+        self.active: int | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.active is None or self.active >= self.out_features:
+            return super().forward(x)
+        bias = None if self.bias is None else self.bias[: self.active]
+        return nn.functional.linear(x, self.weight[: self.active], bias)
+
+
+class Backbone(nn.Module):
+    """Feature extractor: subclasses implement ``body(x) -> list of block outputs`` and set ``embed_dim``."""
+
+    embed_dim: int
+
+    def __init__(self, mean, std):
+        super().__init__()
+        self.normalize = InputNormalizer(mean, std)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+
+    def body(self, x: torch.Tensor) -> list[torch.Tensor]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def pool_last(self, last: torch.Tensor) -> torch.Tensor:
+        return torch.flatten(self.pool(last), 1)
+
+    def forward(self, x: torch.Tensor, return_blocks: bool = False):
+        blocks = self.body(self.normalize(x))
+        emb = self.pool_last(blocks[-1])
+        return (emb, blocks) if return_blocks else emb
+
+
+class Net(nn.Module):
+    """Backbone + sliced linear head."""
+
+    def __init__(self, backbone: Backbone, num_classes: int):
+        super().__init__()
+        self.backbone = backbone
+        self.head = SlicedLinear(backbone.embed_dim, num_classes)
+        self.num_classes = num_classes
+
+    @property
+    def embed_dim(self) -> int:
+        return self.backbone.embed_dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.backbone(x))
+
+    def forward_features(self, x: torch.Tensor):
+        emb = self.backbone(x)
+        return self.head(emb), emb
+
+    def set_active_classes(self, n: int | None) -> None:
+        self.head.active = n

@@ -1,0 +1,198 @@
+"""Reports built only from ``result.json`` files (never from training state): RGAL-paper-shaped tables
+(Tables 14 / 15 / 16: rows methods, columns dataset x phases) for average accuracy, ``forgetting_max`` and overall
+accuracy, mean +- std over seeds with the published number beside each measured one, as CSV, Markdown and LaTeX;
+seaborn plots of accuracy on seen classes against the number of classes (Figures 10 / 11) and accuracy-matrix
+heatmaps.  ``write_reports(DIR)`` rebuilds everything from a folder alone, so folders from many machines merge by
+copying.
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+
+PUBLISHED_CSV = Path(__file__).resolve().parent / "reference" / "published.csv"
+DATASET_NAMES = {"cifar100": "CIFAR-100", "cifar100-mini": "CIFAR-100", "tinyimagenet": "Tiny-ImageNet",
+                 "cifar10": "CIFAR-10", "mnist": "MNIST"}
+METRICS = {  # our metric -> (published metric, RGAL table)
+    "average_accuracy": ("average_accuracy", 14),
+    "forgetting_max": ("average_forgetting", 15),
+    "overall_accuracy": ("overall_accuracy", 16),
+}
+
+
+def load_results(folder: Path) -> list[dict]:
+    out = []
+    for p in sorted(Path(folder).rglob("result.json")):
+        try:
+            res = json.loads(p.read_text())
+        except ValueError:
+            continue
+        if res.get("cell", {}).get("task") == "cil":
+            res["_path"] = str(p)
+            out.append(res)
+    return out
+
+
+def long_frame(results: list[dict]) -> pd.DataFrame:
+    recs = []
+    for r in results:
+        c = r["cell"]
+        for row, m in r["rows"].items():
+            recs.append({"scenario": c["scenario"], "dataset": DATASET_NAMES.get(c["scenario"], c["scenario"]),
+                         "phases": c["phases"], "method": row, "published_name": m.get("published_name", ""),
+                         "seed": c["seed"], "profile": c["profile"], "memory": r.get("memory", ""),
+                         "average_accuracy": m["average_accuracy"] * 100,
+                         "overall_accuracy": m["overall_accuracy"] * 100,
+                         "forgetting_max": _pct(m["forgetting_max"]), "forgetting_first": _pct(m["forgetting_first"]),
+                         "wall_seconds": r["timings"]["wall_seconds"]})
+    return pd.DataFrame.from_records(recs)
+
+
+def _pct(v):
+    return float("nan") if v is None else v * 100
+
+
+def published() -> pd.DataFrame:
+    return pd.read_csv(PUBLISHED_CSV)
+
+
+def _fmt(mean, std, n):
+    if mean is None or (isinstance(mean, float) and math.isnan(mean)):
+        return ""
+    return f"{mean:.2f} ± {std:.2f} (n={n})" if n > 1 else f"{mean:.2f} (n=1)"
+
+
+def metric_table(df: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Rows: method; columns: (dataset, phases, measured | published)."""
+    pub = published()
+    pub_metric, table = METRICS[metric]
+    g = df.groupby(["method", "dataset", "scenario", "phases", "profile"])[metric]
+    agg = g.agg(["mean", "std", "count"]).reset_index()
+    names = df.drop_duplicates("method").set_index("method")["published_name"].to_dict()
+    cols = {}
+    for _, a in agg.iterrows():
+        col = f"{a['scenario']} {a['phases']}ph [{a['profile']}]"
+        cols.setdefault((col, "measured"), {})[a["method"]] = _fmt(a["mean"], 0.0 if pd.isna(a["std"]) else a["std"],
+                                                                   int(a["count"]))
+        p = pub[(pub["task"] == "cil") & (pub["table"] == table) & (pub["metric"] == pub_metric)
+                & (pub["dataset"] == a["dataset"]) & (pub["method"] == names.get(a["method"], ""))
+                & (pub["phases"] == a["phases"])]
+        cols.setdefault((col, "published"), {})[a["method"]] = f"{p['value'].iloc[0]:.2f}" if len(p) else "-"
+    out = pd.DataFrame(cols)
+    out.columns = pd.MultiIndex.from_tuples(out.columns)
+    return out.sort_index(axis=1, level=0, sort_remaining=False).fillna("")
+
+
+def summary_table(results: list[dict]) -> str:
+    if not results:
+        return "(no results)"
+    df = long_frame(results)
+    agg = df.groupby(["scenario", "phases", "method"])[["average_accuracy", "forgetting_max", "overall_accuracy"]]
+    return agg.mean().round(2).to_string()
+
+
+def _notes(results: list[dict]) -> list[str]:
+    notes = set()
+    for r in results:
+        c = r["cell"]
+        notes.add(f"profile {c['profile']}: {r.get('profile_gap_to_paper', '')}")
+        if c["scenario"] == "cifar100":
+            notes.add("CIFAR-100 from ../shared/data uses a stand-in train/test split (not the official one): "
+                      "numbers are not directly comparable to the published ones")
+        if c["scenario"] == "cifar100-mini":
+            notes.add("cifar100-mini: 20 training images per class, a demo; published numbers are full CIFAR-100")
+        for n in r.get("notes", []):
+            notes.add(n)
+        notes.add(f"memory of {c['method']}: {r.get('memory', 'none')}")
+    return sorted(notes)
+
+
+def plot_seen_accuracy(results: list[dict], path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    recs = []
+    for r in results:
+        c, sizes = r["cell"], r["cell"]["phase_sizes"]
+        for row, m in r["rows"].items():
+            for k, s in enumerate(m["seen_acc"]):
+                recs.append({"panel": f"{c['scenario']} {c['phases']} phases", "classes": sum(sizes[: k + 1]),
+                             "accuracy (%)": s * 100, "method": row, "seed": c["seed"]})
+    df = pd.DataFrame.from_records(recs)
+    panels = sorted(df["panel"].unique())
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4), squeeze=False)
+    for ax, panel in zip(axes[0], panels):
+        sns.lineplot(data=df[df["panel"] == panel], x="classes", y="accuracy (%)", hue="method", marker="o",
+                     errorbar="sd", ax=ax)
+        ax.set_title(panel)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_heatmaps(results: list[dict], folder: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+    import seaborn as sns
+
+    groups: dict[tuple, list] = {}
+    for r in results:
+        c = r["cell"]
+        for row, m in r["rows"].items():
+            groups.setdefault((c["scenario"], c["phases"], row), []).append(m["acc"])
+    paths = []
+    for (scen, ph, row), mats in sorted(groups.items()):
+        a = np.array([[np.nan if v is None else v * 100 for v in rr] for rr in np.mean(
+            [[[np.nan if v is None else v for v in rr] for rr in m] for m in mats], axis=0)])
+        fig, ax = plt.subplots(figsize=(1 + 0.45 * a.shape[1], 1 + 0.4 * a.shape[0]))
+        sns.heatmap(a, annot=a.shape[1] <= 11, fmt=".0f", vmin=0, vmax=100, cmap="viridis", ax=ax,
+                    cbar_kws={"label": "accuracy (%)"})
+        ax.set_xlabel("class group j")
+        ax.set_ylabel("after phase k")
+        ax.set_title(f"{row}: {scen}, {ph} phases (mean of {len(mats)} seeds)")
+        fig.tight_layout()
+        p = folder / f"heatmap-{scen}-p{ph}-{row}.png"
+        fig.savefig(p, dpi=100)
+        plt.close(fig)
+        paths.append(p)
+    return paths
+
+
+def write_reports(folder: Path) -> list[Path]:
+    from benchmark.errors import BenchError
+
+    folder = Path(folder)
+    results = load_results(folder)
+    if not results:
+        raise BenchError(f"no result.json under {folder}; run cells first (python run_benchmark.py --out {folder})")
+    rep = folder / "report"
+    rep.mkdir(parents=True, exist_ok=True)
+    df = long_frame(results)
+    paths = []
+    df.to_csv(rep / "results_long.csv", index=False)
+    paths.append(rep / "results_long.csv")
+    md = ["# Class-incremental results", ""]
+    for metric, (_, table) in METRICS.items():
+        t = metric_table(df, metric)
+        t.to_csv(rep / f"table{table}_{metric}.csv")
+        (rep / f"table{table}_{metric}.tex").write_text(t.to_latex(escape=True))
+        paths += [rep / f"table{table}_{metric}.csv", rep / f"table{table}_{metric}.tex"]
+        md += [f"## {metric} (%; RGAL Table {table} layout; mean ± std over seeds, published beside)", "",
+               t.to_markdown(), ""]
+    md += ["## Notes", ""] + [f"- {n}" for n in _notes(results)]
+    (rep / "tables.md").write_text("\n".join(md) + "\n")
+    paths.append(rep / "tables.md")
+    paths.append(plot_seen_accuracy(results, rep / "seen_accuracy.png"))
+    paths += plot_heatmaps(results, rep)
+    return paths

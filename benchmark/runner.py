@@ -1,0 +1,273 @@
+"""Class-incremental cells: resolve the CLI request into cells, and run one cell with checkpoints and resume.
+
+Flow of ``run_cil_cell``: load scenario -> build model and method -> restore checkpoint if any -> for each phase:
+(phase 0 of a shared family: load the cached phase-0 model if present) train, evaluate every classifier, save the
+state atomically -> write ``result.json``.  Every phase starts from a seed derived from (seed, phase), so a cached
+phase 0 and a trained one lead to the same later phases, and a resumed run ends with the same numbers as an
+uninterrupted one.
+"""
+from __future__ import annotations
+
+import copy
+import datetime as _dt
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from benchmark import metrics, store
+from benchmark.cells import Cell, phase0_key
+from benchmark.errors import BenchError
+from benchmark.evaluation import evaluate_phase
+from benchmark.methods import METHODS, MethodContext
+from benchmark.models import MODELS, build_model
+from benchmark.profiles import PROFILES, Profile
+from benchmark.scenarios import SCENARIOS, build_scenario
+from benchmark.training import PhaseRecipe, seed_everything
+
+# rough CPU training throughput (images/s, 2 cores) used by --dry-run to predict wall time
+CPU_IMAGES_PER_S = {"resnet18": 50, "resnet34": 25, "reduced_resnet18": 330, "resnet20": 700, "resnet32": 420,
+                    "wrn16_1": 900, "wrn16_2": 400, "wrn40_1": 300, "wrn40_2": 120, "lenet5": 8000,
+                    "lenet5_half": 12000}
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise BenchError("--device cuda requested but no CUDA device is available; use --device cpu or auto")
+    if name not in ("cpu", "cuda"):
+        raise BenchError(f"unknown device {name!r}; choose auto, cpu or cuda")
+    return torch.device(name)
+
+
+def make_cells(*, scenarios, phases, methods, seeds, profile, epochs=None, batch_size=None, lr=None,
+               class_order_seed=1993, data_root=None, spread_remaining=False, base_classes=None, model=None,
+               memory_total=None, device_type="cpu", method_params=None) -> list[Cell]:
+    prof: Profile = PROFILES.get(profile).with_overrides(epochs, batch_size, lr)
+    if model is not None:
+        MODELS.entry(model)
+    for m in methods:
+        METHODS.entry(m)
+    cells = []
+    for scen in scenarios:
+        SCENARIOS.entry(scen)
+        for ph in phases:
+            sc = build_scenario(scen, ph, class_order_seed, data_root, spread_remaining, base_classes)
+            for m in methods:
+                entry = METHODS.entry(m)
+                params = dict(entry.extra["defaults"])
+                if memory_total is not None and "memory_total" in params:
+                    params["memory_total"] = memory_total
+                params.update((method_params or {}).get(m, {}))
+                for seed in seeds:
+                    cells.append(Cell({
+                        "task": "cil", "scenario": scen, "phases": ph, "phase_sizes": sc.sizes,
+                        "spread_remaining": spread_remaining, "dropped_classes": sc.dropped_classes,
+                        "class_order_seed": class_order_seed, "seed": seed, "profile": profile,
+                        "model": model or prof.model, "recipe": {"base": asdict(prof.base), "inc": asdict(prof.inc)},
+                        "method": m, "method_params": params, "data_sha256": sc.data.sha256,
+                        "device_type": device_type,
+                    }))
+    return cells
+
+
+def versions() -> dict:
+    import importlib.metadata as md
+
+    out = {"python": platform.python_version(), "platform": platform.platform()}
+    for pkg in ("torch", "torchvision", "avalanche-lib", "numpy"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            out[pkg] = None
+    try:
+        out["git_commit"] = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                                           cwd=Path(__file__).resolve().parent, timeout=10).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        out["git_commit"] = None
+    return out
+
+
+def _recipe(d: dict) -> PhaseRecipe:
+    return PhaseRecipe(**d)
+
+
+class CellRun:
+    """One class-incremental cell, resumable from its folder."""
+
+    def __init__(self, cell: Cell, out: Path, cache_dir: Path, device: torch.device, data_root=None,
+                 progress: bool = True, command: str = ""):
+        self.cell, self.cfg = cell, cell.config
+        self.dir = out / cell.dirname
+        self.cache_dir, self.device, self.data_root = cache_dir, device, data_root
+        self.progress, self.command = progress, command
+        self.ckpt_path = self.dir / "checkpoint.pt"
+        self.result_path = self.dir / "result.json"
+
+    # -- helpers -------------------------------------------------------------------------------------------------
+    def recipe_for(self, k: int) -> PhaseRecipe:
+        return _recipe(self.cfg["recipe"]["base" if k == 0 else "inc"])
+
+    def phase0_cache_path(self, family: str) -> Path:
+        return self.cache_dir / "phase0" / f"{phase0_key(self.cfg, family)}.pt"
+
+    def finished(self) -> dict | None:
+        if self.result_path.is_file():
+            res = store.load_json(self.result_path)
+            if res.get("key") == self.cell.key:
+                return res
+        return None
+
+    def status(self) -> str:
+        if self.finished():
+            return "finished"
+        if self.ckpt_path.is_file():
+            return "partial"
+        return "new"
+
+    # -- the run -------------------------------------------------------------------------------------------------
+    def run(self) -> dict:
+        done = self.finished()
+        if done:
+            return done
+        cfg = self.cfg
+        sc = build_scenario(cfg["scenario"], cfg["phases"], cfg["class_order_seed"], self.data_root,
+                            cfg["spread_remaining"], cfg["phase_sizes"][0])
+        if sc.data.sha256 != cfg["data_sha256"]:
+            raise BenchError(f"data under {sc.data.source} changed since the cell was planned; re-run the command")
+        seed_everything(cfg["seed"])
+        model = build_model(cfg["model"], sc.n_used_classes, sc.data.channels, sc.spec.mean, sc.spec.std)
+        model.to(self.device)
+        method_cls = METHODS.get(cfg["method"])
+        ctx = MethodContext(model, sc, self.recipe_for, dict(cfg["method_params"]), self.device)
+        method = method_cls(ctx)
+        bench = sc.benchmark
+
+        state = {"phases_done": 0, "rows": {}, "phase_times": [], "train_images": 0, "train_seconds": 0.0,
+                 "phase0_cache": None}
+        resume_training = None
+        if self.ckpt_path.is_file():
+            ck = store.load_torch(self.ckpt_path, self.cell.key)
+            state = ck["state"]
+            model.load_state_dict(ck["model"])
+            method.load_state_dict(ck["method"])
+            resume_training = ck.get("training")
+        self.dir.mkdir(parents=True, exist_ok=True)
+        store.save_json(self.dir / "cell.json", {"key": self.cell.key, "cell": cfg, "command": self.command})
+
+        n_phases = len(cfg["phase_sizes"])
+        bar = tqdm(range(n_phases), desc=f"  phases ({cfg['method']})", initial=state["phases_done"],
+                   disable=not self.progress, position=1, leave=False)
+        for k in range(state["phases_done"], n_phases):
+            t0 = time.time()
+            phase_start_method_state = copy.deepcopy(method.state_dict()) if resume_training is None else ck["method"]
+            self._train_phase(method, sc, bench, k, state, phase_start_method_state, resume_training)
+            resume_training = None
+            rows = evaluate_phase(method, sc, k, self.device)
+            for name, row in rows.items():
+                state["rows"].setdefault(name, []).append(row)
+            state["phase_times"].append(time.time() - t0)
+            state["phases_done"] = k + 1
+            self._save_checkpoint(model, method, state, training=None)
+            bar.update(1)
+        bar.close()
+        result = self._result(sc, method, state)
+        store.save_json(self.result_path, result)
+        return result
+
+    def _train_phase(self, method, sc, bench, k, state, method_state0, resume_training):
+        cfg, plugin = self.cfg, method.suite_plugin
+        recipe = self.recipe_for(k)
+        epochs = recipe.epochs
+        family = method.phase0_family if k == 0 else None
+        cache = self.phase0_cache_path(family) if family else None
+        if resume_training is None:
+            seed_everything(cfg["seed"] * 1000 + k)
+            plugin.generator.manual_seed(cfg["seed"] * 1000 + k)
+        if cache is not None and cache.is_file():
+            cached = store.load_torch(cache, phase0_key(cfg, family), "phase-0 cache")
+            method.model.load_state_dict(cached["model"])
+            state["phase0_cache"] = f"hit {cache.name}"
+            plugin.on_epoch_end = None
+            plugin.pending_resume = None
+            method.train_phase(k, bench.train_stream[k], 0)  # end-of-phase work only (old model, Fisher, herding)
+            return
+        if cache is not None:
+            state["phase0_cache"] = f"miss, trained and stored {cache.name}"
+        start_epoch = 0
+        if resume_training is not None:
+            plugin.pending_resume = resume_training
+            start_epoch = int(resume_training["epoch"])
+        ebar = tqdm(total=epochs, initial=start_epoch, desc=f"    phase {k} epochs", disable=not self.progress,
+                    position=2, leave=False)
+        images0, t0 = plugin.images_seen, time.time()
+
+        def on_epoch_end(epoch):
+            ebar.update(1)
+            training = plugin.training_state(method.strategy)
+            if cache is not None and epoch == epochs:
+                store.save_torch(cache, {"key": phase0_key(cfg, family), "model": method.model.state_dict()})
+            if epoch < epochs:
+                st = dict(state)
+                st["train_images"] = state["train_images"] + plugin.images_seen - images0
+                st["train_seconds"] = state["train_seconds"] + time.time() - t0
+                self._save_checkpoint(method.model, method, st, training=training, method_state=method_state0)
+
+        plugin.on_epoch_end = on_epoch_end
+        method.train_phase(k, bench.train_stream[k], epochs - start_epoch)
+        plugin.on_epoch_end = None
+        ebar.close()
+        state["train_images"] += plugin.images_seen - images0
+        state["train_seconds"] += time.time() - t0
+
+    def _save_checkpoint(self, model, method, state, training, method_state=None):
+        store.save_torch(self.ckpt_path, {
+            "key": self.cell.key, "state": state, "model": model.state_dict(),
+            "method": method_state if method_state is not None else method.state_dict(), "training": training})
+
+    def _result(self, sc, method, state) -> dict:
+        counts = [int(((sc.data.y_test >= lo) & (sc.data.y_test < hi)).sum()) for lo, hi in sc.group_bounds()]
+        pub = METHODS.entry(self.cfg["method"]).extra["published"]
+        rows = {name: {"acc": acc, **metrics.summarize(acc, counts),
+                       "published_name": (pub.get(name, "") if isinstance(pub, dict) else pub)}
+                for name, acc in state["rows"].items()}
+        notes = []
+        if self.cfg["dropped_classes"]:
+            notes.append(f"{self.cfg['dropped_classes']} classes never shown: int((n - base) / phases) classes per "
+                         f"phase, as the official PASS code")
+        if getattr(method, "offline", False):
+            notes.append("joint: one offline training on all classes; forgetting is 0 by construction")
+        return {
+            "key": self.cell.key, "cell": self.cfg, "rows": rows, "group_counts": counts,
+            "class_order": sc.order, "profile_gap_to_paper": PROFILES.get(self.cfg["profile"]).gap_to_paper, "memory": method.memory_note, "notes": notes,
+            "timings": {"phase_seconds": state["phase_times"], "wall_seconds": sum(state["phase_times"]),
+                        "train_images_per_s": state["train_images"] / max(state["train_seconds"], 1e-9),
+                        "phase0_cache": state["phase0_cache"]},
+            "data_source": sc.data.source, "versions": versions(), "device": str(self.device),
+            "command": self.command, "finished": _dt.datetime.now().isoformat(timespec="seconds"),
+        }
+
+
+def predicted_seconds(cfg: dict) -> float:
+    sizes, per_class = cfg["phase_sizes"], None
+    del per_class
+    ips = CPU_IMAGES_PER_S.get(cfg["model"], 200)
+    # training images per class: CIFAR-100 500, mini 20, Tiny-ImageNet 500, CIFAR-10/MNIST 5000-6000
+    n_per = {"cifar100": 500, "cifar100-mini": 20, "tinyimagenet": 500, "cifar10": 5000, "mnist": 6000}[cfg["scenario"]]
+    if cfg["scenario"] == "tinyimagenet":
+        ips /= 4
+    r = cfg["recipe"]
+    imgs = sizes[0] * n_per * r["base"]["epochs"] + sum(sizes[1:]) * n_per * r["inc"]["epochs"]
+    if cfg["method"] == "joint":
+        imgs = sum(sizes) * n_per * r["base"]["epochs"]
+    return imgs / ips + 2.0 * len(sizes)
+
+
+def command_line() -> str:
+    return " ".join([Path(sys.argv[0]).name] + sys.argv[1:])

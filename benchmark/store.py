@@ -1,0 +1,69 @@
+"""Cell folders, atomic writes and validated checkpoint loading.
+
+Every write goes to a temporary file in the same folder, is fsynced and renamed over the target, so a run killed
+at any moment leaves either the old or the new file.  Checkpoints and caches are loaded with
+``torch.load(weights_only=True)`` and checked against the cell key; a corrupt or foreign file gives a one-line
+``BenchError`` naming the file and the fix.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+
+from benchmark.errors import BenchError
+
+
+def _atomic(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + path.name, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def save_json(path: Path, obj) -> None:
+    _atomic(Path(path), lambda f: f.write(json.dumps(obj, indent=1, sort_keys=False, default=str).encode()))
+
+
+def load_json(path: Path):
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError) as e:
+        raise BenchError(f"cannot read {path}: {e}; delete it to recompute that cell") from None
+
+
+def save_torch(path: Path, obj) -> None:
+    _atomic(Path(path), lambda f: torch.save(obj, f))
+
+
+def load_torch(path: Path, key: str, what: str = "checkpoint") -> dict:
+    """Loads a checkpoint / cache written by ``save_torch`` and checks that it belongs to ``key``."""
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unpickling failure means a corrupt or foreign file
+        raise BenchError(f"{what} {path} is corrupt or not a suite file ({type(e).__name__}); delete it to "
+                         f"recompute it") from None
+    if not isinstance(obj, dict) or obj.get("key") != key:
+        raise BenchError(f"{what} {path} belongs to another configuration (key {obj.get('key') if isinstance(obj, dict) else '?'}"
+                         f", expected {key}); delete it or use another --out / --cache-dir")
+    return obj
+
+
+def check_writable(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder):
+            pass
+    except OSError as e:
+        raise BenchError(f"output folder {folder} is not writable ({e.strerror}); pass --out to a writable folder") from None

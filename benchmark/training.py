@@ -1,0 +1,173 @@
+"""The suite's training loop glue for Avalanche strategies, as one plugin (``SuiteTrainingPlugin``).
+
+What it replaces in Avalanche and why:
+* **Data loading.** Avalanche's train loader runs torchvision transforms image by image in Python (about the cost of
+  the forward pass of a small CIFAR net on 2 CPU cores).  Before each experience the plugin gathers
+  ``strategy.adapted_dataset`` (the experience plus whatever replay plugins appended, e.g. iCaRL's exemplars) once
+  into uint8 tensors on the training device and yields shuffled, batch-augmented minibatches from them
+  (``benchmark.augment``).  Shuffling and augmentation draw from one seeded ``torch.Generator`` whose state is
+  checkpointed.
+* **Optimiser and schedule per phase.** Avalanche keeps the optimiser state across experiences by default; the
+  official PASS / iCaRL code builds a new optimiser every phase.  The plugin builds a fresh optimiser (Adam or SGD)
+  and a StepLR schedule at the start of every phase, and steps the schedule after every epoch.
+* **Seen classes.** ``model.head.active`` is set to the number of classes seen so far (PASS / iCaRL's expanding
+  classifier).
+* **Checkpoints.** After every epoch the callback ``on_epoch_end(epoch)`` lets the runner save the state atomically;
+  ``resume`` restores model, optimiser, schedule and generator states after the strategy's own
+  ``before_training_exp`` work, so a resumed phase continues exactly where the saved one stopped.
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+from avalanche.core import SupervisedPlugin
+from torch.utils.data import DataLoader
+
+from benchmark.augment import AugmentSpec, augment_batch
+
+
+@dataclass
+class PhaseRecipe:
+    epochs: int
+    lr: float
+    optimizer: str = "adam"  # adam | sgd
+    weight_decay: float = 0.0
+    momentum: float = 0.9
+    batch_size: int = 64
+    lr_step: int = 0  # StepLR step size in epochs (0: constant lr)
+    lr_gamma: float = 0.1
+    channels_last: bool = False
+
+
+def materialize(dataset) -> tuple[torch.Tensor, torch.Tensor]:
+    """All (x, y) of an (Avalanche) dataset as two tensors, without transforms beyond the dataset's own."""
+    dl = DataLoader(dataset, batch_size=1024, shuffle=False, collate_fn=getattr(dataset, "collate_fn", None))
+    xs, ys = [], []
+    for b in dl:
+        xs.append(b[0])
+        ys.append(torch.as_tensor(b[1]))
+    return torch.cat(xs), torch.cat(ys).long()
+
+
+class TensorBatches:
+    """Iterable over shuffled, augmented minibatches ``[x, y, t]`` of in-memory tensors, on ``device``."""
+
+    def __init__(self, x, y, batch_size, augment: AugmentSpec, generator: torch.Generator, drop_last=False,
+                 channels_last=False):
+        self.x, self.y, self.bs, self.aug, self.gen = x, y, batch_size, augment, generator
+        self.drop_last, self.channels_last = drop_last, channels_last
+        self.t = torch.zeros(batch_size, dtype=torch.long, device=x.device)
+
+    def __len__(self):
+        n = len(self.y)
+        return n // self.bs if self.drop_last else -(-n // self.bs)
+
+    def __iter__(self):
+        perm = torch.randperm(len(self.y), generator=self.gen, device=self.gen.device).to(self.x.device)
+        for i in range(len(self)):
+            idx = perm[i * self.bs:(i + 1) * self.bs]
+            xb = augment_batch(self.x[idx], self.aug, self.gen)
+            if self.channels_last:
+                xb = xb.contiguous(memory_format=torch.channels_last)
+            yield [xb, self.y[idx], self.t[: len(idx)]]
+
+
+def rng_state() -> dict:
+    """All global RNG states, as tensors and plain containers (loadable with ``weights_only=True``)."""
+    name, keys, pos, has_gauss, gauss = np.random.get_state()
+    st = {"torch": torch.get_rng_state(), "python": random.getstate(),
+          "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos), "has_gauss": int(has_gauss),
+                    "gauss": float(gauss)}}
+    if torch.cuda.is_available():
+        st["cuda"] = torch.cuda.get_rng_state_all()
+    return st
+
+
+def set_rng_state(st: dict) -> None:
+    torch.set_rng_state(st["torch"])
+    n = st["numpy"]
+    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
+    random.setstate(st["python"])
+    if "cuda" in st and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(st["cuda"])
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def make_optimizer(params, r: PhaseRecipe) -> torch.optim.Optimizer:
+    params = [p for p in params if p.requires_grad]
+    if r.optimizer == "adam":
+        return torch.optim.Adam(params, lr=r.lr, weight_decay=r.weight_decay)
+    if r.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=r.lr, momentum=r.momentum, weight_decay=r.weight_decay)
+    raise ValueError(f"unknown optimizer {r.optimizer!r}")
+
+
+class SuiteTrainingPlugin(SupervisedPlugin):
+    """Fast tensor data, per-phase optimiser / schedule, seen-class slicing, epoch callbacks and resume.
+
+    ``recipe_for(phase) -> PhaseRecipe``; ``params_for(strategy)`` gives the parameters to optimise (default: all).
+    Must be the *last* plugin of the strategy so that ``resume`` runs after every other ``before_training_exp``.
+    """
+
+    def __init__(self, net, recipe_for: Callable[[int], PhaseRecipe], augment: AugmentSpec,
+                 seen_classes: Callable[[int], int], device, params_for=None):
+        super().__init__()
+        self.net = net
+        self.recipe_for, self.augment, self.seen_classes = recipe_for, augment, seen_classes
+        self.device = torch.device(device)
+        self.params_for = params_for or (lambda s: s.model.parameters())
+        self.generator = torch.Generator(device=self.device)
+        self.phase = 0
+        self.epoch = 0  # epochs finished in the current phase
+        self.scheduler = None
+        self.on_epoch_end: Callable[[int], None] | None = None
+        self.pending_resume: dict | None = None
+        self.images_seen = 0
+
+    # -- state -------------------------------------------------------------------------------------------------
+    def training_state(self, strategy) -> dict:
+        return {"model": strategy.model.state_dict(), "optimizer": strategy.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict() if self.scheduler else {}, "epoch": self.epoch,
+                "generator": self.generator.get_state(), "rng": rng_state()}
+
+    # -- callbacks ---------------------------------------------------------------------------------------------
+    def before_training_exp(self, strategy, **kwargs):
+        r = self.recipe_for(self.phase)
+        self.net.set_active_classes(self.seen_classes(self.phase))
+        if r.channels_last:
+            self.net.to(memory_format=torch.channels_last)
+        x, y = materialize(strategy.adapted_dataset)
+        strategy.dataloader = TensorBatches(x.to(self.device), y.to(self.device), r.batch_size, self.augment,
+                                            self.generator, channels_last=r.channels_last)
+        strategy.optimizer = make_optimizer(self.params_for(strategy), r)
+        self.scheduler = (torch.optim.lr_scheduler.StepLR(strategy.optimizer, r.lr_step, r.lr_gamma)
+                          if r.lr_step else None)
+        self.epoch = 0
+        if self.pending_resume is not None:
+            st, self.pending_resume = self.pending_resume, None
+            strategy.model.load_state_dict(st["model"])
+            strategy.optimizer.load_state_dict(st["optimizer"])
+            if self.scheduler and st["scheduler"]:
+                self.scheduler.load_state_dict(st["scheduler"])
+            self.epoch = int(st["epoch"])
+            self.generator.set_state(st["generator"])
+            set_rng_state(st["rng"])
+
+    def after_training_iteration(self, strategy, **kwargs):
+        self.images_seen += len(strategy.mb_y)
+
+    def after_training_epoch(self, strategy, **kwargs):
+        if self.scheduler:
+            self.scheduler.step()
+        self.epoch += 1
+        if self.on_epoch_end:
+            self.on_epoch_end(self.epoch)

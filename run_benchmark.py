@@ -1,0 +1,157 @@
+#!/usr/bin/env python
+"""Command line of the suite (CONVENTIONS.md): plan cells, run them through the executor, write reports.
+
+    python run_benchmark.py                                  # embedded cifar100-mini demo, profile mini
+    python run_benchmark.py --scenario cifar100 --phases 10  # the main job (profile cpu)
+    python run_benchmark.py report DIR                        # tables and plots from DIR's result.json files
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import sys
+from pathlib import Path
+
+DEFAULT_METHODS = ["finetune", "lwf", "lwf-mc", "icarl", "ewc", "joint"]
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(prog="run_benchmark.py", description=__doc__.split("\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--task", choices=["cil", "dfkd"], default="cil")
+    p.add_argument("--scenario", nargs="+", default=None, help="scenario name(s); default cifar100-mini")
+    p.add_argument("--phases", nargs="+", type=int, default=[10], help="incremental phases after phase 0 (5 10 20)")
+    p.add_argument("--methods", "--strategies", nargs="+", default=None, dest="methods")
+    p.add_argument("--seeds", nargs="+", type=int, default=[0], help="training seeds")
+    p.add_argument("--profile", default=None, help="paper | cpu | mini | smoke (default: mini for cifar100-mini, "
+                                                   "else cpu)")
+    p.add_argument("--epochs", type=int, help="override the epochs of every phase")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--model", help="override the profile's backbone (see --list)")
+    p.add_argument("--class-order-seed", default="1993", help="seed of the class permutation, or 'natural'")
+    p.add_argument("--spread-remaining", action="store_true",
+                   help="spread all remaining classes over the phases instead of int((n-base)/phases) each")
+    p.add_argument("--base-classes", type=int, help="classes in phase 0 (default: half for cifar100/tinyimagenet)")
+    p.add_argument("--memory-total", type=int, help="fixed exemplar budget instead of 20 per class")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    p.add_argument("--data-root", default=None, help="folder with <name>.npz or torchvision layouts "
+                                                     "(default $BENCH_DATA, then ~/.cache/rgal-bench/data)")
+    p.add_argument("--cache-dir", default=None, help="phase-0 / teacher cache (default $BENCH_CACHE, then "
+                                                     "~/.cache/rgal-bench/cache)")
+    p.add_argument("--out", default=None, help="output folder (default runs/<scenario>-<date>-<time>)")
+    p.add_argument("--dry-run", action="store_true", help="print the cells, their status and predicted time")
+    p.add_argument("--list", action="store_true", help="print scenarios, methods, models and profiles")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    return p.parse_args(argv)
+
+
+def print_list():
+    from benchmark.methods import METHODS
+    from benchmark.models import MODELS
+    from benchmark.profiles import PROFILES
+    from benchmark.scenarios import SCENARIOS
+
+    print("scenarios:")
+    for e in SCENARIOS.entries():
+        print(f"  {e.name:16s} {e.description}")
+    print("methods (cil):               [name in published.csv] rows / memory")
+    for e in METHODS.entries():
+        pub = e.extra["published"]
+        pub = ", ".join(pub.values()) if isinstance(pub, dict) else pub
+        print(f"  {e.name:16s} [{pub or '-'}] rows {', '.join(e.extra['rows'])}; memory "
+              f"{e.extra['memory']}  -- {e.description}")
+    print("models:")
+    for e in MODELS.entries():
+        print(f"  {e.name:16s} {e.description}")
+    print("profiles:")
+    for e in PROFILES.entries():
+        print(f"  {e.name:16s} {e.description}")
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    from benchmark.errors import BenchError
+
+    try:
+        if argv[:1] == ["report"]:
+            if len(argv) != 2:
+                raise BenchError("usage: run_benchmark.py report DIR")
+            from benchmark.reports import write_reports
+
+            paths = write_reports(Path(argv[1]))
+            print("\n".join(str(p) for p in paths))
+            return 0
+        return run(parse_args(argv))
+    except BenchError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: finished phases are saved; run the same command again to resume", file=sys.stderr)
+        return 130
+
+
+def run(args) -> int:
+    import baselines  # noqa: F401  (registers the baselines)
+    from benchmark.errors import BenchError
+    from benchmark.executor import SequentialExecutor
+    from benchmark.runner import CellRun, command_line, make_cells, predicted_seconds, resolve_device
+
+    if args.list:
+        print_list()
+        return 0
+    if args.task != "cil":
+        raise BenchError("--task dfkd is not available yet (issue 4); use --task cil")
+    scenarios = args.scenario or ["cifar100-mini"]
+    profile = args.profile or ("mini" if scenarios == ["cifar100-mini"] else "cpu")
+    methods = args.methods or DEFAULT_METHODS
+    device = resolve_device(args.device)
+    order_seed = args.class_order_seed if args.class_order_seed == "natural" else int(args.class_order_seed)
+    cells = make_cells(scenarios=scenarios, phases=args.phases, methods=methods, seeds=args.seeds, profile=profile,
+                       epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, class_order_seed=order_seed,
+                       data_root=args.data_root, spread_remaining=args.spread_remaining,
+                       base_classes=args.base_classes, model=args.model, memory_total=args.memory_total,
+                       device_type=device.type)
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    out = Path(args.out or f"runs/{'+'.join(scenarios)}-{stamp}")
+    cache = Path(args.cache_dir or os.environ.get("BENCH_CACHE") or Path.home() / ".cache" / "rgal-bench" / "cache")
+    runs = {c.key: CellRun(c, out, cache, device, args.data_root, not args.no_progress, command_line()) for c in cells}
+    for c in cells:
+        if c.config["dropped_classes"]:
+            print(f"note: {c.config['scenario']} with {c.config['phases']} phases shows "
+                  f"{sum(c.config['phase_sizes'])} classes; {c.config['dropped_classes']} are never shown "
+                  f"(official PASS split; --spread-remaining uses them all)")
+            break
+    if args.dry_run:
+        total = 0.0
+        for c in cells:
+            r = runs[c.key]
+            st = r.status()
+            sec = 0.0 if st == "finished" else predicted_seconds(c.config)
+            from benchmark.methods import METHODS
+
+            fam = METHODS.get(c.config["method"]).phase0_family
+            p0 = ""
+            if fam:
+                p0 = " phase-0 cache: " + ("hit" if r.phase0_cache_path(fam).is_file() else f"miss ({fam})")
+            total += sec
+            print(f"{c.label:40s} {c.dirname:55s} {st:8s} ~{sec / 60:6.1f} min{p0}")
+        print(f"{len(cells)} cells, predicted {total / 60:.1f} min on {device.type} (2-core CPU figures; phase-0 "
+              f"cache hits after the first cell of a family are not subtracted)")
+        return 0
+    from benchmark.store import check_writable
+
+    check_writable(out)
+    print(f"{len(cells)} cells -> {out}  (profile {profile}, device {device})")
+    results = SequentialExecutor().run(cells, lambda c: runs[c.key].run(), progress=not args.no_progress)
+    from benchmark.reports import summary_table, write_reports
+
+    print(summary_table(results))
+    for p in write_reports(out):
+        print(f"wrote {p}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
