@@ -5,7 +5,8 @@ Where the arrays come from, in order:
    writes; HWC or NCHW, grey images may be (N, H, W));
 2. the torchvision layout under ``<data-root>`` (``cifar-100-python/``, ``cifar-10-batches-py/``, ``MNIST/raw``,
    ``tiny-imagenet-200/``);
-3. a torchvision (or, for Tiny-ImageNet, the CS231n archive) download into ``<data-root>`` when online;
+3. a torchvision (or, for Tiny-ImageNet, the CS231n archive) download into ``<data-root>`` when online (set
+   ``BENCH_OFFLINE=1`` to skip the attempt, e.g. on a cluster node without network);
 4. otherwise a one-line ``BenchError`` naming both ways to provide the data.
 ``cifar100-mini`` is embedded in the package (``benchmark/data_files``) and needs none of that.
 
@@ -152,6 +153,7 @@ def _no_data(name: str, root: Path, err: Exception) -> BenchError:
 def load_arrays(name: str, data_root: str | Path | None = None, download: bool = True) -> ArrayData:
     """Load dataset ``name`` (cifar100, cifar10, mnist, tinyimagenet, cifar100-mini) as uint8 tensors."""
     root = Path(data_root).expanduser() if data_root else default_data_root()
+    download = download and os.environ.get("BENCH_OFFLINE", "") in ("", "0")
     if name == "cifar100-mini":
         d = _from_npz(PACKAGE_DATA / "cifar100_mini.npz", name)
         d.source = "embedded:" + d.source
@@ -167,6 +169,8 @@ def load_arrays(name: str, data_root: str | Path | None = None, download: bool =
                 cls = datasets.CIFAR100 if name == "cifar100" else datasets.CIFAR10
                 d = _torchvision_cifar(cls, root, name, download)
             elif name == "mnist":
+                if not download and not (root / "MNIST" / "raw").is_dir():
+                    raise FileNotFoundError(root / "MNIST")
                 d = _torchvision_mnist(root, download)
             elif name == "tinyimagenet":
                 if not download:

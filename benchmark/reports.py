@@ -86,6 +86,12 @@ def metric_table(df: pd.DataFrame, metric: str) -> pd.DataFrame:
     return out.sort_index(axis=1, level=0, sort_remaining=False).fillna("")
 
 
+def _flat(t: pd.DataFrame) -> pd.DataFrame:
+    out = t.copy()
+    out.columns = [" ".join(c) for c in t.columns]
+    return out
+
+
 def summary_table(results: list[dict]) -> str:
     if not results:
         return "(no results)"
@@ -189,7 +195,7 @@ def write_reports(folder: Path) -> list[Path]:
         (rep / f"table{table}_{metric}.tex").write_text(t.to_latex(escape=True))
         paths += [rep / f"table{table}_{metric}.csv", rep / f"table{table}_{metric}.tex"]
         md += [f"## {metric} (%; RGAL Table {table} layout; mean ± std over seeds, published beside)", "",
-               t.to_markdown(), ""]
+               _flat(t).to_markdown(), ""]
     md += ["## Notes", ""] + [f"- {n}" for n in _notes(results)]
     (rep / "tables.md").write_text("\n".join(md) + "\n")
     paths.append(rep / "tables.md")

@@ -62,6 +62,7 @@ def make_cells(*, scenarios, phases, methods, seeds, profile, epochs=None, batch
             for m in methods:
                 entry = METHODS.entry(m)
                 params = dict(entry.extra["defaults"])
+                params.update(prof.method_params.get(m, {}))
                 if memory_total is not None and "memory_total" in params:
                     params["memory_total"] = memory_total
                 params.update((method_params or {}).get(m, {}))

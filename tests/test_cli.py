@@ -1,0 +1,155 @@
+"""The command line end to end on the embedded scenario: bad input, reports, phase-0 cache, kill and resume."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, cli
+
+SMOKE = ["--profile", "smoke", "--phases", "2", "--no-progress"]
+
+
+def _one_line_error(p, *words):
+    assert p.returncode == 2, p.stderr
+    lines = [ln for ln in p.stderr.strip().splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1 and "Traceback" not in p.stderr, p.stderr
+    for w in words:
+        assert w in lines[0], lines[0]
+
+
+@pytest.mark.parametrize("args,words", [
+    (["--scenario", "cifar1000"], ["unknown scenario", "cifar100-mini"]),
+    (["--methods", "lwf", "nope"], ["unknown method", "'nope'"]),
+    (["--profile", "gpu"], ["unknown profile", "paper"]),
+    (["--phases", "60"], ["do not fit", "at most 50"]),
+    (["--scenario", "mnist", "--phases", "3"], ["do not split"]),
+])
+def test_bad_input_gives_one_line_error(args, words, tmp_path):
+    _one_line_error(cli(*args, "--out", str(tmp_path / "o"), "--dry-run"), *words)
+
+
+def test_missing_dataset_without_network_names_both_fixes(tmp_path):
+    p = cli("--scenario", "cifar100", "--data-root", str(tmp_path / "empty"), "--dry-run")
+    _one_line_error(p, "cifar100", "--data-root", "BENCH_DATA", "download")
+
+
+def test_unwritable_output_folder(tmp_path):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    if os.access(ro, os.W_OK):  # root ignores permissions: use a path below a file instead
+        (tmp_path / "file").write_text("x")
+        ro = tmp_path / "file" / "sub"
+    _one_line_error(cli(*SMOKE, "--methods", "finetune", "--out", str(ro)), "not writable", "--out")
+
+
+def _results(folder: Path) -> dict:
+    out = {}
+    for p in folder.rglob("result.json"):
+        r = json.loads(p.read_text())
+        out[r["cell"]["method"]] = r
+    return out
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("smoke")
+    env = {"BENCH_CACHE": str(out / "cache"), "BENCH_OFFLINE": "1"}
+    p = cli(*SMOKE, "--methods", "finetune", "lwf", "ewc", "--out", str(out / "run"), env=env)
+    assert p.returncode == 0, p.stderr[-3000:]
+    return out, p
+
+
+def test_run_writes_complete_results_and_reports(smoke_run):
+    out, p = smoke_run
+    res = _results(out / "run")
+    assert set(res) == {"finetune", "lwf", "ewc"}
+    r = res["lwf"]
+    assert len(r["rows"]["lwf"]["acc"]) == 3 and r["rows"]["lwf"]["acc"][0][1] is None
+    assert r["group_counts"] == [250, 125, 125]
+    for k in ("torch", "avalanche-lib", "python"):
+        assert r["versions"][k]
+    assert "run_benchmark.py" in r["command"] and r["cell"]["recipe"]["base"]["epochs"] == 1
+    md = (out / "run" / "report" / "tables.md").read_text()
+    assert "average_accuracy" in md and "stand-in" not in md and "profile smoke" in md
+    assert (out / "run" / "report" / "seen_accuracy.png").stat().st_size > 1000
+    assert "average_accuracy" in p.stdout  # summary table
+
+
+def test_phase0_is_shared_within_a_family(smoke_run):
+    out, _ = smoke_run
+    res = _results(out / "run")
+    caches = {m: r["timings"]["phase0_cache"] for m, r in res.items()}
+    assert caches["finetune"].startswith("miss") and caches["lwf"].startswith("hit")
+    assert caches["ewc"].startswith("hit")
+    # same phase-0 model, so the same phase-0 accuracy row
+    assert res["lwf"]["rows"]["lwf"]["acc"][0] == res["finetune"]["rows"]["finetune"]["acc"][0]
+
+
+def test_cached_phase0_gives_the_same_numbers_as_training_it(smoke_run, tmp_path):
+    out, _ = smoke_run
+    env = {"BENCH_CACHE": str(tmp_path / "cold"), "BENCH_OFFLINE": "1"}
+    p = cli(*SMOKE, "--methods", "lwf", "--out", str(tmp_path / "cold_run"), env=env)
+    assert p.returncode == 0, p.stderr[-2000:]
+    cold = _results(tmp_path / "cold_run")["lwf"]
+    warm = _results(out / "run")["lwf"]
+    assert cold["timings"]["phase0_cache"].startswith("miss")
+    assert cold["rows"]["lwf"]["acc"] == warm["rows"]["lwf"]["acc"]
+
+
+def test_finished_cells_are_skipped_and_dry_run_reports_them(smoke_run):
+    out, _ = smoke_run
+    env = {"BENCH_CACHE": str(out / "cache"), "BENCH_OFFLINE": "1"}
+    p = cli(*SMOKE, "--methods", "finetune", "lwf", "--out", str(out / "run"), "--dry-run", env=env)
+    assert p.returncode == 0 and p.stdout.count("finished") == 2
+
+
+def test_report_action_rebuilds_tables_from_results_alone(smoke_run, tmp_path):
+    out, _ = smoke_run
+    import shutil
+
+    shutil.copytree(out / "run", tmp_path / "copy", ignore=shutil.ignore_patterns("checkpoint.pt", "report"))
+    p = cli("report", str(tmp_path / "copy"))
+    assert p.returncode == 0, p.stderr
+    assert (tmp_path / "copy" / "report" / "table15_forgetting_max.tex").is_file()
+
+
+def test_corrupt_checkpoint_gives_one_line_error_and_keeps_results(smoke_run, tmp_path):
+    out, _ = smoke_run
+    import shutil
+
+    shutil.copytree(out / "run", tmp_path / "r")
+    res_dir = next(p.parent for p in (tmp_path / "r").rglob("result.json") if "lwf" in p.parent.name)
+    (res_dir / "result.json").unlink()
+    (res_dir / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    env = {"BENCH_CACHE": str(out / "cache"), "BENCH_OFFLINE": "1"}
+    p = cli(*SMOKE, "--methods", "finetune", "lwf", "--out", str(tmp_path / "r"), env=env)
+    _one_line_error(p, "corrupt", "checkpoint.pt", "delete")
+    assert len(list((tmp_path / "r").rglob("result.json"))) == 2  # finetune's and ewc's are intact
+
+
+def test_killed_run_resumes_to_the_same_numbers(tmp_path):
+    args = ["--profile", "smoke", "--phases", "2", "--epochs", "3", "--methods", "lwf", "--no-progress"]
+    env = dict(os.environ, BENCH_CACHE=str(tmp_path / "c1"), BENCH_OFFLINE="1")
+    ref = cli(*args, "--out", str(tmp_path / "ref"), env={"BENCH_CACHE": str(tmp_path / "c0")})
+    assert ref.returncode == 0, ref.stderr[-2000:]
+    run = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, str(ROOT / "run_benchmark.py"), *args, "--out", str(run)], env=env,
+                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not list(run.rglob("checkpoint.pt")) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    assert proc.poll() is None, "run finished before it could be killed"
+    proc.send_signal(signal.SIGKILL)  # mid-phase: the first checkpoint is written after epoch 1 of phase 0
+    proc.wait()
+    ck = __import__("torch").load(next(run.rglob("checkpoint.pt")), weights_only=True)
+    assert ck["training"] is not None and ck["state"]["phases_done"] == 0
+    again = cli(*args, "--out", str(run), env={"BENCH_CACHE": str(tmp_path / "c1")})
+    assert again.returncode == 0, again.stderr[-2000:]
+    a, b = _results(tmp_path / "ref")["lwf"], _results(run)["lwf"]
+    assert a["rows"] == b["rows"]

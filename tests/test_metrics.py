@@ -1,0 +1,59 @@
+"""Metrics against worked examples computed by hand."""
+import math
+
+import pytest
+
+from benchmark import metrics
+
+# 3 phases; groups of 100, 50, 50 test samples
+ACC = [[0.80, None, None],
+       [0.60, 0.90, None],
+       [0.50, 0.70, 0.95]]
+COUNTS = [100, 50, 50]
+
+
+def test_seen_accuracy_is_sample_weighted():
+    s = metrics.seen_accuracy(ACC, COUNTS)
+    assert s[0] == pytest.approx(0.80)
+    assert s[1] == pytest.approx((0.60 * 100 + 0.90 * 50) / 150)  # 0.70
+    assert s[2] == pytest.approx((50 + 35 + 47.5) / 200)  # 0.6625
+
+
+def test_average_and_overall():
+    assert metrics.average_incremental_accuracy(ACC, COUNTS) == pytest.approx((0.80 + 0.70 + 0.6625) / 3)
+    assert metrics.overall_accuracy(ACC, COUNTS) == pytest.approx(0.6625)
+
+
+def test_forgetting_max_and_first():
+    # group 0: max(0.80, 0.60) - 0.50 = 0.30; group 1: max(0.90) - 0.70 = 0.20
+    assert metrics.forgetting_max(ACC) == pytest.approx(0.25)
+    # first: (0.80 - 0.50 + 0.90 - 0.70) / 2
+    assert metrics.forgetting_first(ACC) == pytest.approx(0.25)
+
+
+def test_forgetting_max_differs_from_first_when_accuracy_rises_later():
+    acc = [[0.5, None, None], [0.7, 0.8, None], [0.4, 0.6, 0.9]]
+    assert metrics.forgetting_max(acc) == pytest.approx(((0.7 - 0.4) + (0.8 - 0.6)) / 2)
+    assert metrics.forgetting_first(acc) == pytest.approx(((0.5 - 0.4) + (0.8 - 0.6)) / 2)
+
+
+def test_one_phase_only():
+    s = metrics.summarize([[0.42]], [10])
+    assert s["average_accuracy"] == pytest.approx(0.42) and s["overall_accuracy"] == pytest.approx(0.42)
+    assert s["forgetting_max"] is None and s["forgetting_first"] is None
+    assert math.isnan(metrics.forgetting_max([[0.42]]))
+
+
+def test_group_never_learned():
+    # group 1 is never recognised: 0 accuracy from the start, so it adds nothing to forgetting
+    acc = [[0.9, None, None], [0.8, 0.0, None], [0.7, 0.0, 0.6]]
+    assert metrics.forgetting_max(acc) == pytest.approx((0.2 + 0.0) / 2)
+    assert metrics.seen_accuracy(acc, [10, 10, 10])[1] == pytest.approx(0.4)
+
+
+def test_several_classifiers_are_independent_rows():
+    rows = {"icarl-cnn": ACC, "icarl-ncm": [[0.8, None, None], [0.7, 0.8, None], [0.65, 0.7, 0.8]]}
+    out = {k: metrics.summarize(v, COUNTS) for k, v in rows.items()}
+    assert out["icarl-cnn"]["forgetting_max"] == pytest.approx(0.25)
+    assert out["icarl-ncm"]["forgetting_max"] == pytest.approx((0.15 + 0.10) / 2)
+    assert out["icarl-ncm"]["overall_accuracy"] == pytest.approx((65 + 35 + 40) / 200)
