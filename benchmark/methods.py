@@ -82,9 +82,13 @@ def register_method(name: str, *, published: str = "", memory: str = "none", row
 
 def quiet_evaluator():
     """An Avalanche evaluator that computes and prints nothing: evaluation is the suite's (``evaluation.py``)."""
+    import warnings
+
     from avalanche.training.plugins import EvaluationPlugin
 
-    return EvaluationPlugin(loggers=[])
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="No loggers specified")
+        return EvaluationPlugin(loggers=[])
 
 
 def make_suite_plugin(ctx: MethodContext, seen_classes=None, params_for=None):
