@@ -124,21 +124,28 @@ def run(args) -> int:
                   f"(official PASS split; --spread-remaining uses them all)")
             break
     if args.dry_run:
-        total = 0.0
+        from benchmark.cells import phase0_key
+        from benchmark.methods import METHODS
+
+        total, planned = 0.0, set()
         for c in cells:
             r = runs[c.key]
             st = r.status()
-            sec = 0.0 if st == "finished" else predicted_seconds(c.config)
-            from benchmark.methods import METHODS
-
+            p0_sec, rest_sec = predicted_seconds(c.config)
             fam = METHODS.get(c.config["method"]).phase0_family
             p0 = ""
             if fam:
-                p0 = " phase-0 cache: " + ("hit" if r.phase0_cache_path(fam).is_file() else f"miss ({fam})")
+                key = phase0_key(c.config, fam)
+                if r.phase0_cache_path(fam).is_file() or key in planned:
+                    p0, p0_sec = " phase-0 cache: hit" + ("" if r.phase0_cache_path(fam).is_file() else
+                                                          " (trained by an earlier cell)"), 0.0
+                else:
+                    p0 = f" phase-0 cache: miss ({fam})"
+                planned.add(key)
+            sec = 0.0 if st == "finished" else p0_sec + rest_sec
             total += sec
             print(f"{c.label:40s} {c.dirname:55s} {st:8s} ~{sec / 60:6.1f} min{p0}")
-        print(f"{len(cells)} cells, predicted {total / 60:.1f} min on {device.type} (2-core CPU figures; phase-0 "
-              f"cache hits after the first cell of a family are not subtracted)")
+        print(f"{len(cells)} cells, predicted {total / 60:.1f} min (2-core CPU throughput figures; a GPU is faster)")
         return 0
     from benchmark.store import check_writable
 
