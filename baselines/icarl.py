@@ -45,13 +45,9 @@ class ICaRL(CILMethod):
         self.icarl_plugin.output_size = net.num_classes
         self.icarl_plugin.input_size = ctx.scenario.data.x_train.shape[1:]
 
-    def predictors(self):
-        net, ncm = self.model, self.strategy.model.eval_classifier
-
-        def ncm_scores(x):
-            return ncm(net.backbone(x))
-
-        return {"icarl-cnn": net, "icarl-ncm": ncm_scores}
+    def scores(self, x):
+        emb = self.model.backbone(x)
+        return {"icarl-cnn": self.model.head(emb), "icarl-ncm": self.strategy.model.eval_classifier(emb)}
 
     def state_dict(self):
         p = self.icarl_plugin

@@ -28,5 +28,4 @@ class Joint(CILMethod):
             return  # already trained on everything in phase 0
         self.suite_plugin.phase = 0
         self.strategy.train_epochs = epochs
-        self.strategy._is_fitted = False
         self.strategy.train(list(self.ctx.scenario.benchmark.train_stream), eval_streams=[])

@@ -1,4 +1,5 @@
-"""The suite's evaluation: one function fills a row of the accuracy matrix for every classifier of a method.
+"""The suite's evaluation: one pass over the test set fills a row of the accuracy matrix for every classifier of a
+method (``method.scores(x)`` returns each classifier's class scores from one forward pass).
 
 After phase k each test sample of the seen classes is classified among the classes seen up to phase k (the first
 ``n_seen`` scores; labels are class-order positions) and accuracy is taken per class group.
@@ -9,24 +10,25 @@ import torch
 
 
 @torch.no_grad()
-def accuracy_row(predict, x_test: torch.Tensor, y_test: torch.Tensor, bounds: list[tuple[int, int]], k: int,
-                 device, batch_size: int = 500) -> list[float | None]:
+def accuracy_rows(scores_fn, x_test: torch.Tensor, y_test: torch.Tensor, bounds: list[tuple[int, int]], k: int,
+                  device, batch_size: int = 500) -> dict[str, list[float | None]]:
+    """Row name -> ``acc[k][:]`` (``None`` for groups not seen yet)."""
     n_seen = bounds[k][1]
     keep = y_test < n_seen
     x, y = x_test[keep], y_test[keep]
-    preds = []
+    preds: dict[str, list[torch.Tensor]] = {}
     for i in range(0, len(y), batch_size):
-        scores = predict(x[i:i + batch_size].to(device))
-        preds.append(scores[:, :n_seen].argmax(1).cpu())
-    pred = torch.cat(preds) if preds else torch.empty(0, dtype=torch.long)
-    row: list[float | None] = []
-    for j, (lo, hi) in enumerate(bounds):
-        if j > k:
-            row.append(None)
-            continue
-        m = (y >= lo) & (y < hi)
-        row.append(float((pred[m] == y[m]).float().mean()) if m.any() else float("nan"))
-    return row
+        for name, scores in scores_fn(x[i:i + batch_size].to(device)).items():
+            preds.setdefault(name, []).append(scores[:, :n_seen].argmax(1).cpu())
+    rows = {}
+    for name, chunks in preds.items():
+        pred = torch.cat(chunks)
+        row: list[float | None] = []
+        for j, (lo, hi) in enumerate(bounds):
+            m = (y >= lo) & (y < hi)
+            row.append(None if j > k else float((pred[m] == y[m]).float().mean()) if m.any() else float("nan"))
+        rows[name] = row
+    return rows
 
 
 def evaluate_phase(method, scenario, k: int, device) -> dict[str, list]:
@@ -36,7 +38,6 @@ def evaluate_phase(method, scenario, k: int, device) -> dict[str, list]:
     model.eval()
     try:
         d = scenario.data
-        return {name: accuracy_row(fn, d.x_test, d.y_test, scenario.group_bounds(), k, device)
-                for name, fn in method.predictors().items()}
+        return accuracy_rows(method.scores, d.x_test, d.y_test, scenario.group_bounds(), k, device)
     finally:
         model.train(was_training)

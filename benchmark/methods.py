@@ -2,7 +2,8 @@
 
 A method wraps an Avalanche strategy (``self.strategy``) built around the suite's model and
 ``SuiteTrainingPlugin``.  The runner calls, for every phase k: ``train_phase(k, experience)``, then evaluates every
-classifier of ``predictors()`` (one row each in the tables: e.g. iCaRL's CNN and nearest-mean-of-exemplars).
+classifier that ``scores(x)`` returns (one row each in the tables: e.g. iCaRL's CNN and nearest-mean-of-exemplars,
+computed from one forward pass).
 ``state_dict()`` / ``load_state_dict()`` carry the method's own state between phases (previous model, Fisher
 information, exemplars, ...) so that checkpoints load with ``torch.load(weights_only=True)``.
 
@@ -54,9 +55,9 @@ class CILMethod:
         self.strategy.train(experience, eval_streams=[])
 
     # -- evaluation --------------------------------------------------------------------------------------------
-    def predictors(self) -> dict[str, Callable[[torch.Tensor], torch.Tensor]]:
-        """Row name -> function mapping a batch of images to class scores (argmax = prediction)."""
-        return {self.name: self.model}
+    def scores(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Row name -> class scores of the batch ``x`` (argmax = prediction)."""
+        return {self.name: self.model(x)}
 
     # -- state -------------------------------------------------------------------------------------------------
     def state_dict(self) -> dict:

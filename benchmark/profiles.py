@@ -5,8 +5,8 @@ schedule for every row of a table), and what each profile shrinks relative to ``
 101 epochs in every phase, StepLR(45, 0.1)), applied to every method so that rows are comparable.  ``cpu`` keeps
 the losses, optimiser and the shape of the schedule (one decay by 10 at 45 % of the epochs) and shrinks the
 backbone and the epochs to fit CONVENTIONS.md's budget (one CIFAR-100 10-phase cell <= 45 min on 2 cores).  Measured here
-(``benchmarks/throughput.py``-style side-by-side runs, batch 64, channels_last): ResNet-20 about 430 training
-images/s, reduced ResNet-18 about 210, so ResNet-20 buys twice the epochs.
+(``python benchmarks/throughput.py``: side-by-side runs, batch 64, channels_last): ResNet-20 about 430 training
+images/s, reduced ResNet-18 210-260 (two runs), so ResNet-20 buys 1.6-2x the epochs.
 """
 from __future__ import annotations
 
@@ -57,7 +57,7 @@ for _p in [
     Profile("paper", "resnet18", _adam(101, 64, 45, False), _adam(101, 64, 45, False),
             "none: published PASS recipe (ResNet-18, 101 epochs per phase, batch 64); for GPUs"),
     Profile("cpu", "resnet20", _adam(20, 64, 9, True), _adam(8, 64, 4, True),
-            "CIFAR ResNet-20 (64-d embedding, channels_last) instead of ResNet-18 (about 2x the throughput of a "
+            "CIFAR ResNet-20 (64-d embedding, channels_last) instead of ResNet-18 (1.6-2x the throughput of a "
             "reduced ResNet-18 here); 20 epochs in phase 0 and 8 in later phases instead of 101 (one StepLR decay "
             "at 45 % of the epochs kept)"),
     Profile("mini", "resnet20", _adam(6, 32, 3, True), _adam(2, 32, 0, True),

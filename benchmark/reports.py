@@ -159,8 +159,7 @@ def plot_heatmaps(results: list[dict], folder: Path) -> list[Path]:
             groups.setdefault((c["scenario"], c["phases"], row), []).append(m["acc"])
     paths = []
     for (scen, ph, row), mats in sorted(groups.items()):
-        a = np.array([[np.nan if v is None else v * 100 for v in rr] for rr in np.mean(
-            [[[np.nan if v is None else v for v in rr] for rr in m] for m in mats], axis=0)])
+        a = 100 * np.mean([[[np.nan if v is None else v for v in rr] for rr in m] for m in mats], axis=0)
         fig, ax = plt.subplots(figsize=(1 + 0.45 * a.shape[1], 1 + 0.4 * a.shape[0]))
         sns.heatmap(a, annot=a.shape[1] <= 11, fmt=".0f", vmin=0, vmax=100, cmap="viridis", ax=ax,
                     cbar_kws={"label": "accuracy (%)"})

@@ -30,8 +30,10 @@ from benchmark.profiles import PROFILES, Profile
 from benchmark.scenarios import SCENARIOS, build_scenario
 from benchmark.training import PhaseRecipe, seed_everything
 
-# CPU training throughput (images/s, 2 cores, batch 64, channels_last; measured here side by side) for --dry-run
-CPU_IMAGES_PER_S = {"resnet18": 50, "resnet34": 25, "reduced_resnet18": 210, "resnet20": 430, "resnet32": 250,
+# CPU training throughput (images/s, 2 cores, batch 64, channels_last) for --dry-run's predictions.  resnet20,
+# resnet32 and reduced_resnet18 were measured here with benchmarks/throughput.py; resnet18 is DEVELOPERS.md's figure;
+# the others are estimates from their FLOPs and will be measured when the DFKD work uses them.
+CPU_IMAGES_PER_S = {"resnet18": 50, "resnet34": 25, "reduced_resnet18": 240, "resnet20": 430, "resnet32": 270,
                     "wrn16_1": 900, "wrn16_2": 400, "wrn40_1": 300, "wrn40_2": 120, "lenet5": 8000,
                     "lenet5_half": 12000}
 
@@ -69,7 +71,8 @@ def make_cells(*, scenarios, phases, methods, seeds, profile, epochs=None, batch
                 for seed in seeds:
                     cells.append(Cell({
                         "task": "cil", "scenario": scen, "phases": ph, "phase_sizes": sc.sizes,
-                        "spread_remaining": spread_remaining, "dropped_classes": sc.dropped_classes,
+                        "spread_remaining": spread_remaining, "base_classes": base_classes,
+                        "dropped_classes": sc.dropped_classes,
                         "class_order_seed": class_order_seed, "seed": seed, "profile": profile,
                         "model": model or prof.model, "recipe": {"base": asdict(prof.base), "inc": asdict(prof.inc)},
                         "method": m, "method_params": params, "data_sha256": sc.data.sha256,
@@ -139,7 +142,7 @@ class CellRun:
             return done
         cfg = self.cfg
         sc = build_scenario(cfg["scenario"], cfg["phases"], cfg["class_order_seed"], self.data_root,
-                            cfg["spread_remaining"], cfg["phase_sizes"][0])
+                            cfg["spread_remaining"], cfg["base_classes"])
         if sc.data.sha256 != cfg["data_sha256"]:
             raise BenchError(f"data under {sc.data.source} changed since the cell was planned; re-run the command")
         seed_everything(cfg["seed"])
