@@ -61,14 +61,16 @@ def make_cells(*, scenarios, phases, methods, seeds, profile, epochs=None, batch
         SCENARIOS.entry(scen)
         for ph in phases:
             sc = build_scenario(scen, ph, class_order_seed, data_root, spread_remaining, base_classes)
-            for m in methods:
-                entry = METHODS.entry(m)
-                params = dict(entry.extra["defaults"])
-                params.update(prof.method_params.get(m, {}))
-                if memory_total is not None and "memory_total" in params:
-                    params["memory_total"] = memory_total
-                params.update((method_params or {}).get(m, {}))
-                for seed in seeds:
+            # seed-major order: an interrupted sweep has every method of the first seeds rather than every seed of
+            # the first methods
+            for seed in seeds:
+                for m in methods:
+                    entry = METHODS.entry(m)
+                    params = dict(entry.extra["defaults"])
+                    params.update(prof.method_params.get(m, {}))
+                    if memory_total is not None and "memory_total" in params:
+                        params["memory_total"] = memory_total
+                    params.update((method_params or {}).get(m, {}))
                     cells.append(Cell({
                         "task": "cil", "scenario": scen, "phases": ph, "phase_sizes": sc.sizes,
                         "spread_remaining": spread_remaining, "base_classes": base_classes,
