@@ -1,0 +1,46 @@
+"""Prototype bank: class means and radius against numpy's definitions, sampling distribution, state round trip."""
+import numpy as np
+import pytest
+import torch
+
+from strategies.prototypes import PrototypeBank
+
+
+def test_means_and_radius_match_official_numpy_computation():
+    g = torch.Generator().manual_seed(0)
+    f = torch.randn(60, 5, generator=g)
+    y = torch.tensor([0] * 20 + [1] * 25 + [2] * 15)
+    bank = PrototypeBank()
+    bank.update(f, y)
+    radius = []
+    for c in range(3):
+        fc = f[y == c].numpy().astype(np.float64)
+        assert np.allclose(bank.means[c].numpy(), fc.mean(0), atol=1e-6)
+        radius.append(np.trace(np.cov(fc.T)) / 5)
+    assert bank.radius == pytest.approx(np.sqrt(np.mean(radius)))
+
+
+def test_radius_is_kept_from_phase_0_unless_recomputed():
+    g = torch.Generator().manual_seed(1)
+    bank, again = PrototypeBank(), PrototypeBank(recompute_radius=True)
+    for b in (bank, again):
+        b.update(torch.randn(40, 4, generator=g), torch.tensor([0] * 20 + [1] * 20))
+    r0 = bank.radius
+    for b in (bank, again):
+        b.update(10 * torch.randn(40, 4, generator=g), torch.tensor([2] * 20 + [3] * 20))
+    assert bank.radius == r0 and again.radius > 3 * r0 and bank.classes == [0, 1, 2, 3]
+
+
+def test_sampling_draws_classes_uniformly_with_gaussian_noise_of_radius_r():
+    bank = PrototypeBank()
+    bank.means = {0: torch.zeros(64), 1: torch.full((64,), 10.0), 2: torch.full((64,), -10.0)}
+    bank.radius = 0.5
+    p, y = bank.sample(30000, torch.Generator().manual_seed(2))
+    freq = torch.bincount(y, minlength=3).float() / len(y)
+    assert torch.allclose(freq, torch.full((3,), 1 / 3), atol=0.01)
+    noise = p - torch.stack([bank.means[int(c)] for c in y])
+    assert noise.mean().abs() < 0.01 and noise.std().item() == pytest.approx(0.5, rel=0.01)
+    st = bank.state_dict()
+    other = PrototypeBank()
+    other.load_state_dict(st)
+    assert other.radius == 0.5 and torch.equal(other.means[1], bank.means[1])
