@@ -13,7 +13,7 @@ import os
 import sys
 from pathlib import Path
 
-DEFAULT_METHODS = ["finetune", "lwf", "lwf-mc", "icarl", "ewc", "joint"]
+DEFAULT_METHODS = ["finetune", "lwf", "lwf-mc", "icarl", "ewc", "joint", "pass"]
 
 
 def parse_args(argv):
@@ -94,6 +94,7 @@ def main(argv=None) -> int:
 
 def run(args) -> int:
     import baselines  # noqa: F401  (registers the baselines)
+    import strategies  # noqa: F401  (registers PASS)
     from benchmark.errors import BenchError
     from benchmark.executor import SequentialExecutor
     from benchmark.runner import CellRun, command_line, make_cells, predicted_seconds, resolve_device

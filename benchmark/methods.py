@@ -14,7 +14,7 @@ herding) runs on them.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
@@ -33,12 +33,13 @@ class MethodContext:
     recipe_for: Callable  # phase -> PhaseRecipe
     params: dict  # the method's own hyper-parameters (resolved)
     device: torch.device
-    extra_plugins: list = field(default_factory=list)
+    seed: int = 0  # the cell's training seed (for generators a method owns, e.g. prototype computation)
 
 
 class CILMethod:
     name = "method"
     phase0_family: str | None = "ce"
+    outputs_per_class = 1  # PASS's rotation head has 4
     memory_note = "none"
 
     def __init__(self, ctx: MethodContext):

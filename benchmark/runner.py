@@ -148,10 +148,11 @@ class CellRun:
         if sc.data.sha256 != cfg["data_sha256"]:
             raise BenchError(f"data under {sc.data.source} changed since the cell was planned; re-run the command")
         seed_everything(cfg["seed"])
-        model = build_model(cfg["model"], sc.n_used_classes, sc.data.channels, sc.spec.mean, sc.spec.std)
-        model.to(self.device)
         method_cls = METHODS.get(cfg["method"])
-        ctx = MethodContext(model, sc, self.recipe_for, dict(cfg["method_params"]), self.device)
+        model = build_model(cfg["model"], sc.n_used_classes * method_cls.outputs_per_class, sc.data.channels,
+                            sc.spec.mean, sc.spec.std)
+        model.to(self.device)
+        ctx = MethodContext(model, sc, self.recipe_for, dict(cfg["method_params"]), self.device, cfg["seed"])
         method = method_cls(ctx)
         bench = sc.benchmark
 

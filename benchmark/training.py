@@ -57,8 +57,9 @@ class TensorBatches:
     """Iterable over shuffled, augmented minibatches ``[x, y, t]`` of in-memory tensors, on ``device``."""
 
     def __init__(self, x, y, batch_size, augment: AugmentSpec, generator: torch.Generator, drop_last=False,
-                 channels_last=False):
+                 channels_last=False, on_batch=None):
         self.x, self.y, self.bs, self.aug, self.gen = x, y, batch_size, augment, generator
+        self.on_batch = on_batch  # called with each batch's size (counts original images, before e.g. rotation)
         self.drop_last, self.channels_last = drop_last, channels_last
         self.t = torch.zeros(batch_size, dtype=torch.long, device=x.device)
 
@@ -73,6 +74,8 @@ class TensorBatches:
             xb = augment_batch(self.x[idx], self.aug, self.gen)
             if self.channels_last:
                 xb = xb.contiguous(memory_format=torch.channels_last)
+            if self.on_batch:
+                self.on_batch(len(idx))
             yield [xb, self.y[idx], self.t[: len(idx)]]
 
 
@@ -147,7 +150,7 @@ class SuiteTrainingPlugin(SupervisedPlugin):
             self.net.to(memory_format=torch.channels_last)
         x, y = materialize(strategy.adapted_dataset)
         strategy.dataloader = TensorBatches(x.to(self.device), y.to(self.device), r.batch_size, self.augment,
-                                            self.generator, channels_last=r.channels_last)
+                                            self.generator, channels_last=r.channels_last, on_batch=self._count)
         strategy.optimizer = make_optimizer(self.params_for(strategy), r)
         self.scheduler = (torch.optim.lr_scheduler.StepLR(strategy.optimizer, r.lr_step, r.lr_gamma)
                           if r.lr_step else None)
@@ -162,8 +165,8 @@ class SuiteTrainingPlugin(SupervisedPlugin):
             self.generator.set_state(st["generator"])
             set_rng_state(st["rng"])
 
-    def after_training_iteration(self, strategy, **kwargs):
-        self.images_seen += len(strategy.mb_y)
+    def _count(self, n: int) -> None:
+        self.images_seen += n
 
     def after_training_epoch(self, strategy, **kwargs):
         if self.scheduler:
