@@ -60,6 +60,10 @@ class CILMethod:
         """Row name -> class scores of the batch ``x`` (argmax = prediction)."""
         return {self.name: self.model(x)}
 
+    def extra_results(self) -> dict:
+        """Method-specific figures stored in ``result.json`` under ``extra`` (e.g. RGAL's prototype movement)."""
+        return {}
+
     # -- state -------------------------------------------------------------------------------------------------
     def state_dict(self) -> dict:
         return {}

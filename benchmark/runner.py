@@ -252,7 +252,8 @@ class CellRun:
             notes.append("joint: one offline training on all classes; forgetting is 0 by construction")
         return {
             "key": self.cell.key, "cell": self.cfg, "rows": rows, "group_counts": counts,
-            "class_order": sc.order, "profile_gap_to_paper": PROFILES.get(self.cfg["profile"]).gap_to_paper, "memory": method.memory_note, "notes": notes,
+            "extra": method.extra_results(), "class_order": sc.order, "memory": method.memory_note, "notes": notes,
+            "profile_gap_to_paper": PROFILES.get(self.cfg["profile"]).gap_to_paper,
             "timings": {"phase_seconds": state["phase_times"], "wall_seconds": sum(state["phase_times"]),
                         "train_images_per_s": state["train_images"] / max(state["train_seconds"], 1e-9),
                         "phase0_cache": state["phase0_cache"]},

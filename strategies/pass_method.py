@@ -60,3 +60,37 @@ class PASS(CILMethod):
         if st["old_model"] is not None:
             self.old.update(self.model)
             self.old.model.load_state_dict(st["old_model"])
+
+
+@register_method("pass+rgal-g", published="PASS+RGAL L'_g only",
+                 defaults={**PASS_DEFAULTS, "rgal_steps": 10, "rgal_lr": 1e-3, "rgal_optimizer": "adam",
+                           "rgal_adv": 1.0, "rgal_ntri": 1.0, "rgal_oh": 1.0, "rgal_sampler": "focal"},
+                 description="PASS + RGAL prototype optimisation only (L'_g; Tables 16-17 ablation)")
+class PASSRGALG(PASS):
+    def __init__(self, ctx):
+        super().__init__(ctx)
+        from benchmark.methods import put_last
+        from strategies.rgal.prototype_optimization import PrototypeOptimizationPlugin
+
+        prm = ctx.params
+        self.rgal_gen = torch.Generator()
+        self.rgal_g = PrototypeOptimizationPlugin(
+            self.proto_aug, self.old, ctx.model.head, lambda: self.bank.radius, label_scale=4,
+            steps=prm["rgal_steps"], lr=prm["rgal_lr"], optimizer=prm["rgal_optimizer"], w_adv=prm["rgal_adv"],
+            w_ntri=prm["rgal_ntri"], w_oh=prm["rgal_oh"], sampler=prm["rgal_sampler"], generator=self.rgal_gen)
+        self.strategy.plugins.append(self.rgal_g)
+        put_last(self.strategy, self.suite_plugin)
+
+    def train_phase(self, k, experience, epochs):
+        self.rgal_gen.manual_seed(self.ctx.seed * 1000 + k + 900)
+        super().train_phase(k, experience, epochs)
+
+    def extra_results(self):
+        return {"prototype_movement_per_phase": list(self.rgal_g.movement)}
+
+    def state_dict(self):
+        return {**super().state_dict(), "movement": list(self.rgal_g.movement)}
+
+    def load_state_dict(self, st):
+        super().load_state_dict(st)
+        self.rgal_g.movement = list(st["movement"])
