@@ -1,6 +1,7 @@
 """The command line end to end on the embedded scenario: bad input, reports, phase-0 cache, kill and resume."""
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -60,7 +61,7 @@ def _results(folder: Path) -> dict:
 def smoke_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("smoke")
     env = {"BENCH_CACHE": str(out / "cache"), "BENCH_OFFLINE": "1"}
-    p = cli(*SMOKE, "--methods", "finetune", "lwf", "ewc", "--out", str(out / "run"), env=env)
+    p = cli(*SMOKE, "--methods", "finetune", "lwf", "ewc", "pass", "--out", str(out / "run"), env=env)
     assert p.returncode == 0, p.stderr[-3000:]
     return out, p
 
@@ -68,7 +69,7 @@ def smoke_run(tmp_path_factory):
 def test_run_writes_complete_results_and_reports(smoke_run):
     out, p = smoke_run
     res = _results(out / "run")
-    assert set(res) == {"finetune", "lwf", "ewc"}
+    assert set(res) == {"finetune", "lwf", "ewc", "pass"}
     r = res["lwf"]
     assert len(r["rows"]["lwf"]["acc"]) == 3 and r["rows"]["lwf"]["acc"][0][1] is None
     assert r["group_counts"] == [250, 125, 125]
@@ -94,12 +95,21 @@ def test_phase0_is_shared_within_a_family(smoke_run):
 def test_cached_phase0_gives_the_same_numbers_as_training_it(smoke_run, tmp_path):
     out, _ = smoke_run
     env = {"BENCH_CACHE": str(tmp_path / "cold"), "BENCH_OFFLINE": "1"}
+    # warm: lwf loaded finetune's phase 0; pass trained its own.  Cold run: lwf trains phase 0, pass loads a
+    # phase 0 cached by a first pass run (prototypes come from a seeded generator of their own)
     p = cli(*SMOKE, "--methods", "lwf", "--out", str(tmp_path / "cold_run"), env=env)
     assert p.returncode == 0, p.stderr[-2000:]
     cold = _results(tmp_path / "cold_run")["lwf"]
     warm = _results(out / "run")["lwf"]
     assert cold["timings"]["phase0_cache"].startswith("miss")
     assert cold["rows"]["lwf"]["acc"] == warm["rows"]["lwf"]["acc"]
+    shutil.copytree(out / "cache", tmp_path / "cache2")
+    env2 = {"BENCH_CACHE": str(tmp_path / "cache2"), "BENCH_OFFLINE": "1"}
+    p = cli(*SMOKE, "--methods", "pass", "--out", str(tmp_path / "warm_pass"), env=env2)
+    assert p.returncode == 0, p.stderr[-2000:]
+    hit, trained = _results(tmp_path / "warm_pass")["pass"], _results(out / "run")["pass"]
+    assert hit["timings"]["phase0_cache"].startswith("hit") and trained["timings"]["phase0_cache"].startswith("miss")
+    assert hit["rows"]["pass"]["acc"] == trained["rows"]["pass"]["acc"]
 
 
 def test_finished_cells_are_skipped_and_dry_run_reports_them(smoke_run):
@@ -130,7 +140,7 @@ def test_corrupt_checkpoint_gives_one_line_error_and_keeps_results(smoke_run, tm
     env = {"BENCH_CACHE": str(out / "cache"), "BENCH_OFFLINE": "1"}
     p = cli(*SMOKE, "--methods", "finetune", "lwf", "--out", str(tmp_path / "r"), env=env)
     _one_line_error(p, "corrupt", "checkpoint.pt", "delete")
-    assert len(list((tmp_path / "r").rglob("result.json"))) == 2  # finetune's and ewc's are intact
+    assert len(list((tmp_path / "r").rglob("result.json"))) == 3  # finetune's, ewc's and pass's are intact
 
 
 def test_killed_run_resumes_to_the_same_numbers(tmp_path):
