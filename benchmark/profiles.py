@@ -60,8 +60,8 @@ for _p in [
             "CIFAR ResNet-20 (64-d embedding, channels_last) instead of ResNet-18 (1.6-2x the throughput of a "
             "reduced ResNet-18 here); 20 epochs in phase 0 and 8 in later phases instead of 101 (one StepLR decay "
             "at 45 % of the epochs kept)"),
-    Profile("mini", "resnet20", _adam(3, 32, 0, True), _adam(2, 32, 0, True),
-            "embedded demo: ResNet-20, 3 epochs in phase 0 and 2 later, batch 32, on 20 training images per class "
+    Profile("mini", "resnet20", _adam(3, 32, 0, True), _adam(1, 32, 0, True),
+            "embedded demo: ResNet-20, 3 epochs in phase 0 and 1 later, batch 32, on 20 training images per class "
             "(a pipeline demo: accuracies are far below any published number); iCaRL keeps 2 exemplars per class, "
             "the same 4 % of a class's training images as 20 of CIFAR-100's 500",
             method_params={"icarl": {"memory_per_class": 2}}),
