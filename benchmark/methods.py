@@ -73,14 +73,15 @@ class CILMethod:
 
 
 def register_method(name: str, *, published: str = "", memory: str = "none", rows: list[str] | None = None,
-                    defaults: dict | None = None, description: str = ""):
-    """Class decorator: registers a ``CILMethod`` subclass with its default hyper-parameters."""
+                    defaults: dict | None = None, description: str = "", recipe_group: str | None = None):
+    """Class decorator: registers a ``CILMethod`` subclass with its default hyper-parameters.  ``recipe_group``
+    names the profile recipes the method trains with (``Profile.group_recipes``; default: the shared recipe)."""
 
     def deco(cls):
         cls.name = name
         cls.memory_note = memory
         METHODS.register(name, cls, description=description, published=published, memory=memory,
-                         rows=rows or [name], defaults=defaults or {})
+                         rows=rows or [name], defaults=defaults or {}, recipe_group=recipe_group)
         return cls
 
     return deco

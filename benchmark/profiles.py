@@ -26,9 +26,18 @@ class Profile:
     inc: PhaseRecipe  # phases 1..T
     gap_to_paper: str
     method_params: dict = field(default_factory=dict)  # method -> hyper-parameters that differ in this profile
+    # recipe group (a method's ``recipe_group``, e.g. "pass", "ssre") -> {"base": PhaseRecipe, "inc": PhaseRecipe}
+    # for method families whose official recipe differs from the shared one (SSRE's later phases) or whose cost per
+    # epoch does (PASS's rotation makes every image four samples)
+    group_recipes: dict = field(default_factory=dict)
 
     def recipe_for(self, phase: int) -> PhaseRecipe:
         return self.base if phase == 0 else self.inc
+
+    def recipes(self, group: str | None = None) -> tuple[PhaseRecipe, PhaseRecipe]:
+        """(phase-0 recipe, later-phase recipe) of a method's recipe group (the shared one if it has none)."""
+        g = self.group_recipes.get(group, {}) if group else {}
+        return g.get("base", self.base), g.get("inc", self.inc)
 
     def with_overrides(self, epochs=None, batch_size=None, lr=None) -> "Profile":
         def ov(r: PhaseRecipe) -> PhaseRecipe:
@@ -42,30 +51,49 @@ class Profile:
                 kw["lr"] = lr
             return replace(r, **kw)
 
-        return replace(self, base=ov(self.base), inc=ov(self.inc))
+        groups = {g: {k: ov(r) for k, r in rs.items()} for g, rs in self.group_recipes.items()}
+        return replace(self, base=ov(self.base), inc=ov(self.inc), group_recipes=groups)
 
     def as_dict(self) -> dict:
         return {"model": self.model, "base": asdict(self.base), "inc": asdict(self.inc)}
 
 
-def _adam(epochs, batch, step, channels_last):
-    return PhaseRecipe(epochs=epochs, lr=1e-3, optimizer="adam", weight_decay=2e-4, batch_size=batch, lr_step=step,
+def _adam(epochs, batch, step, channels_last, lr=1e-3, wd=2e-4):
+    return PhaseRecipe(epochs=epochs, lr=lr, optimizer="adam", weight_decay=wd, batch_size=batch, lr_step=step,
                        channels_last=channels_last)
+
+
+def _ssre_inc(epochs, batch, step, channels_last):
+    """SSRE's later phases (official script): Adam lr 2e-4, weight decay 5e-4, batch 128, StepLR(45) of 60 epochs."""
+    return _adam(epochs, batch, step, channels_last, lr=2e-4, wd=5e-4)
+
+
+# cpu profile, PASS family: rotation turns every image into 4 samples, so an epoch costs 4 plain epochs; phase 0
+# gets 5 rotated epochs (the compute of the shared recipe's 20) and later phases 4 (RGAL's paired sampling doubles
+# an epoch of pass+rgal); one decay at 45 % kept.  SSRE's later phases train without rotation: 10 epochs, decay at
+# 75 % (45 of 60).
+_CPU_PASS_BASE = _adam(5, 64, 2, True)
 
 
 for _p in [
     Profile("paper", "resnet18", _adam(101, 64, 45, False), _adam(101, 64, 45, False),
-            "none: published PASS recipe (ResNet-18, 101 epochs per phase, batch 64); for GPUs"),
+            "none: published PASS recipe (ResNet-18, 101 epochs per phase, batch 64); for GPUs",
+            group_recipes={"ssre": {"inc": _ssre_inc(60, 128, 45, False)}}),
     Profile("cpu", "resnet20", _adam(20, 64, 9, True), _adam(8, 64, 4, True),
             "CIFAR ResNet-20 (64-d embedding, channels_last) instead of ResNet-18 (1.6-2x the throughput of a "
             "reduced ResNet-18 here); 20 epochs in phase 0 and 8 in later phases instead of 101 (one StepLR decay "
-            "at 45 % of the epochs kept)"),
+            "at 45 % of the epochs kept); PASS family (rotation: 4 samples per image): 5 epochs in phase 0, 4 later "
+            "instead of 101; SSRE's later phases 10 epochs instead of 60",
+            group_recipes={"pass": {"base": _CPU_PASS_BASE, "inc": _adam(4, 64, 2, True)},
+                           "ssre": {"base": _CPU_PASS_BASE, "inc": _ssre_inc(10, 128, 8, True)}}),
     Profile("mini", "resnet20", _adam(3, 32, 0, True), _adam(1, 32, 0, True),
             "embedded demo: ResNet-20, 3 epochs in phase 0 and 1 later, batch 32, on 20 training images per class "
             "(a pipeline demo: accuracies are far below any published number); iCaRL keeps 2 exemplars per class, "
             "the same 4 % of a class's training images as 20 of CIFAR-100's 500",
-            method_params={"icarl": {"memory_per_class": 2}}),
+            method_params={"icarl": {"memory_per_class": 2}},
+            group_recipes={"ssre": {"inc": _ssre_inc(1, 32, 0, True)}}),
     Profile("smoke", "resnet20", _adam(1, 32, 0, False), _adam(1, 32, 0, False),
-            "tests only: ResNet-20, one epoch per phase"),
+            "tests only: ResNet-20, one epoch per phase",
+            group_recipes={"ssre": {"inc": _ssre_inc(1, 32, 0, False)}}),
 ]:
     PROFILES.register(_p.name, _p, description=_p.gap_to_paper)

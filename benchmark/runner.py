@@ -71,12 +71,13 @@ def make_cells(*, scenarios, phases, methods, seeds, profile, epochs=None, batch
                     if memory_total is not None and "memory_total" in params:
                         params["memory_total"] = memory_total
                     params.update((method_params or {}).get(m, {}))
+                    base, inc = prof.recipes(entry.extra.get("recipe_group"))
                     cells.append(Cell({
                         "task": "cil", "scenario": scen, "phases": ph, "phase_sizes": sc.sizes,
                         "spread_remaining": spread_remaining, "base_classes": base_classes,
                         "dropped_classes": sc.dropped_classes,
                         "class_order_seed": class_order_seed, "seed": seed, "profile": profile,
-                        "model": model or prof.model, "recipe": {"base": asdict(prof.base), "inc": asdict(prof.inc)},
+                        "model": model or prof.model, "recipe": {"base": asdict(base), "inc": asdict(inc)},
                         "method": m, "method_params": params, "data_sha256": sc.data.sha256,
                         "device_type": device_type,
                     }))
@@ -162,8 +163,8 @@ class CellRun:
         if self.ckpt_path.is_file():
             ck = store.load_torch(self.ckpt_path, self.cell.key)
             state = ck["state"]
+            method.load_state_dict(ck["method"])  # first: a method may change the network's structure (SSRE)
             model.load_state_dict(ck["model"])
-            method.load_state_dict(ck["method"])
             resume_training = ck.get("training")
         self.dir.mkdir(parents=True, exist_ok=True)
         store.save_json(self.dir / "cell.json", {"key": self.cell.key, "cell": cfg, "command": self.command})

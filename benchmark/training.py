@@ -57,20 +57,29 @@ class TensorBatches:
     """Iterable over shuffled, augmented minibatches ``[x, y, t]`` of in-memory tensors, on ``device``."""
 
     def __init__(self, x, y, batch_size, augment: AugmentSpec, generator: torch.Generator, drop_last=False,
-                 channels_last=False, on_batch=None):
+                 channels_last=False, on_batch=None, batch_indices=None):
         self.x, self.y, self.bs, self.aug, self.gen = x, y, batch_size, augment, generator
+        # ``batch_indices(labels, batch_size, generator) -> [index tensor, ...]`` with ``num_batches(n, batch_size)``
+        # replaces the shuffled partition (e.g. RGAL's paired sampling); None: a random permutation in chunks
+        self.batch_indices = batch_indices
         self.on_batch = on_batch  # called with each batch's size (counts original images, before e.g. rotation)
         self.drop_last, self.channels_last = drop_last, channels_last
-        self.t = torch.zeros(batch_size, dtype=torch.long, device=x.device)
+        self.t = torch.zeros(2 * batch_size, dtype=torch.long, device=x.device)
 
     def __len__(self):
         n = len(self.y)
+        if self.batch_indices is not None:
+            return self.batch_indices.num_batches(n, self.bs)
         return n // self.bs if self.drop_last else -(-n // self.bs)
 
-    def __iter__(self):
+    def _index_batches(self):
+        if self.batch_indices is not None:
+            return [i.to(self.x.device) for i in self.batch_indices(self.y, self.bs, self.gen)]
         perm = torch.randperm(len(self.y), generator=self.gen, device=self.gen.device).to(self.x.device)
-        for i in range(len(self)):
-            idx = perm[i * self.bs:(i + 1) * self.bs]
+        return [perm[i * self.bs:(i + 1) * self.bs] for i in range(len(self))]
+
+    def __iter__(self):
+        for idx in self._index_batches():
             xb = augment_batch(self.x[idx], self.aug, self.gen)
             if self.channels_last:
                 xb = xb.contiguous(memory_format=torch.channels_last)
@@ -149,8 +158,11 @@ class SuiteTrainingPlugin(SupervisedPlugin):
         if r.channels_last:
             self.net.to(memory_format=torch.channels_last)
         x, y = materialize(strategy.adapted_dataset)
+        # a plugin with a ``batch_indices`` provider (RGAL's PairedSamplingPlugin) decides how batches are formed
+        provider = next((p.batch_indices for p in strategy.plugins if getattr(p, "batch_indices", None)), None)
         strategy.dataloader = TensorBatches(x.to(self.device), y.to(self.device), r.batch_size, self.augment,
-                                            self.generator, channels_last=r.channels_last, on_batch=self._count)
+                                            self.generator, channels_last=r.channels_last, on_batch=self._count,
+                                            batch_indices=provider)
         strategy.optimizer = make_optimizer(self.params_for(strategy), r)
         self.scheduler = (torch.optim.lr_scheduler.StepLR(strategy.optimizer, r.lr_step, r.lr_gamma)
                           if r.lr_step else None)

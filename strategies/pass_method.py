@@ -19,7 +19,7 @@ PASS_DEFAULTS = {"temperature": 0.1, "proto_weight": 10.0, "kd_weight": 10.0, "p
                  "recompute_radius": False}
 
 
-@register_method("pass", published="PASS", defaults=PASS_DEFAULTS,
+@register_method("pass", published="PASS", defaults=PASS_DEFAULTS, recipe_group="pass",
                  description="PASS: rotation labels, prototype augmentation, feature distillation (official code)")
 class PASS(CILMethod):
     phase0_family = "pass"
@@ -62,35 +62,101 @@ class PASS(CILMethod):
             self.old.model.load_state_dict(st["old_model"])
 
 
-@register_method("pass+rgal-g", published="PASS+RGAL L'_g only",
-                 defaults={**PASS_DEFAULTS, "rgal_steps": 10, "rgal_lr": 1e-3, "rgal_optimizer": "adam",
-                           "rgal_adv": 1.0, "rgal_ntri": 1.0, "rgal_oh": 1.0, "rgal_sampler": "focal"},
-                 description="PASS + RGAL prototype optimisation only (L'_g; Tables 16-17 ablation)")
-class PASSRGALG(PASS):
+RGAL_G_DEFAULTS = {"rgal_steps": 10, "rgal_lr": 1e-3, "rgal_optimizer": "adam", "rgal_adv": 1.0, "rgal_ntri": 1.0,
+                   "rgal_oh": 1.0, "rgal_sampler": "focal", "rgal_focal_lower": 0.5, "rgal_focal_upper": 1.0}
+RGAL_S_DEFAULTS = {"triplet_weight": 0.1, "triplet_margin": 0.2, "triplet_squared": False,
+                   "triplet_sampler": "distance", "triplet_embedding": "feature", "triplet_sample_on": "logits",
+                   "triplet_rotated_as_classes": False, "triplet_prototypes_as_negatives": False,
+                   "paired_positive": "class"}
+
+
+def add_rgal_g(method: PASS, prm: dict, label_scale: int = 4):
+    """RGAL L'_g: the prototype samples of every step are optimised before the prototype loss."""
+    from strategies.rgal.prototype_optimization import PrototypeOptimizationPlugin
+
+    method.rgal_gen = torch.Generator()
+    kw = ({"sampler_kw": {"lower": prm["rgal_focal_lower"], "upper": prm["rgal_focal_upper"]}}
+          if prm["rgal_sampler"] == "focal" else {})
+    method.rgal_g = PrototypeOptimizationPlugin(
+        method.proto_aug, method.old, lambda e: method.model.head(e), lambda: method.bank.radius, label_scale=label_scale,
+        steps=prm["rgal_steps"], lr=prm["rgal_lr"], optimizer=prm["rgal_optimizer"], w_adv=prm["rgal_adv"],
+        w_ntri=prm["rgal_ntri"], w_oh=prm["rgal_oh"], sampler=prm["rgal_sampler"], generator=method.rgal_gen,
+        triplet_kw=kw)
+    return method.rgal_g
+
+
+def add_rgal_s(method: PASS, prm: dict, stride: int = 4, label_scale: int = 4):
+    """RGAL L'_s: ``weight * L_tri`` on the unrotated embeddings of paired-sampled batches."""
+    from strategies.rgal.paired_sampling import PairedSamplingPlugin
+    from strategies.rgal.triplet_plugin import TripletLossPlugin
+
+    method.triplet_gen = torch.Generator()
+    method.rgal_s = TripletLossPlugin(
+        method.capture, weight=prm["triplet_weight"], stride=stride, label_scale=label_scale,
+        rotated_as_classes=prm["triplet_rotated_as_classes"], embedding=prm["triplet_embedding"],
+        sample_on=prm["triplet_sample_on"], sampler=prm["triplet_sampler"], margin=prm["triplet_margin"],
+        squared=prm["triplet_squared"], head=lambda e: method.model.head(e), bank=method.bank,
+        prototypes_as_negatives=prm["triplet_prototypes_as_negatives"], generator=method.triplet_gen)
+    return [method.rgal_s, PairedSamplingPlugin(prm["paired_positive"])]
+
+
+class PASSWithRGAL(PASS):
+    """PASS plus either or both RGAL plugins (``use_g``, ``use_s``)."""
+
+    use_g = use_s = True
+
     def __init__(self, ctx):
         super().__init__(ctx)
         from benchmark.methods import put_last
-        from strategies.rgal.prototype_optimization import PrototypeOptimizationPlugin
 
         prm = ctx.params
-        self.rgal_gen = torch.Generator()
-        self.rgal_g = PrototypeOptimizationPlugin(
-            self.proto_aug, self.old, ctx.model.head, lambda: self.bank.radius, label_scale=4,
-            steps=prm["rgal_steps"], lr=prm["rgal_lr"], optimizer=prm["rgal_optimizer"], w_adv=prm["rgal_adv"],
-            w_ntri=prm["rgal_ntri"], w_oh=prm["rgal_oh"], sampler=prm["rgal_sampler"], generator=self.rgal_gen)
-        self.strategy.plugins.append(self.rgal_g)
+        if self.use_g:
+            self.strategy.plugins.append(add_rgal_g(self, prm))
+        if self.use_s:
+            self.strategy.plugins.extend(add_rgal_s(self, prm))
         put_last(self.strategy, self.suite_plugin)
 
     def train_phase(self, k, experience, epochs):
-        self.rgal_gen.manual_seed(self.ctx.seed * 1000 + k + 900)
+        if self.use_g:
+            self.rgal_gen.manual_seed(self.ctx.seed * 1000 + k + 900)
+        if self.use_s:
+            self.triplet_gen.manual_seed(self.ctx.seed * 1000 + k + 950)
         super().train_phase(k, experience, epochs)
 
     def extra_results(self):
-        return {"prototype_movement_per_phase": list(self.rgal_g.movement)}
+        return {"prototype_movement_per_phase": list(self.rgal_g.movement)} if self.use_g else {}
 
     def state_dict(self):
-        return {**super().state_dict(), "movement": list(self.rgal_g.movement)}
+        return {**super().state_dict(), "movement": list(self.rgal_g.movement) if self.use_g else []}
 
     def load_state_dict(self, st):
         super().load_state_dict(st)
-        self.rgal_g.movement = list(st["movement"])
+        if self.use_g:
+            self.rgal_g.movement = list(st["movement"])
+
+
+@register_method("pass+rgal", published="PASS+RGAL", defaults={**PASS_DEFAULTS, **RGAL_G_DEFAULTS, **RGAL_S_DEFAULTS},
+                 recipe_group="pass",
+                 description="PASS + RGAL: prototype optimisation (L'_g) and triplet loss with paired sampling (L'_s)")
+class PASSRGAL(PASSWithRGAL):
+    pass
+
+
+@register_method("pass+rgal-g", published="PASS+RGAL L'_g only", defaults={**PASS_DEFAULTS, **RGAL_G_DEFAULTS},
+                 recipe_group="pass", description="PASS + RGAL prototype optimisation only (L'_g; Tables 16-17 ablation)")
+class PASSRGALG(PASSWithRGAL):
+    use_s = False
+
+
+@register_method("pass+rgal-s", defaults={**PASS_DEFAULTS, **RGAL_S_DEFAULTS}, recipe_group="pass",
+                 description="PASS + RGAL triplet loss with paired sampling only (L'_s; ablation, not published)")
+class PASSRGALS(PASSWithRGAL):
+    use_g = False
+
+
+@register_method("pass+rgal-random", defaults={**PASS_DEFAULTS, **RGAL_G_DEFAULTS, **RGAL_S_DEFAULTS,
+                                               "rgal_sampler": "random", "triplet_sampler": "random"},
+                 recipe_group="pass",
+                 description="PASS + RGAL with uniform negative sampling in L'_g and L'_s (sampler ablation)")
+class PASSRGALRandom(PASSWithRGAL):
+    pass

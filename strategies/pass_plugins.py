@@ -50,7 +50,13 @@ class TemperatureCE(torch.nn.Module):
 
 
 class RotationPlugin(SupervisedPlugin):
+    def __init__(self, active=None):
+        super().__init__()
+        self.active = active  # callable -> bool (SSRE rotates in phase 0 only); None: always
+
     def before_training_iteration(self, strategy, **kwargs):
+        if self.active is not None and not self.active():
+            return
         x, y = rotate_batch(strategy.mbatch[0], strategy.mbatch[1])
         strategy.mbatch[0], strategy.mbatch[1] = x, y
         strategy.mbatch[2] = torch.zeros_like(y)
@@ -134,15 +140,23 @@ class PrototypeUpdatePlugin(SupervisedPlugin):
     """After each phase: new classes' prototypes into ``bank``, then the previous model is updated."""
 
     def __init__(self, bank: PrototypeBank, old: OldModelHolder, net, batch_size, augment, seed_fn, device):
+        """``batch_size``: an int or a callable giving the current phase's (SSRE's later phases use 128)."""
         super().__init__()
         self.bank, self.old, self.net = bank, old, net
         self.batch_size, self.augment, self.seed_fn, self.device = batch_size, augment, seed_fn, device
 
     def after_training_exp(self, strategy, **kwargs):
         dl = strategy.dataloader
+        if isinstance(dl, TensorBatches):
+            x, y = dl.x, dl.y
+        else:  # a plain Avalanche strategy: gather the phase's data once
+            from benchmark.training import materialize
+
+            x, y = materialize(strategy.adapted_dataset)
         # a generator of its own, seeded from (seed, phase): the same prototypes whether the phase was trained or
         # its model loaded from the phase-0 cache
-        gen = torch.Generator(device=dl.x.device).manual_seed(self.seed_fn())
-        f, y = phase_features(self.net, dl.x, dl.y, self.batch_size, self.augment, gen, self.device)
+        gen = torch.Generator(device=x.device).manual_seed(self.seed_fn())
+        bs = self.batch_size() if callable(self.batch_size) else self.batch_size
+        f, y = phase_features(self.net, x, y, bs, self.augment, gen, self.device)
         self.bank.update(f, y)
         self.old.update(self.net)

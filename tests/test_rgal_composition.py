@@ -38,3 +38,48 @@ def test_rgal_prototype_plugin_works_in_a_naive_strategy():
     for cls, m in stored.items():  # the stored class means are never modified by the optimisation
         assert torch.equal(bank.means[cls], m)
     assert len(bank) == sc.n_used_classes
+
+
+def test_both_rgal_plugins_in_a_plain_avalanche_strategy_with_its_own_loader():
+    """No suite plugin: Avalanche's own train loader, replaced by the paired-sampling plugin."""
+    from avalanche.core import SupervisedPlugin
+
+    from strategies.pass_plugins import FeatureCapturePlugin
+    from strategies.rgal.paired_sampling import PairedSamplingPlugin
+    from strategies.rgal.triplet_plugin import TripletLossPlugin
+
+    class Record(SupervisedPlugin):
+        def __init__(self):
+            super().__init__()
+            self.pairs_ok, self.losses = [], []
+
+        def before_backward(self, strategy, **kw):
+            y = strategy.mb_y
+            h = len(y) // 2
+            self.pairs_ok.append(bool(torch.equal(y[:h], y[h:])))
+
+        def after_backward(self, strategy, **kw):
+            self.losses.append(float(strategy.loss.detach()))
+
+    torch.manual_seed(0)
+    sc = build_scenario("cifar100-mini", 1)
+    net = build_model("resnet20", sc.n_used_classes, 3, sc.spec.mean, sc.spec.std)
+    bank, old = PrototypeBank(), OldModelHolder()
+    proto = PrototypeAugmentationPlugin(bank, net.head, weight=1.0, temperature=1.0, n_samples=16, label_scale=1,
+                                        generator=torch.Generator().manual_seed(0))
+    update = PrototypeUpdatePlugin(bank, old, net, 32, sc.spec.augment, lambda: 1, "cpu")
+    capture = FeatureCapturePlugin(net.backbone)
+    triplet = TripletLossPlugin(capture, weight=0.1, generator=torch.Generator().manual_seed(0))
+    rgal_g = PrototypeOptimizationPlugin(proto, old, net.head, lambda: bank.radius, steps=2)
+    rec = Record()
+    strategy = Naive(model=net, optimizer=torch.optim.Adam(net.parameters(), 1e-3), criterion=torch.nn.CrossEntropyLoss(),
+                     train_mb_size=32, train_epochs=1, device="cpu",
+                     plugins=[capture, proto, rgal_g, triplet, PairedSamplingPlugin(), update, rec],
+                     evaluator=quiet_evaluator())
+    for exp in sc.benchmark.train_stream:
+        strategy.train(exp, eval_streams=[])
+    # 50 + 50 classes x 20 images, 16 anchors a batch: every sample once as an anchor -> ceil(1000 / 16) batches each
+    assert len(rec.pairs_ok) == 2 * 63 and all(rec.pairs_ok)
+    assert triplet.last_loss is not None and float(triplet.last_loss) >= 0.0
+    assert all(torch.isfinite(torch.tensor(rec.losses)))
+    assert len(rgal_g.movement) == 1 and rgal_g.movement[0] > 0

@@ -27,14 +27,16 @@ from strategies.rgal.losses import sampled_triplet_loss
 
 def optimize_prototypes(p: torch.Tensor, c: torch.Tensor, head_old, head_cur, steps: int = 10, lr: float = 1e-3,
                         optimizer: str = "adam", w_adv: float = 1.0, w_ntri: float = 1.0, w_oh: float = 1.0,
-                        label_scale: int = 1, sampler: str = "focal", generator=None, triplet_kw=None):
+                        label_scale: int = 1, sampler: str = "focal", generator=None, triplet_kw=None,
+                        n_old: int | None = None):
     """Returns the optimised samples (detached).  ``head_*``: embedding -> logits; logits ``[:, ::label_scale]``
-    are the class scores (PASS: 4); the current head is cut to the old classes' outputs."""
+    are the class scores (PASS: 4); both heads are cut to the ``n_old`` old classes (default ``max(c) + 1``)."""
+    n_old = int(c.max()) + 1 if n_old is None else n_old
     x = p.detach().clone().requires_grad_(True)
     opt = (torch.optim.Adam if optimizer == "adam" else torch.optim.SGD)([x], lr=lr)
     for _ in range(steps):
-        old = head_old(x)[:, ::label_scale]
-        cur = head_cur(x)[:, : old.shape[1] * label_scale][:, ::label_scale]
+        old = head_old(x)[:, ::label_scale][:, :n_old]
+        cur = head_cur(x)[:, ::label_scale][:, :n_old]
         l_adv = F.kl_div(F.log_softmax(cur, 1), F.softmax(old, 1), reduction="batchmean")
         l_oh = F.cross_entropy(old, c)
         l_ntri = sampled_triplet_loss(x, c, sample_on=old, sampler=sampler, reverse=True, generator=generator,
@@ -54,12 +56,16 @@ class PrototypeOptimizationPlugin(SupervisedPlugin):
     def __init__(self, proto_plugin, old_holder, head_cur, radius_fn, label_scale=1, **kw):
         super().__init__()
         self.old, self.head_cur, self.radius_fn, self.scale, self.kw = old_holder, head_cur, radius_fn, label_scale, kw
+        self.proto_plugin = proto_plugin
         self.movement: list[float] = []  # mean ||p' - p|| / r of each phase (t > 0)
         self._moves: list[float] = []
         proto_plugin.sample_hook = self.hook
 
     def hook(self, p, c, strategy):
-        new = optimize_prototypes(p, c, self.old.model.head, self.head_cur, label_scale=self.scale, **self.kw)
+        bank = getattr(self.proto_plugin, "bank", None)
+        n_old = max(bank.classes) + 1 if bank is not None and len(bank) else None
+        new = optimize_prototypes(p, c, self.old.model.head, self.head_cur, label_scale=self.scale, n_old=n_old,
+                                  **self.kw)
         r = self.radius_fn() or 1.0
         self._moves.append(float((new - p).norm(dim=1).mean()) / r)
         return new

@@ -1,0 +1,103 @@
+"""Paired sampling for RGAL's L_tri (RGAL paper Sec. 3.4; issue 3 "L'_s"): every minibatch is ``B/2`` random
+anchors followed by ``B/2`` positives, one per anchor, with the anchor's label, so that every anchor has at least one
+positive in the batch.  An epoch draws every training sample once as an anchor, so it holds twice as many images as
+a plain epoch (the released code's paired loader does the same).
+
+``positive="class"`` (default, as the issue states it): the positive is another training sample of the same label,
+drawn uniformly (the anchor itself only when its class has a single sample).  ``positive="image"``: the anchor
+image itself, augmented independently (the released RGAL code pairs two augmentations of one image).
+
+* ``paired_batch_indices`` -- the pure function: labels in, list of index tensors out (all randomness from one
+  ``torch.Generator``, so a saved generator state replays it).
+* ``PairedBatches`` -- the provider the suite's tensor loader uses (``SuiteTrainingPlugin`` looks for a plugin with
+  a ``batch_indices`` attribute).
+* ``PairedSamplingPlugin`` -- for any Avalanche strategy: the suite's loader picks it up; in a plain Avalanche
+  strategy it replaces the train loader with a ``DataLoader`` over ``strategy.adapted_dataset`` driven by
+  ``PairedBatchSampler``.
+"""
+from __future__ import annotations
+
+import torch
+from avalanche.core import SupervisedPlugin
+
+
+def paired_batch_indices(labels: torch.Tensor, batch_size: int, generator: torch.Generator | None = None,
+                         positive: str = "class") -> list[torch.Tensor]:
+    """Index tensors of one epoch: each is ``[anchors..., positives...]`` with ``batch_size // 2`` anchors (the last
+    batch may hold fewer); every index appears exactly once as an anchor."""
+    if positive not in ("class", "image"):
+        raise ValueError(f"positive must be 'class' or 'image', not {positive!r}")
+    half = max(1, batch_size // 2)
+    dev = generator.device if generator is not None else torch.device("cpu")
+    y = labels.to(dev)
+    n = len(y)
+    perm = torch.randperm(n, generator=generator, device=dev)
+    if positive == "image":
+        pos = torch.arange(n, device=dev)
+    else:
+        order = torch.argsort(y, stable=True)  # indices grouped by label
+        rank = torch.empty_like(order)
+        rank[order] = torch.arange(n, device=dev)  # position of each sample inside ``order``
+        _, counts = torch.unique_consecutive(y[order], return_counts=True)
+        starts = torch.cumsum(counts, 0) - counts
+        group = torch.repeat_interleave(torch.arange(len(counts), device=dev), counts)[rank]  # label group per sample
+        cnt, start = counts[group], starts[group]
+        u = torch.rand(n, generator=generator, device=dev)
+        r = (u * (cnt - 1).clamp(min=1)).long().clamp(max=(cnt - 2).clamp(min=0))  # uniform over the others
+        r = r + (start + r >= rank).long() * (cnt > 1).long()  # skip the anchor itself
+        pos = torch.where(cnt > 1, order[start + r], torch.arange(n, device=dev))
+    out = []
+    for i in range(0, n, half):
+        a = perm[i:i + half]
+        out.append(torch.cat([a, pos[a]]))
+    return out
+
+
+class PairedBatches:
+    """Batch-index provider for the suite's tensor loader (``benchmark.training.TensorBatches``)."""
+
+    def __init__(self, positive: str = "class"):
+        self.positive = positive
+
+    def num_batches(self, n: int, batch_size: int) -> int:
+        half = max(1, batch_size // 2)
+        return -(-n // half)
+
+    def __call__(self, labels, batch_size, generator):
+        return paired_batch_indices(labels, batch_size, generator, self.positive)
+
+
+class PairedBatchSampler(torch.utils.data.Sampler):
+    """A ``batch_sampler`` for ``torch.utils.data.DataLoader`` yielding paired batches (a fresh draw every epoch)."""
+
+    def __init__(self, labels, batch_size: int, generator: torch.Generator | None = None, positive: str = "class"):
+        self.labels = torch.as_tensor(labels).long()
+        self.batch_size, self.positive = batch_size, positive
+        self.generator = generator or torch.Generator()
+
+    def __len__(self):
+        return PairedBatches(self.positive).num_batches(len(self.labels), self.batch_size)
+
+    def __iter__(self):
+        for idx in paired_batch_indices(self.labels, self.batch_size, self.generator, self.positive):
+            yield idx.tolist()
+
+
+class PairedSamplingPlugin(SupervisedPlugin):
+    """Makes a strategy's training batches paired (anchors + same-label positives)."""
+
+    def __init__(self, positive: str = "class", generator: torch.Generator | None = None):
+        super().__init__()
+        self.batch_indices = PairedBatches(positive)  # read by the suite's SuiteTrainingPlugin
+        self.generator = generator or torch.Generator()
+
+    def before_training_exp(self, strategy, **kwargs):
+        from benchmark.training import SuiteTrainingPlugin
+
+        if any(isinstance(p, SuiteTrainingPlugin) for p in strategy.plugins):
+            return  # the suite's tensor loader reads ``batch_indices`` itself
+        ds = strategy.adapted_dataset
+        labels = torch.as_tensor(list(ds.targets))
+        sampler = PairedBatchSampler(labels, strategy.train_mb_size, self.generator, self.batch_indices.positive)
+        strategy.dataloader = torch.utils.data.DataLoader(ds, batch_sampler=sampler,
+                                                          collate_fn=getattr(ds, "collate_fn", None))
