@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 # the no-flag run (<= 3 min on 2 cores, CONVENTIONS.md): the cheapest informative subset; ewc and joint by flag
-DEFAULT_METHODS = ["finetune", "lwf", "lwf-mc", "icarl", "pass"]
+DEFAULT_METHODS = ["finetune", "lwf", "lwf-mc", "icarl", "pass", "pass+rgal"]
 
 
 def parse_args(argv):
@@ -44,11 +44,54 @@ def parse_args(argv):
     p.add_argument("--out", default=None, help="output folder (default runs/<scenario>-<date>-<time>)")
     p.add_argument("--dry-run", action="store_true", help="print the cells, their status and predicted time")
     p.add_argument("--list", action="store_true", help="print scenarios, methods, models and profiles")
+    p.add_argument("--set", action="append", default=[], metavar="[METHOD.]KEY=VALUE", dest="settings",
+                   help="override a method hyper-parameter (JSON value), e.g. --set pass+rgal.triplet_sampler=random "
+                        "or --set triplet_weight=0.2 for every selected method that has it (see --list)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p.parse_args(argv)
 
 
+def parse_settings(settings: list[str], methods: list[str]) -> dict[str, dict]:
+    """``[METHOD.]KEY=VALUE`` strings -> {method: {key: value}}, checked against each method's defaults."""
+    import json
+
+    from benchmark.errors import BenchError
+    from benchmark.methods import METHODS
+
+    out: dict[str, dict] = {}
+    for item in settings:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise BenchError(f"--set {item!r}: expected [METHOD.]KEY=VALUE, e.g. --set pass+rgal.triplet_weight=0.2")
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            value = raw
+        method, _, name = key.rpartition(".")
+        targets = [method] if method else methods
+        if method and method not in methods:
+            raise BenchError(f"--set {item!r}: method {method!r} is not among --methods ({' '.join(methods)})")
+        hit = [m for m in targets if name in METHODS.entry(m).extra["defaults"]]
+        if not hit:
+            known = sorted({k for m in targets for k in METHODS.entry(m).extra["defaults"]})
+            raise BenchError(f"--set {item!r}: no selected method has a parameter {name!r}; known: "
+                             f"{', '.join(known) or '(none)'}")
+        for m in hit:
+            extra = METHODS.entry(m).extra
+            default, allowed = extra["defaults"][name], extra.get("choices", {}).get(name)
+            if allowed is not None and value not in allowed:
+                raise BenchError(f"--set {item!r}: {name} must be one of {', '.join(map(str, allowed))}")
+            numeric = isinstance(default, (int, float)) and not isinstance(default, bool)
+            if default is not None and (isinstance(default, bool) != isinstance(value, bool) or (
+                    numeric and not isinstance(value, (int, float))) or (isinstance(default, str) and not isinstance(value, str))):
+                raise BenchError(f"--set {item!r}: {name} takes a {type(default).__name__} like {json.dumps(default)}")
+            out.setdefault(m, {})[name] = value
+    return out
+
+
 def print_list():
+    import json
+
     from benchmark.methods import METHODS
     from benchmark.models import MODELS
     from benchmark.profiles import PROFILES
@@ -63,6 +106,8 @@ def print_list():
         pub = ", ".join(pub.values()) if isinstance(pub, dict) else pub
         print(f"  {e.name:16s} [{pub or '-'}] rows {', '.join(e.extra['rows'])}; memory "
               f"{e.extra['memory']}  -- {e.description}")
+        if e.extra["defaults"]:
+            print("  " + " " * 16 + " --set " + " ".join(f"{k}={json.dumps(v)}" for k, v in e.extra["defaults"].items()))
     print("models:")
     for e in MODELS.entries():
         print(f"  {e.name:16s} {e.description}")
@@ -114,7 +159,7 @@ def run(args) -> int:
                        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, class_order_seed=order_seed,
                        data_root=args.data_root, spread_remaining=args.spread_remaining,
                        base_classes=args.base_classes, model=args.model, memory_total=args.memory_total,
-                       device_type=device.type)
+                       device_type=device.type, method_params=parse_settings(args.settings, methods))
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     out = Path(args.out or f"runs/{'+'.join(scenarios)}-{stamp}")
     cache = Path(args.cache_dir or os.environ.get("BENCH_CACHE") or Path.home() / ".cache" / "rgal-bench" / "cache")

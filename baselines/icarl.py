@@ -16,7 +16,7 @@ from baselines.icarl_loss import SuiteICaRLLoss
 from benchmark.methods import CILMethod, make_suite_plugin, placeholder_optimizer, put_last, quiet_evaluator, register_method
 
 
-@register_method("icarl", published={"icarl-cnn": "iCaRL-CNN", "icarl-ncm": "iCaRL-NCM"}, memory="20 exemplars per class (growing)", rows=["icarl-cnn", "icarl-ncm"],
+@register_method("icarl", cost=(1.0, 1.33), published={"icarl-cnn": "iCaRL-CNN", "icarl-ncm": "iCaRL-NCM"}, memory="20 exemplars per class (growing)", rows=["icarl-cnn", "icarl-ncm"],
                  defaults={"memory_per_class": 20, "memory_total": None},
                  description="iCaRL (Avalanche ICaRL): herding, rows icarl-cnn and icarl-ncm")
 class ICaRL(CILMethod):

@@ -73,15 +73,20 @@ class CILMethod:
 
 
 def register_method(name: str, *, published: str = "", memory: str = "none", rows: list[str] | None = None,
-                    defaults: dict | None = None, description: str = "", recipe_group: str | None = None):
+                    defaults: dict | None = None, description: str = "", recipe_group: str | None = None,
+                    cost: tuple[float, float] = (1.0, 1.0), choices: dict | None = None):
     """Class decorator: registers a ``CILMethod`` subclass with its default hyper-parameters.  ``recipe_group``
-    names the profile recipes the method trains with (``Profile.group_recipes``; default: the shared recipe)."""
+    names the profile recipes the method trains with (``Profile.group_recipes``; default: the shared recipe).
+    ``cost``: training compute per image of phase 0 and of later phases, in plain forward+backward passes (PASS's
+    rotation: 4; a frozen previous model's forward adds about 1/3; RGAL's paired sampling doubles an epoch); used
+    only to predict wall time.  ``choices``: parameter -> allowed values (checked by ``--set``)."""
 
     def deco(cls):
         cls.name = name
         cls.memory_note = memory
         METHODS.register(name, cls, description=description, published=published, memory=memory,
-                         rows=rows or [name], defaults=defaults or {}, recipe_group=recipe_group)
+                         rows=rows or [name], defaults=defaults or {}, recipe_group=recipe_group,
+                         cost=tuple(cost), choices=choices or {})
         return cls
 
     return deco

@@ -1,6 +1,6 @@
 """Reports built only from ``result.json`` files (never from training state): RGAL-paper-shaped tables
-(Tables 14 / 15 / 16: rows methods, columns dataset x phases) for average accuracy, ``forgetting_max`` and overall
-accuracy, mean +- std over seeds with the published number beside each measured one, as CSV, Markdown and LaTeX;
+(Tables 14 / 15 / 16 / 17: rows methods, columns dataset x phases) for average accuracy, ``forgetting_max``, overall
+accuracy and the RGAL ablation, mean +- std over seeds with the published number beside each measured one, as CSV, Markdown and LaTeX;
 seaborn plots of accuracy on seen classes against the number of classes (Figures 10 / 11) and accuracy-matrix
 heatmaps.  ``write_reports(DIR)`` rebuilds everything from a folder alone, so folders from many machines merge by
 copying.
@@ -21,6 +21,16 @@ METRICS = {  # our metric -> (published metric, RGAL table)
     "forgetting_max": ("average_forgetting", 15),
     "overall_accuracy": ("overall_accuracy", 16),
 }
+# (file stem, our metric, published metric, RGAL table, row filter, title).  Tables 16 (overall accuracy) and 17
+# (average accuracy) of the paper are the RGAL ablation on PASS (L'_g only, L'_g + L'_s); table 16 keeps every row
+# (published numbers exist for the PASS rows only), table 17 keeps the PASS / SSRE family.
+TABLES = [
+    ("table14_average_accuracy", "average_accuracy", "average_accuracy", 14, None, "average accuracy"),
+    ("table15_forgetting_max", "forgetting_max", "average_forgetting", 15, None, "forgetting_max"),
+    ("table16_overall_accuracy", "overall_accuracy", "overall_accuracy", 16, None, "overall accuracy"),
+    ("table17_average_accuracy_ablation", "average_accuracy", "average_accuracy", 17,
+     lambda m: m.startswith(("pass", "ssre")), "average accuracy, RGAL ablation (PASS / SSRE family)"),
+]
 
 
 def load_results(folder: Path) -> list[dict]:
@@ -65,10 +75,11 @@ def _fmt(mean, std, n):
     return f"{mean:.2f} ± {std:.2f} (n={n})" if n > 1 else f"{mean:.2f} (n=1)"
 
 
-def metric_table(df: pd.DataFrame, metric: str) -> pd.DataFrame:
+def metric_table(df: pd.DataFrame, metric: str, pub_metric: str | None = None, table: int | None = None) -> pd.DataFrame:
     """Rows: method; columns: (dataset, phases, measured | published)."""
     pub = published()
-    pub_metric, table = METRICS[metric]
+    if pub_metric is None:
+        pub_metric, table = METRICS[metric]
     g = df.groupby(["method", "dataset", "scenario", "phases", "profile"])[metric]
     agg = g.agg(["mean", "std", "count"]).reset_index()
     names = df.drop_duplicates("method").set_index("method")["published_name"].to_dict()
@@ -114,6 +125,21 @@ def _notes(results: list[dict]) -> list[str]:
             notes.add(n)
         notes.add(f"memory of {c['method']}: {r.get('memory', 'none')}")
     return sorted(notes)
+
+
+def movement_table(results: list[dict]) -> pd.DataFrame | None:
+    """Rows: (method, scenario, phases); columns: phase 1..T; mean over seeds of RGAL's prototype movement."""
+    recs = []
+    for r in results:
+        mv = r.get("extra", {}).get("prototype_movement_per_phase")
+        c = r["cell"]
+        for k, v in enumerate(mv or [], start=1):
+            recs.append({"method": c["method"], "scenario": c["scenario"], "phases": c["phases"], "phase": k,
+                         "movement": v})
+    if not recs:
+        return None
+    df = pd.DataFrame.from_records(recs)
+    return df.pivot_table(index=["method", "scenario", "phases"], columns="phase", values="movement").round(3)
 
 
 def plot_seen_accuracy(results: list[dict], path: Path) -> Path:
@@ -188,13 +214,22 @@ def write_reports(folder: Path) -> list[Path]:
     df.to_csv(rep / "results_long.csv", index=False)
     paths.append(rep / "results_long.csv")
     md = ["# Class-incremental results", ""]
-    for metric, (_, table) in METRICS.items():
-        t = metric_table(df, metric)
-        t.to_csv(rep / f"table{table}_{metric}.csv")
-        (rep / f"table{table}_{metric}.tex").write_text(t.to_latex(escape=True))
-        paths += [rep / f"table{table}_{metric}.csv", rep / f"table{table}_{metric}.tex"]
-        md += [f"## {metric} (%; RGAL Table {table} layout; mean ± std over seeds, published beside)", "",
+    for stem, metric, pub_metric, table, keep, title in TABLES:
+        sub = df if keep is None else df[df["method"].map(keep)]
+        if sub.empty:
+            continue
+        t = metric_table(sub, metric, pub_metric, table)
+        t.to_csv(rep / f"{stem}.csv")
+        (rep / f"{stem}.tex").write_text(t.to_latex(escape=True))
+        paths += [rep / f"{stem}.csv", rep / f"{stem}.tex"]
+        md += [f"## {title} (%; RGAL Table {table} layout; mean ± std over seeds, published beside)", "",
                _flat(t).to_markdown(), ""]
+    moves = movement_table(results)
+    if moves is not None:
+        moves.to_csv(rep / "prototype_movement.csv")
+        paths.append(rep / "prototype_movement.csv")
+        md += ["## RGAL L'_g: mean prototype movement ||p' - p|| / r per phase (mean over seeds)", "",
+               moves.to_markdown(), ""]
     md += ["## Notes", ""] + [f"- {n}" for n in _notes(results)]
     (rep / "tables.md").write_text("\n".join(md) + "\n")
     paths.append(rep / "tables.md")

@@ -273,8 +273,9 @@ def predicted_seconds(cfg: dict) -> tuple[float, float]:
     r = cfg["recipe"]
     if cfg["method"] == "joint":
         return sum(sizes) * n_per * r["base"]["epochs"] / ips + 2.0 * len(sizes), 0.0
-    later = sum(sizes[1:]) * n_per * r["inc"]["epochs"] / ips + 2.0 * len(sizes)
-    return sizes[0] * n_per * r["base"]["epochs"] / ips, later
+    c0, c1 = METHODS.entry(cfg["method"]).extra.get("cost", (1.0, 1.0))
+    later = sum(sizes[1:]) * n_per * r["inc"]["epochs"] * c1 / ips + 2.0 * len(sizes)
+    return sizes[0] * n_per * r["base"]["epochs"] * c0 / ips, later
 
 
 def command_line() -> str:

@@ -144,12 +144,16 @@ class SuiteTrainingPlugin(SupervisedPlugin):
         self.on_epoch_end: Callable[[int], None] | None = None
         self.pending_resume: dict | None = None
         self.images_seen = 0
+        # generators a method owns (prototype sampling, triplet sampling, ...): their states are checkpointed with
+        # every epoch so that a phase resumed mid-way draws what the uninterrupted phase would have drawn
+        self.generators: dict[str, torch.Generator] = {}
 
     # -- state -------------------------------------------------------------------------------------------------
     def training_state(self, strategy) -> dict:
         return {"model": strategy.model.state_dict(), "optimizer": strategy.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict() if self.scheduler else {}, "epoch": self.epoch,
-                "generator": self.generator.get_state(), "rng": rng_state()}
+                "generator": self.generator.get_state(), "rng": rng_state(),
+                "generators": {name: g.get_state() for name, g in self.generators.items()}}
 
     # -- callbacks ---------------------------------------------------------------------------------------------
     def before_training_exp(self, strategy, **kwargs):
@@ -175,6 +179,8 @@ class SuiteTrainingPlugin(SupervisedPlugin):
                 self.scheduler.load_state_dict(st["scheduler"])
             self.epoch = int(st["epoch"])
             self.generator.set_state(st["generator"])
+            for name, g_state in st.get("generators", {}).items():
+                self.generators[name].set_state(g_state)
             set_rng_state(st["rng"])
 
     def _count(self, n: int) -> None:

@@ -19,7 +19,7 @@ PASS_DEFAULTS = {"temperature": 0.1, "proto_weight": 10.0, "kd_weight": 10.0, "p
                  "recompute_radius": False}
 
 
-@register_method("pass", published="PASS", defaults=PASS_DEFAULTS, recipe_group="pass",
+@register_method("pass", published="PASS", defaults=PASS_DEFAULTS, recipe_group="pass", cost=(4.0, 5.3),
                  description="PASS: rotation labels, prototype augmentation, feature distillation (official code)")
 class PASS(CILMethod):
     phase0_family = "pass"
@@ -43,6 +43,8 @@ class PASS(CILMethod):
                               train_mb_size=batch, device=ctx.device,
                               plugins=[RotationPlugin(), self.capture, self.proto_aug, self.kd, *extra_plugins,
                                        update, self.suite_plugin], evaluator=quiet_evaluator())
+
+        self.suite_plugin.generators["prototypes"] = self.proto_gen
 
     def train_phase(self, k, experience, epochs):
         self.proto_gen.manual_seed(self.ctx.seed * 1000 + k + 700)
@@ -69,12 +71,17 @@ RGAL_S_DEFAULTS = {"triplet_weight": 0.1, "triplet_margin": 0.2, "triplet_square
                    "triplet_rotated_as_classes": False, "triplet_prototypes_as_negatives": False,
                    "paired_positive": "class"}
 
+RGAL_CHOICES = {"rgal_optimizer": ("adam", "sgd"), "rgal_sampler": ("focal", "distance", "random"),
+                "triplet_sampler": ("distance", "focal", "random"), "triplet_embedding": ("feature", "logits", "both"),
+                "triplet_sample_on": ("logits", "embedding"), "paired_positive": ("class", "image")}
+
 
 def add_rgal_g(method: PASS, prm: dict, label_scale: int = 4):
     """RGAL L'_g: the prototype samples of every step are optimised before the prototype loss."""
     from strategies.rgal.prototype_optimization import PrototypeOptimizationPlugin
 
     method.rgal_gen = torch.Generator()
+    method.suite_plugin.generators["rgal_g"] = method.rgal_gen
     kw = ({"sampler_kw": {"lower": prm["rgal_focal_lower"], "upper": prm["rgal_focal_upper"]}}
           if prm["rgal_sampler"] == "focal" else {})
     method.rgal_g = PrototypeOptimizationPlugin(
@@ -91,6 +98,7 @@ def add_rgal_s(method: PASS, prm: dict, stride: int = 4, label_scale: int = 4):
     from strategies.rgal.triplet_plugin import TripletLossPlugin
 
     method.triplet_gen = torch.Generator()
+    method.suite_plugin.generators["rgal_s"] = method.triplet_gen
     method.rgal_s = TripletLossPlugin(
         method.capture, weight=prm["triplet_weight"], stride=stride, label_scale=label_scale,
         rotated_as_classes=prm["triplet_rotated_as_classes"], embedding=prm["triplet_embedding"],
@@ -136,19 +144,21 @@ class PASSWithRGAL(PASS):
 
 
 @register_method("pass+rgal", published="PASS+RGAL", defaults={**PASS_DEFAULTS, **RGAL_G_DEFAULTS, **RGAL_S_DEFAULTS},
-                 recipe_group="pass",
+                 recipe_group="pass", cost=(4.0, 10.7), choices=RGAL_CHOICES,
                  description="PASS + RGAL: prototype optimisation (L'_g) and triplet loss with paired sampling (L'_s)")
 class PASSRGAL(PASSWithRGAL):
     pass
 
 
 @register_method("pass+rgal-g", published="PASS+RGAL L'_g only", defaults={**PASS_DEFAULTS, **RGAL_G_DEFAULTS},
-                 recipe_group="pass", description="PASS + RGAL prototype optimisation only (L'_g; Tables 16-17 ablation)")
+                 recipe_group="pass", cost=(4.0, 5.5), choices=RGAL_CHOICES,
+                 description="PASS + RGAL prototype optimisation only (L'_g; Tables 16-17 ablation)")
 class PASSRGALG(PASSWithRGAL):
     use_s = False
 
 
-@register_method("pass+rgal-s", defaults={**PASS_DEFAULTS, **RGAL_S_DEFAULTS}, recipe_group="pass",
+@register_method("pass+rgal-s", defaults={**PASS_DEFAULTS, **RGAL_S_DEFAULTS}, recipe_group="pass", cost=(4.0, 10.7),
+                 choices=RGAL_CHOICES,
                  description="PASS + RGAL triplet loss with paired sampling only (L'_s; ablation, not published)")
 class PASSRGALS(PASSWithRGAL):
     use_g = False
@@ -156,7 +166,7 @@ class PASSRGALS(PASSWithRGAL):
 
 @register_method("pass+rgal-random", defaults={**PASS_DEFAULTS, **RGAL_G_DEFAULTS, **RGAL_S_DEFAULTS,
                                                "rgal_sampler": "random", "triplet_sampler": "random"},
-                 recipe_group="pass",
+                 recipe_group="pass", cost=(4.0, 10.7), choices=RGAL_CHOICES,
                  description="PASS + RGAL with uniform negative sampling in L'_g and L'_s (sampler ablation)")
 class PASSRGALRandom(PASSWithRGAL):
     pass

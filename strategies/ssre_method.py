@@ -21,7 +21,7 @@ import torch
 from avalanche.training import Naive
 
 from benchmark.methods import CILMethod, make_suite_plugin, placeholder_optimizer, put_last, quiet_evaluator, register_method
-from strategies.pass_method import RGAL_G_DEFAULTS, RGAL_S_DEFAULTS, add_rgal_g, add_rgal_s
+from strategies.pass_method import RGAL_CHOICES, RGAL_G_DEFAULTS, RGAL_S_DEFAULTS, add_rgal_g, add_rgal_s
 from strategies.pass_plugins import (FeatureCapturePlugin, OldModelHolder, PrototypeAugmentationPlugin,
                                      PrototypeUpdatePlugin, RotationPlugin)
 from strategies.prototypes import PrototypeBank
@@ -32,7 +32,7 @@ SSRE_DEFAULTS = {"temperature": 0.1, "proto_weight": 10.0, "kd_weight": 1.0, "pr
                  "proto_noise": False, "recompute_radius": False}
 
 
-@register_method("ssre", published="SSRE", defaults=SSRE_DEFAULTS, recipe_group="ssre",
+@register_method("ssre", published="SSRE", defaults=SSRE_DEFAULTS, recipe_group="ssre", cost=(4.0, 1.3),
                  description="SSRE: PASS phase 0, BN folding + re-parameterised adapters, prototype selection "
                              "(official code)")
 class SSRE(CILMethod):
@@ -56,6 +56,7 @@ class SSRE(CILMethod):
         self.suite_plugin = make_suite_plugin(
             ctx, seen_classes=lambda k: (1 if self.reparam.converted else 4) * sc.seen_after(k),
             params_for=lambda s: [p for p in s.model.parameters() if p.requires_grad])
+        self.suite_plugin.generators["prototypes"] = self.proto_gen
         update = PrototypeUpdatePlugin(self.bank, self.old, net, lambda: ctx.recipe_for(self.suite_plugin.phase).batch_size,
                                        sc.spec.augment, lambda: ctx.seed * 1000 + self.suite_plugin.phase + 500,
                                        ctx.device)
@@ -113,7 +114,7 @@ class SSRE(CILMethod):
 
 @register_method("ssre+rgal", published="SSRE+RGAL",
                  defaults={**SSRE_DEFAULTS, "proto_noise": True, **RGAL_G_DEFAULTS, **RGAL_S_DEFAULTS},
-                 recipe_group="ssre",
+                 recipe_group="ssre", cost=(4.0, 2.6), choices=RGAL_CHOICES,
                  description="SSRE + RGAL: augmented prototypes optimised by L'_g, triplet loss with paired sampling")
 class SSRERGAL(SSRE):
     use_g = use_s = True

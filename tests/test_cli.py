@@ -61,7 +61,8 @@ def _results(folder: Path) -> dict:
 def smoke_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("smoke")
     env = {"BENCH_CACHE": str(out / "cache"), "BENCH_OFFLINE": "1"}
-    p = cli(*SMOKE, "--methods", "finetune", "lwf", "ewc", "pass", "--out", str(out / "run"), env=env)
+    p = cli(*SMOKE, "--methods", "finetune", "lwf", "ewc", "pass", "pass+rgal", "ssre", "--out", str(out / "run"),
+            env=env)
     assert p.returncode == 0, p.stderr[-3000:]
     return out, p
 
@@ -69,7 +70,7 @@ def smoke_run(tmp_path_factory):
 def test_run_writes_complete_results_and_reports(smoke_run):
     out, p = smoke_run
     res = _results(out / "run")
-    assert set(res) == {"finetune", "lwf", "ewc", "pass"}
+    assert set(res) == {"finetune", "lwf", "ewc", "pass", "pass+rgal", "ssre"}
     r = res["lwf"]
     assert len(r["rows"]["lwf"]["acc"]) == 3 and r["rows"]["lwf"]["acc"][0][1] is None
     assert r["group_counts"] == [250, 125, 125]
@@ -77,7 +78,7 @@ def test_run_writes_complete_results_and_reports(smoke_run):
         assert r["versions"][k]
     assert "run_benchmark.py" in r["command"] and r["cell"]["recipe"]["base"]["epochs"] == 1
     md = (out / "run" / "report" / "tables.md").read_text()
-    assert "average_accuracy" in md and "stand-in" not in md and "profile smoke" in md
+    assert "average accuracy" in md and "stand-in" not in md and "profile smoke" in md
     assert (out / "run" / "report" / "seen_accuracy.png").stat().st_size > 1000
     assert "average_accuracy" in p.stdout  # summary table
 
@@ -90,6 +91,14 @@ def test_phase0_is_shared_within_a_family(smoke_run):
     assert caches["ewc"].startswith("hit")
     # same phase-0 model, so the same phase-0 accuracy row
     assert res["lwf"]["rows"]["lwf"]["acc"][0] == res["finetune"]["rows"]["finetune"]["acc"][0]
+    # the PASS family shares PASS's phase 0: RGAL and SSRE load it (SSRE evaluates it after folding BatchNorm,
+    # which computes the same function up to float rounding)
+    assert caches["pass"].startswith("miss") and caches["pass+rgal"].startswith("hit") and caches["ssre"].startswith("hit")
+    assert res["pass+rgal"]["rows"]["pass+rgal"]["acc"][0] == res["pass"]["rows"]["pass"]["acc"][0]
+    assert res["ssre"]["rows"]["ssre"]["acc"][0][0] == pytest.approx(res["pass"]["rows"]["pass"]["acc"][0][0], abs=0.01)
+    assert len(res["pass+rgal"]["extra"]["prototype_movement_per_phase"]) == 2
+    md = (out / "run" / "report" / "tables.md").read_text()
+    assert "Table 17" in md and "prototype movement" in md
 
 
 def test_cached_phase0_gives_the_same_numbers_as_training_it(smoke_run, tmp_path):
@@ -140,7 +149,7 @@ def test_corrupt_checkpoint_gives_one_line_error_and_keeps_results(smoke_run, tm
     env = {"BENCH_CACHE": str(out / "cache"), "BENCH_OFFLINE": "1"}
     p = cli(*SMOKE, "--methods", "finetune", "lwf", "--out", str(tmp_path / "r"), env=env)
     _one_line_error(p, "corrupt", "checkpoint.pt", "delete")
-    assert len(list((tmp_path / "r").rglob("result.json"))) == 3  # finetune's, ewc's and pass's are intact
+    assert len(list((tmp_path / "r").rglob("result.json"))) == 5  # the other cells' results are intact
 
 
 def test_killed_run_resumes_to_the_same_numbers(tmp_path):
@@ -163,3 +172,34 @@ def test_killed_run_resumes_to_the_same_numbers(tmp_path):
     assert again.returncode == 0, again.stderr[-2000:]
     a, b = _results(tmp_path / "ref")["lwf"], _results(run)["lwf"]
     assert a["rows"] == b["rows"]
+
+
+def test_ssre_killed_mid_phase_after_reparameterisation_resumes_to_the_same_numbers(tmp_path):
+    """SSRE changes the network's structure after phase 0: a checkpoint taken inside phase 1 must restore it."""
+    import torch
+
+    args = ["--profile", "smoke", "--phases", "1", "--epochs", "3", "--methods", "ssre", "--no-progress"]
+    env = {"BENCH_CACHE": str(tmp_path / "c"), "BENCH_OFFLINE": "1"}
+    ref = cli(*args, "--out", str(tmp_path / "ref"), env=env)  # trains and caches phase 0
+    assert ref.returncode == 0, ref.stderr[-2000:]
+    run = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, str(ROOT / "run_benchmark.py"), *args, "--out", str(run)],
+                            env=dict(os.environ, **env), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline, ck = time.time() + 300, None
+    while time.time() < deadline and proc.poll() is None:
+        f = next(run.rglob("checkpoint.pt"), None)
+        if f is not None:
+            try:
+                ck = torch.load(f, weights_only=True)
+            except Exception:  # noqa: BLE001 - being replaced right now
+                ck = None
+            if ck and ck["state"]["phases_done"] == 1 and ck["training"] is not None:
+                break
+        time.sleep(0.05)
+    assert proc.poll() is None, "run finished before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert ck["method"]["converted"] and any("adapter" in k for k in ck["model"])
+    again = cli(*args, "--out", str(run), env=env)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert _results(tmp_path / "ref")["ssre"]["rows"] == _results(run)["ssre"]["rows"]

@@ -1,0 +1,87 @@
+"""Generators of the data-free distillation task (issue 4).  Every generator here returns images in [0, 1]-space
+(the input space of the suite's models, which normalise internally), so any generator feeds any model.
+
+* ``CMIGenerator`` -- the RGAL / CMI generator (zju-vipa/CMI ``datafree/models/generator.py``: ``Generator``):
+  ``z -> Linear -> (2ngf, s/4, s/4) -> BN -> Upsample x2 -> Conv3x3 -> BN -> LeakyReLU(0.2) -> Upsample x2 ->
+  Conv3x3 -> BN -> LeakyReLU(0.2) -> Conv3x3 -> Sigmoid``.  ``stage_mult=4`` is the larger variant (4ngf in the
+  first stage; acbbea's ``LargeGenerator``, used for the generator-based baselines).
+* ``DFADGenerator`` -- DFAD's ``GeneratorA`` (VainF/Data-Free-Adversarial-Distillation ``network/gan.py``): the same
+  trunk with biased convolutions and ``interpolate``, ending ``Conv3x3 -> Tanh -> BatchNorm(nc, affine=False)``,
+  whose output lives in the *normalised* input space of the official code; it is mapped back to [0, 1]-space with the
+  dataset's mean and std (``x * std + mean``), an exact affine inverse of the models' own normalisation, and is not
+  clamped (as in DFAD, nothing bounds the images).
+* ``reset_generator`` -- CMI / RGAL's ``reset_model``: conv and linear weights ~ N(0, 0.02), biases 0, BatchNorm
+  weights ~ N(1, 0.02), biases 0 (RGAL re-initialises the generator every synthesis round).
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+class CMIGenerator(nn.Module):
+    def __init__(self, nz: int = 256, ngf: int = 64, img_size: int = 32, nc: int = 3, stage_mult: int = 2):
+        super().__init__()
+        self.nz, self.init_size = nz, img_size // 4
+        c0 = ngf * stage_mult
+        self.l1 = nn.Linear(nz, c0 * self.init_size ** 2)
+        self.conv_blocks = nn.Sequential(
+            nn.BatchNorm2d(c0),
+            nn.Upsample(scale_factor=2),
+            nn.Conv2d(c0, ngf * 2, 3, 1, 1, bias=False),
+            nn.BatchNorm2d(ngf * 2),
+            nn.LeakyReLU(0.2, inplace=True),
+            nn.Upsample(scale_factor=2),
+            nn.Conv2d(ngf * 2, ngf, 3, 1, 1, bias=False),
+            nn.BatchNorm2d(ngf),
+            nn.LeakyReLU(0.2, inplace=True),
+            nn.Conv2d(ngf, nc, 3, 1, 1),
+            nn.Sigmoid(),
+        )
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        out = self.l1(z.flatten(1))
+        out = out.view(out.shape[0], -1, self.init_size, self.init_size)
+        return self.conv_blocks(out)
+
+
+class DFADGenerator(nn.Module):
+    def __init__(self, nz: int = 256, ngf: int = 64, img_size: int = 32, nc: int = 3, mean=(0.5,), std=(0.5,)):
+        super().__init__()
+        self.nz, self.init_size = nz, img_size // 4
+        self.l1 = nn.Linear(nz, ngf * 2 * self.init_size ** 2)
+        self.bn0 = nn.BatchNorm2d(ngf * 2)
+        self.block1 = nn.Sequential(nn.Conv2d(ngf * 2, ngf * 2, 3, 1, 1), nn.BatchNorm2d(ngf * 2),
+                                    nn.LeakyReLU(0.2, inplace=True))
+        self.block2 = nn.Sequential(nn.Conv2d(ngf * 2, ngf, 3, 1, 1), nn.BatchNorm2d(ngf),
+                                    nn.LeakyReLU(0.2, inplace=True), nn.Conv2d(ngf, nc, 3, 1, 1), nn.Tanh(),
+                                    nn.BatchNorm2d(nc, affine=False))
+        m = torch.as_tensor(mean, dtype=torch.float32).expand(nc).clone()
+        s = torch.as_tensor(std, dtype=torch.float32).expand(nc).clone()
+        self.register_buffer("mean", m.view(1, -1, 1, 1))
+        self.register_buffer("std", s.view(1, -1, 1, 1))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        out = self.l1(z.flatten(1))
+        out = self.bn0(out.view(out.shape[0], -1, self.init_size, self.init_size))
+        out = self.block1(F.interpolate(out, scale_factor=2))
+        out = self.block2(F.interpolate(out, scale_factor=2))
+        return out * self.std + self.mean  # normalised space -> the models' [0, 1] input space
+
+
+@torch.no_grad()
+def reset_generator(gen: nn.Module) -> None:
+    for m in gen.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+            nn.init.normal_(m.weight, 0.0, 0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d) and m.affine:
+            nn.init.normal_(m.weight, 1.0, 0.02)
+            nn.init.zeros_(m.bias)
+
+
+GENERATORS = {"cmi": lambda **kw: CMIGenerator(stage_mult=2, **{k: v for k, v in kw.items() if k not in ("mean", "std")}),
+              "cmi-large": lambda **kw: CMIGenerator(stage_mult=4, **{k: v for k, v in kw.items() if k not in ("mean", "std")}),
+              "dfad": lambda **kw: DFADGenerator(**kw)}
