@@ -48,15 +48,24 @@ def parse_args(argv):
                    help="override a method hyper-parameter (JSON value), e.g. --set pass+rgal.triplet_sampler=random "
                         "or --set triplet_weight=0.2 for every selected method that has it (see --list)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    g = p.add_argument_group("data-free distillation (--task dfkd)")
+    g.add_argument("--teacher", help="teacher model (default: the scenario's pair in the profile; see --list)")
+    g.add_argument("--student", help="student model (default: the scenario's pair in the profile)")
+    g.add_argument("--teacher-checkpoint", help="a state_dict of --teacher to distil instead of the suite's cached one")
+    g.add_argument("--rgal-variant", choices=["paper", "released"], default=None,
+                   help="RGAL generator loss: the paper's reversed triplet L_ntri (default) or the released code's "
+                        "unswapped triplet (row rgal[released])")
     return p.parse_args(argv)
 
 
-def parse_settings(settings: list[str], methods: list[str]) -> dict[str, dict]:
+def parse_settings(settings: list[str], methods: list[str], registry=None) -> dict[str, dict]:
     """``[METHOD.]KEY=VALUE`` strings -> {method: {key: value}}, checked against each method's defaults."""
     import json
 
     from benchmark.errors import BenchError
     from benchmark.methods import METHODS
+
+    METHODS = registry or METHODS  # noqa: N806
 
     out: dict[str, dict] = {}
     for item in settings:
@@ -108,6 +117,25 @@ def print_list():
               f"{e.extra['memory']}  -- {e.description}")
         if e.extra["defaults"]:
             print("  " + " " * 16 + " --set " + " ".join(f"{k}={json.dumps(v)}" for k, v in e.extra["defaults"].items()))
+    from strategies.dfkd import DFKD_METHODS
+    from benchmark.dfkd_profiles import dfkd_profile, dfkd_scenarios
+
+    print("methods (dfkd, --task dfkd):  [name in published.csv]")
+    for e in DFKD_METHODS.entries():
+        print(f"  {e.name:16s} [{e.extra['published'] or '-'}]{' reference row' if e.extra['reference'] else ''}"
+              f"  -- {e.description}")
+        if e.extra["defaults"]:
+            print("  " + " " * 16 + " --set " + " ".join(f"{k}={json.dumps(v)}" for k, v in e.extra["defaults"].items()))
+    print("dfkd default pairs (teacher -> student) per profile:")
+    for sc in dfkd_scenarios():
+        pairs = []
+        for prof in ("paper", "cpu", "mini", "smoke"):
+            try:
+                pr = dfkd_profile(prof, sc)
+                pairs.append(f"{prof} {pr.teacher} -> {pr.student}")
+            except Exception:  # noqa: BLE001 - a profile without this scenario
+                pass
+        print(f"  {sc:16s} " + "; ".join(pairs))
     print("models:")
     for e in MODELS.entries():
         print(f"  {e.name:16s} {e.description}")
@@ -148,8 +176,11 @@ def run(args) -> int:
     if args.list:
         print_list()
         return 0
-    if args.task != "cil":
-        raise BenchError("--task dfkd is not available yet (issue 4); use --task cil")
+    if args.task == "dfkd":
+        return run_dfkd(args)
+    for flag in ("teacher", "student", "teacher_checkpoint", "rgal_variant"):
+        if getattr(args, flag) is not None:
+            raise BenchError(f"--{flag.replace('_', '-')} belongs to --task dfkd; add --task dfkd or drop it")
     scenarios = args.scenario or ["cifar100-mini"]
     profile = args.profile or ("mini" if scenarios == ["cifar100-mini"] else "cpu")
     methods = args.methods or DEFAULT_METHODS
@@ -202,6 +233,62 @@ def run(args) -> int:
     from benchmark.reports import summary_table, write_reports
 
     print(summary_table(results))
+    for p in write_reports(out):
+        print(f"wrote {p}")
+    return 0
+
+
+DEFAULT_DFKD_METHODS = ["teacher", "kd-real", "dafl", "zskt", "dfq", "dfad", "dfad+ar+vi", "deepinversion", "cmi",
+                        "rgal"]
+
+
+def run_dfkd(args) -> int:
+    import strategies.dfkd  # noqa: F401  (registers the data-free methods)
+    from benchmark.dfkd_runner import DFKDCellRun, make_dfkd_cells, predicted_dfkd_seconds, throughput_line
+    from benchmark.executor import SequentialExecutor
+    from benchmark.runner import command_line, resolve_device
+    from strategies.dfkd import DFKD_METHODS
+
+    scenarios = args.scenario or ["mnist"]
+    profile = args.profile or "cpu"
+    methods = args.methods or DEFAULT_DFKD_METHODS
+    settings = list(args.settings)
+    if args.rgal_variant:
+        if "rgal" not in methods:
+            methods = methods + ["rgal"]
+        settings.append(f"rgal.variant={args.rgal_variant}")
+    device = resolve_device(args.device)
+    cells = make_dfkd_cells(scenarios=scenarios, methods=methods, seeds=args.seeds, profile=profile,
+                            teacher=args.teacher, student=args.student, epochs=args.epochs,
+                            batch_size=args.batch_size, lr=args.lr, data_root=args.data_root,
+                            device_type=device.type, method_params=parse_settings(settings, methods, DFKD_METHODS),
+                            teacher_checkpoint=args.teacher_checkpoint)
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    out = Path(args.out or f"runs/dfkd-{'+'.join(scenarios)}-{stamp}")
+    cache = Path(args.cache_dir or os.environ.get("BENCH_CACHE") or Path.home() / ".cache" / "rgal-bench" / "cache")
+    runs = {c.key: DFKDCellRun(c, out, cache, device, args.data_root, not args.no_progress, command_line(),
+                               args.teacher_checkpoint) for c in cells}
+    if args.dry_run:
+        total = 0.0
+        for c in cells:
+            r = runs[c.key]
+            st = r.status()
+            sec = 0.0 if st == "finished" else predicted_dfkd_seconds(c.config)
+            total += sec
+            print(f"{c.config['method']:14s} {c.config['scenario']:9s} {c.config['teacher']}->{c.config['student']} "
+                  f"seed {c.config['seed']}  {r.dir.name:50s} {st:8s} ~{sec / 60:6.1f} min")
+        print(f"{len(cells)} cells, predicted {total / 60:.1f} min plus teacher training on a cache miss (rough "
+              f"2-core CPU estimate)")
+        return 0
+    from benchmark.store import check_writable
+
+    check_writable(out)
+    print(f"{len(cells)} dfkd cells -> {out}  (profile {profile}, device {device})")
+    results = SequentialExecutor().run(cells, lambda c: runs[c.key].run(), progress=not args.no_progress)
+    for r in results:
+        print(throughput_line(r))
+    from benchmark.reports import write_reports
+
     for p in write_reports(out):
         print(f"wrote {p}")
     return 0

@@ -203,12 +203,16 @@ def plot_heatmaps(results: list[dict], folder: Path) -> list[Path]:
 def write_reports(folder: Path) -> list[Path]:
     from benchmark.errors import BenchError
 
+    from benchmark.dfkd_reports import load_dfkd_results, write_dfkd_reports
+
     folder = Path(folder)
     results = load_results(folder)
-    if not results:
+    if not results and not load_dfkd_results(folder):
         raise BenchError(f"no result.json under {folder}; run cells first (python run_benchmark.py --out {folder})")
     rep = folder / "report"
     rep.mkdir(parents=True, exist_ok=True)
+    if not results:
+        return write_dfkd_reports(folder, rep)
     df = long_frame(results)
     paths = []
     df.to_csv(rep / "results_long.csv", index=False)
@@ -235,4 +239,4 @@ def write_reports(folder: Path) -> list[Path]:
     paths.append(rep / "tables.md")
     paths.append(plot_seen_accuracy(results, rep / "seen_accuracy.png"))
     paths += plot_heatmaps(results, rep)
-    return paths
+    return paths + write_dfkd_reports(folder, rep)

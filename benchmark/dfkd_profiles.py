@@ -1,0 +1,140 @@
+"""Profiles of the data-free distillation task: the teacher recipe, the default teacher / student pair and the
+distillation schedule of every scenario, per profile (CONVENTIONS.md: ``paper``, ``cpu``, ``mini``, ``smoke``).
+
+Sources.  ``paper``, CIFAR: the reference recipes of the issue are CMI's published scripts (zju-vipa/CMI
+``scripts/*.sh``): 200 epochs of 400 student steps, synthesis batch 256, student SGD lr 0.1, momentum 0.9, weight
+decay 1e-4, cosine schedule over the epochs, generator width ngf 64; the teacher as the issue states (SGD lr 0.1,
+momentum 0.9, weight decay 5e-4, cosine, 200 epochs; crop + flip).  ``paper``, MNIST: DFAD's official MNIST script
+(VainF/Data-Free-Adversarial-Distillation ``DFAD_mnist.py``: 40 epochs of 50 iterations, batch 512, student SGD
+lr 0.01, momentum 0.9, weight decay 1e-4, no schedule; teacher SGD lr 0.01, momentum 0.9, weight decay 1e-4,
+batch 256, 10 epochs) for every method, so that the MNIST table compares methods under one schedule.
+
+A method's own numbers of generator and student steps (``g_steps``, ``kd_steps``) and its student batch are method
+hyper-parameters (``strategies/dfkd``); a profile may override them (``method_params``) where it shrinks compute.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+
+from benchmark.errors import BenchError
+
+
+@dataclass(frozen=True)
+class TeacherRecipe:
+    epochs: int
+    lr: float
+    batch_size: int
+    weight_decay: float
+    momentum: float = 0.9
+    schedule: str = "cosine"  # cosine | none
+    channels_last: bool = False
+
+
+@dataclass(frozen=True)
+class DistillRecipe:
+    epochs: int
+    ep_steps: int  # student steps per epoch (CMI's ``--ep_steps``)
+    synthesis_batch: int
+    lr: float  # student SGD
+    weight_decay: float
+    momentum: float = 0.9
+    schedule: str = "cosine"  # cosine (over the epochs, CMI acbbea) | none (DFAD MNIST)
+    ngf: int = 64  # generator width
+    eval_every: int = 1  # epochs between test-set evaluations (always after the last)
+    channels_last: bool = False
+
+
+@dataclass(frozen=True)
+class DFKDProfile:
+    name: str
+    dataset: str
+    teacher: str
+    student: str
+    teacher_recipe: TeacherRecipe
+    distill: DistillRecipe
+    gap_to_paper: str
+    method_params: dict = field(default_factory=dict)  # method -> overrides of its defaults in this profile
+
+    def as_dict(self) -> dict:
+        return {"teacher_recipe": asdict(self.teacher_recipe), "distill": asdict(self.distill)}
+
+    def with_overrides(self, epochs=None, batch_size=None, lr=None) -> "DFKDProfile":
+        kw = {k: v for k, v in (("epochs", epochs), ("lr", lr)) if v is not None}
+        prof = replace(self, distill=replace(self.distill, **kw)) if kw else self
+        if batch_size is not None:  # the student batch is a method parameter
+            mp = {m: dict(p) for m, p in self.method_params.items()}
+            mp["*"] = {**mp.get("*", {}), "student_batch": batch_size}
+            prof = replace(prof, method_params=mp)
+        return prof
+
+
+_CIFAR_T = TeacherRecipe(200, 0.1, 128, 5e-4)
+_CIFAR_D = DistillRecipe(200, 400, 256, 0.1, 1e-4)
+_MNIST_T = TeacherRecipe(10, 0.01, 256, 1e-4, schedule="none")
+_MNIST_D = DistillRecipe(40, 50, 512, 0.01, 1e-4, schedule="none")
+_MNIST_STEPS = {  # pool methods on DFAD's MNIST schedule: one synthesis of g_steps per epoch of ep_steps steps
+    "student_batch": 512}
+
+_PROFILES: dict[tuple[str, str], DFKDProfile] = {}
+
+
+def _add(p: DFKDProfile):
+    _PROFILES[(p.name, p.dataset)] = p
+
+
+for _ds in ("cifar10", "cifar100"):
+    _add(DFKDProfile("paper", _ds, "wrn40_2", "wrn16_1", _CIFAR_T, _CIFAR_D,
+                     "none: CMI's published recipe (200 epochs x 400 steps, synthesis batch 256, ngf 64); for GPUs"))
+_add(DFKDProfile("paper", "mnist", "lenet5", "lenet5_half", _MNIST_T, _MNIST_D,
+                 "none: DFAD's official MNIST recipe (40 x 50 iterations, batch 512, SGD 0.01) for every method",
+                 method_params={"*": dict(_MNIST_STEPS)}))
+
+# cpu: sized by measured throughput (benchmarks/dfkd_throughput.py); see README "Profiles" for the figures
+_add(DFKDProfile(
+    "cpu", "mnist", "lenet5", "lenet5_half", _MNIST_T,
+    replace(_MNIST_D, epochs=20, ep_steps=50, synthesis_batch=256, ngf=16),
+    "MNIST: 20 epochs of 50 steps instead of 40, batch 256 instead of 512, generator width ngf 16 instead of 64 "
+    "(the 32x32 generator costs ~200x LeNet-5's forward pass); pool methods synthesise 1/4 of their published "
+    "generator steps per round",
+    method_params={"*": {"student_batch": 256}, "cmi": {"g_steps": 50}, "deepinversion": {"g_steps": 250},
+                   "rgal": {"g_steps": 100}}))
+_add(DFKDProfile(
+    "cpu", "cifar10", "wrn16_2", "wrn16_1", replace(_CIFAR_T, epochs=30, channels_last=True),
+    replace(_CIFAR_D, epochs=12, ep_steps=100, synthesis_batch=128, ngf=32, channels_last=True),
+    "CIFAR-10: teacher WRN-16-2 (30 epochs) instead of WRN-40-2 (200) to fit 45 min; 12 epochs of 100 student "
+    "steps instead of 200 x 400; synthesis batch 128 instead of 256; generator width ngf 32 instead of 64; pool "
+    "methods synthesise 1/4 of their published generator steps per round",
+    method_params={"*": {"student_batch": 128}, "cmi": {"g_steps": 50}, "deepinversion": {"g_steps": 250},
+                   "rgal": {"g_steps": 100}}))
+_add(DFKDProfile(
+    "cpu", "cifar100", "wrn16_2", "wrn16_1", replace(_CIFAR_T, epochs=30, channels_last=True),
+    replace(_CIFAR_D, epochs=12, ep_steps=100, synthesis_batch=128, ngf=32, channels_last=True),
+    "CIFAR-100: as the CIFAR-10 cpu profile (WRN-16-2 teacher, 12 x 100 steps, batch 128, ngf 32)",
+    method_params={"*": {"student_batch": 128}, "cmi": {"g_steps": 50}, "deepinversion": {"g_steps": 250},
+                   "rgal": {"g_steps": 100}}))
+
+_SMALL = {"*": {"student_batch": 32}, "cmi": {"g_steps": 2, "bank_size": 256, "n_neg": 64},
+          "deepinversion": {"g_steps": 2}, "rgal": {"g_steps": 2}}
+for _ds, _t, _s in (("mnist", "lenet5", "lenet5_half"), ("cifar10", "wrn16_1", "wrn16_1"),
+                    ("cifar100", "wrn16_1", "wrn16_1")):
+    _add(DFKDProfile("mini", _ds, _t, _s, replace(_MNIST_T if _ds == "mnist" else _CIFAR_T, epochs=1, batch_size=128),
+                     DistillRecipe(2, 10, 32, 0.05 if _ds != "mnist" else 0.01, 1e-4, ngf=8),
+                     "demo: 1 teacher epoch, 2 distillation epochs of 10 steps, batch 32, ngf 8", method_params=_SMALL))
+    _add(DFKDProfile("smoke", _ds, _t, _s, replace(_MNIST_T if _ds == "mnist" else _CIFAR_T, epochs=1, batch_size=256),
+                     DistillRecipe(2, 4, 16, 0.05 if _ds != "mnist" else 0.01, 1e-4, ngf=8),
+                     "tests only: 1 teacher epoch, 2 distillation epochs of 4 steps, batch 16, ngf 8",
+                     method_params={**_SMALL, "*": {"student_batch": 16}}))
+
+
+def dfkd_profile(name: str, dataset: str) -> DFKDProfile:
+    if (name, dataset) not in _PROFILES:
+        have = sorted({d for (p, d) in _PROFILES if p == name})
+        if not have:
+            raise BenchError(f"unknown profile {name!r} for --task dfkd; choose one of: paper, cpu, mini, smoke")
+        raise BenchError(f"--task dfkd has no {name!r} profile for scenario {dataset!r}; choose one of: "
+                         f"{', '.join(have)}")
+    return _PROFILES[(name, dataset)]
+
+
+def dfkd_scenarios() -> list[str]:
+    return sorted({d for (_, d) in _PROFILES})

@@ -1,0 +1,161 @@
+"""Reports of the data-free distillation task, built only from ``result.json`` files (task ``dfkd``).
+
+* ``dfkd_table1_rgal``: the RGAL paper's Table 1 layout -- rows (dataset, teacher, student), columns methods --
+  with the measured student accuracy (mean ± std over seeds, the profile in the row label) and, as separate rows,
+  the published numbers of the same dataset (the ``cpu`` profile distils a smaller pair than the paper's, so the
+  published pair is shown as its own row rather than pretending to be the same cell).
+* ``dfkd_table1_arvi``: the activation-regularisation paper's Table 1 layout -- rows methods, columns datasets --
+  measured beside published.
+* ``dfkd_accuracy_curves.png``: student test accuracy against the epoch and against training wall time, one panel
+  pair per scenario.
+* ``dfkd_throughput.csv``: synthetic images/s and student images/s of every cell.
+``top1`` is the accuracy after the last epoch; ``best_top1`` (selected on the test set, as DFAD's scripts report) is
+in ``dfkd_results_long.csv`` only.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from benchmark.reports import DATASET_NAMES, _flat, _fmt, published
+
+
+def load_dfkd_results(folder: Path) -> list[dict]:
+    out = []
+    for p in sorted(Path(folder).rglob("result.json")):
+        try:
+            res = json.loads(p.read_text())
+        except ValueError:
+            continue
+        if res.get("cell", {}).get("task") == "dfkd":
+            out.append(res)
+    return out
+
+
+def dfkd_frame(results: list[dict]) -> pd.DataFrame:
+    from strategies.dfkd import DFKD_METHODS
+
+    recs = []
+    for r in results:
+        c, t = r["cell"], r.get("timings") or {}
+        pub = DFKD_METHODS.entry(c["method"]).extra["published"] if c["method"] in DFKD_METHODS else ""
+        for row, m in r["rows"].items():
+            recs.append({"scenario": c["scenario"], "dataset": DATASET_NAMES.get(c["scenario"], c["scenario"]),
+                         "teacher": c["teacher"], "student": c["student"] if row != "teacher" else c["teacher"],
+                         "method": row, "published_name": pub if row == c["method"] else "", "seed": c["seed"],
+                         "profile": c["profile"], "top1": 100 * m["top1"], "best_top1": 100 * m["best_top1"],
+                         "teacher_top1": 100 * r["teacher"]["test_accuracy"],
+                         "wall_seconds": t.get("wall_seconds"),
+                         "synthesis_images_per_s": t.get("synthesis_images_per_s"),
+                         "student_images_per_s": t.get("student_images_per_s")})
+    return pd.DataFrame.from_records(recs)
+
+
+def _agg(df: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    return df.groupby(keys)["top1"].agg(["mean", "std", "count"]).reset_index()
+
+
+def table1_rgal(df: pd.DataFrame) -> pd.DataFrame:
+    pub = published()
+    pub = pub[(pub["source"].str.startswith("RGAL")) & (pub["table"].astype(str) == "1")]
+    rows: dict[tuple, dict] = {}
+    students = df[df["method"] != "teacher"]
+    for _, a in _agg(students, ["dataset", "teacher", "student", "profile", "method"]).iterrows():
+        rows.setdefault((a["dataset"], a["teacher"], a["student"], f"measured [{a['profile']}]"), {})[a["method"]] = \
+            _fmt(a["mean"], 0.0 if pd.isna(a["std"]) else a["std"], int(a["count"]))
+    names = df.drop_duplicates("method").set_index("method")["published_name"].to_dict()
+    for ds in sorted(df["dataset"].unique()):
+        for _, p in pub[pub["dataset"] == ds].iterrows():
+            ours = [m for m, n in names.items() if n == p["method"]] or [p["method"]]
+            rows.setdefault((ds, p["teacher"], p["student"], "published (RGAL Table 1)"), {})[ours[0]] = \
+                f"{p['value']:.2f}"
+    out = pd.DataFrame.from_dict(rows, orient="index").fillna("")
+    out.index = pd.MultiIndex.from_tuples(out.index, names=["dataset", "teacher", "student", "source"])
+    return out.sort_index()
+
+
+def table1_arvi(df: pd.DataFrame) -> pd.DataFrame:
+    pub = published()
+    pub = pub[pub["source"].str.startswith("DFAD+AR+VI")]
+    names = df.drop_duplicates("method").set_index("method")["published_name"].to_dict()
+    cols: dict[tuple, dict] = {}
+    for _, a in _agg(df, ["dataset", "teacher", "student", "profile", "method"]).iterrows():
+        col = f"{a['dataset']} [{a['profile']}]"
+        cols.setdefault((col, "measured"), {})[a["method"]] = _fmt(a["mean"], 0.0 if pd.isna(a["std"]) else a["std"],
+                                                                   int(a["count"]))
+        p = pub[(pub["dataset"] == a["dataset"]) & (pub["method"] == names.get(a["method"], ""))]
+        cols.setdefault((col, "published"), {})[a["method"]] = f"{p['value'].iloc[0]:.2f}" if len(p) else "-"
+    out = pd.DataFrame(cols)
+    out.columns = pd.MultiIndex.from_tuples(out.columns)
+    return out.sort_index(axis=1, level=0, sort_remaining=False).fillna("")
+
+
+def plot_curves(results: list[dict], path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    recs = []
+    for r in results:
+        c = r["cell"]
+        for row, m in r["rows"].items():
+            for pt in m.get("curve", []):
+                recs.append({"scenario": f"{c['scenario']} {c['teacher']}->{c['student']}", "method": row,
+                             "seed": c["seed"], "epoch": pt["epoch"], "minutes": pt["train_seconds"] / 60,
+                             "top1 (%)": 100 * pt["top1"]})
+    df = pd.DataFrame.from_records(recs)
+    panels = sorted(df["scenario"].unique()) if len(df) else []
+    fig, axes = plt.subplots(max(1, len(panels)), 2, figsize=(11, 4 * max(1, len(panels))), squeeze=False)
+    for row_axes, panel in zip(axes, panels):
+        sub = df[df["scenario"] == panel]
+        sns.lineplot(data=sub, x="epoch", y="top1 (%)", hue="method", errorbar="sd", ax=row_axes[0])
+        sns.lineplot(data=sub, x="minutes", y="top1 (%)", hue="method", units="seed", estimator=None,
+                     ax=row_axes[1], legend=False)
+        row_axes[0].set_title(f"{panel}: accuracy per epoch")
+        row_axes[1].set_title(f"{panel}: accuracy vs training wall time")
+        for ax in row_axes:
+            ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def write_dfkd_reports(folder: Path, rep: Path) -> list[Path]:
+    results = load_dfkd_results(folder)
+    if not results:
+        return []
+    df = dfkd_frame(results)
+    paths = [rep / "dfkd_results_long.csv", rep / "dfkd_throughput.csv"]
+    df.to_csv(paths[0], index=False)
+    df[["scenario", "method", "seed", "profile", "wall_seconds", "synthesis_images_per_s",
+        "student_images_per_s"]].to_csv(paths[1], index=False)
+    t1, t2 = table1_rgal(df), table1_arvi(df)
+    md = ["# Data-free knowledge distillation", "",
+          "## Student top-1 (%), RGAL Table 1 layout (mean ± std over seeds; last epoch)", "", t1.to_markdown(), "",
+          "## Top-1 (%), activation-regularisation paper Table 1 layout", "", _flat(t2).to_markdown(), "",
+          "## Notes", ""]
+    notes = set()
+    for r in results:
+        c = r["cell"]
+        notes.add(f"profile {c['profile']} ({c['scenario']}): {r.get('profile_gap_to_paper', '')}")
+        notes.add(f"teacher {c['teacher']} on {c['scenario']}: {100 * r['teacher']['test_accuracy']:.2f}% "
+                  f"({r['teacher'].get('source', '')})")
+        if c["scenario"] == "cifar100":
+            notes.add("CIFAR-100 from ../shared/data uses a stand-in train/test split: not comparable to published")
+    notes.add("top1 is the student after the last epoch; DFAD's scripts report the best epoch on the test set "
+              "(best_top1 in dfkd_results_long.csv), which is selected on test data")
+    md += [f"- {n}" for n in sorted(notes)]
+    for stem, t in (("dfkd_table1_rgal", t1), ("dfkd_table1_arvi", t2)):
+        t.to_csv(rep / f"{stem}.csv")
+        (rep / f"{stem}.tex").write_text(t.to_latex(escape=True))
+        paths += [rep / f"{stem}.csv", rep / f"{stem}.tex"]
+    (rep / "dfkd_tables.md").write_text("\n".join(md) + "\n")
+    paths.append(rep / "dfkd_tables.md")
+    paths.append(plot_curves(results, rep / "dfkd_accuracy_curves.png"))
+    return paths
+

@@ -1,0 +1,268 @@
+"""Data-free distillation cells (``--task dfkd``): resolve the request into cells and run one cell with
+checkpoints and resume (CONVENTIONS.md "Cells, keys, resume").
+
+Flow of ``DFKDCellRun.run``: load the dataset -> teacher from the cache (trained on first use) or
+``--teacher-checkpoint`` -> build the student and the method -> restore the checkpoint if any -> for every epoch:
+``ep_steps // kd_steps`` rounds of ``synthesize()`` + ``kd_steps`` student SGD steps (CMI's ``datafree_kd.py``
+loop), the learning-rate schedule stepped per epoch, the student evaluated on the real test set -> ``result.json``.
+The state (student, optimiser, schedule, method state with its synthetic-pool size, seeded generator and global RNG
+states, accuracy curve, timings) is saved atomically after every epoch and after any round that ends more than
+``checkpoint_seconds`` after the previous save, so a killed run resumes and ends with the same numbers.
+
+The reported accuracy is the student's after the last epoch (``top1``); ``best_top1`` (the best over the evaluated
+epochs) is also stored because DFAD's official scripts report it, but it is selected on the test set and the tables
+mark it so.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import math
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from benchmark import store
+from benchmark.augment import AugmentSpec
+from benchmark.cells import Cell
+from benchmark.dfkd_profiles import DFKDProfile, DistillRecipe, TeacherRecipe, dfkd_profile
+from benchmark.errors import BenchError
+from benchmark.models import MODELS, build_model
+from benchmark.runner import versions
+from benchmark.scenarios import SCENARIOS, _cached_arrays
+from benchmark.teachers import get_teacher, test_accuracy
+from benchmark.training import rng_state, seed_everything, set_rng_state
+
+# augmentation of real and pool images in the distillation task: CMI's CIFAR transform (crop 4 + flip, no colour
+# jitter); MNIST none (DFAD's MNIST script)
+DFKD_AUGMENT = {"cifar10": AugmentSpec(crop_padding=4, flip=True), "cifar100": AugmentSpec(crop_padding=4, flip=True),
+                "mnist": AugmentSpec()}
+
+
+def make_dfkd_cells(*, scenarios, methods, seeds, profile, teacher=None, student=None, epochs=None, batch_size=None,
+                    lr=None, data_root=None, device_type="cpu", method_params=None, teacher_checkpoint=None) -> list[Cell]:
+    from strategies.dfkd import DFKD_METHODS
+
+    for m in methods:
+        DFKD_METHODS.entry(m)
+    for name in (teacher, student):
+        if name is not None:
+            MODELS.entry(name)
+    t_sha = None
+    if teacher_checkpoint:
+        p = Path(teacher_checkpoint)
+        if not p.is_file():
+            raise BenchError(f"--teacher-checkpoint {p} does not exist; pass the path of a saved state_dict")
+        import hashlib
+
+        t_sha = hashlib.sha256(p.read_bytes()).hexdigest()
+    cells = []
+    for scen in scenarios:
+        spec = SCENARIOS.get(scen)
+        if scen not in DFKD_AUGMENT:
+            raise BenchError(f"scenario {scen!r} has no data-free distillation setting; choose one of: "
+                             f"{', '.join(DFKD_AUGMENT)}")
+        prof: DFKDProfile = dfkd_profile(profile, scen).with_overrides(epochs, batch_size, lr)
+        data = _cached_arrays(spec.dataset, str(data_root) if data_root else None)
+        for seed in seeds:
+            for m in methods:
+                entry = DFKD_METHODS.entry(m)
+                params = dict(entry.extra["defaults"])
+                for scope in ("*", m):
+                    params.update({k: v for k, v in prof.method_params.get(scope, {}).items() if k in params})
+                params.update((method_params or {}).get(m, {}))
+                cells.append(Cell({
+                    "task": "dfkd", "scenario": scen, "phases": 0, "seed": seed, "profile": profile,
+                    "teacher": teacher or prof.teacher, "student": student or prof.student,
+                    "teacher_recipe": asdict(prof.teacher_recipe), "distill": asdict(prof.distill),
+                    "teacher_seed": 0, "teacher_checkpoint_sha256": t_sha, "method": m, "method_params": params,
+                    "augment": DFKD_AUGMENT[scen].as_dict(), "data_sha256": data.sha256, "device_type": device_type,
+                }))
+    return cells
+
+
+class DFKDCellRun:
+    checkpoint_seconds = 120.0
+
+    def __init__(self, cell: Cell, out: Path, cache_dir: Path, device: torch.device, data_root=None,
+                 progress: bool = True, command: str = "", teacher_checkpoint: str | None = None):
+        self.cell, self.cfg = cell, cell.config
+        self.dir = out / f"{self.cfg['scenario']}-{self.cfg['method']}-s{self.cfg['seed']}-{cell.key[:10]}"
+        self.cache_dir, self.device, self.data_root = cache_dir, device, data_root
+        self.progress, self.command, self.teacher_checkpoint = progress, command, teacher_checkpoint
+        self.ckpt_path = self.dir / "checkpoint.pt"
+        self.result_path = self.dir / "result.json"
+
+    def finished(self) -> dict | None:
+        if self.result_path.is_file():
+            res = store.load_json(self.result_path)
+            if res.get("key") == self.cell.key:
+                return res
+        return None
+
+    def status(self) -> str:
+        return "finished" if self.finished() else "partial" if self.ckpt_path.is_file() else "new"
+
+    # -- the run -------------------------------------------------------------------------------------------------
+    def run(self) -> dict:
+        done = self.finished()
+        if done:
+            return done
+        from strategies.dfkd import DFKD_METHODS, DFKDContext
+
+        cfg, dev = self.cfg, self.device
+        spec = SCENARIOS.get(cfg["scenario"])
+        data = _cached_arrays(spec.dataset, str(self.data_root) if self.data_root else None)
+        if data.sha256 != cfg["data_sha256"]:
+            raise BenchError(f"data under {data.source} changed since the cell was planned; re-run the command")
+        aug = AugmentSpec(**cfg["augment"])
+        t_recipe, recipe = TeacherRecipe(**cfg["teacher_recipe"]), DistillRecipe(**cfg["distill"])
+        teacher, t_info = get_teacher(cfg["teacher"], data, spec.mean, spec.std, t_recipe, aug, dev,
+                                      self.cache_dir, cfg["teacher_seed"], self.teacher_checkpoint, self.progress)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        store.save_json(self.dir / "cell.json", {"key": self.cell.key, "cell": cfg, "command": self.command})
+        method_cls = DFKD_METHODS.get(cfg["method"])
+        if not method_cls.needs_student:
+            return self._finish({"teacher": {"top1": t_info["test_accuracy"], "best_top1": t_info["test_accuracy"],
+                                             "curve": []}}, t_info, {}, {}, method=None)
+
+        seed_everything(cfg["seed"])
+        student = build_model(cfg["student"], data.n_classes, data.channels, spec.mean, spec.std).to(dev)
+        if recipe.channels_last:
+            student.to(memory_format=torch.channels_last)
+            teacher.to(memory_format=torch.channels_last)
+        gen = torch.Generator(device=dev)
+        gen.manual_seed(cfg["seed"])
+        ctx = DFKDContext(teacher, student, dict(cfg["method_params"]), recipe, data.n_classes,
+                          tuple(data.x_train.shape[1:]), spec.mean, spec.std, aug, dev, gen, self.dir / "pool",
+                          self.cell.key, real_data=(data.x_train, data.y_train) if method_cls.reference else None)
+        method = method_cls(ctx)
+        opt = torch.optim.SGD(method.trainable(), lr=recipe.lr, momentum=recipe.momentum,
+                              weight_decay=recipe.weight_decay)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, recipe.epochs) if recipe.schedule == "cosine" else None
+        rounds = max(1, recipe.ep_steps // method.kd_steps)
+        st = {"epoch": 0, "round": 0, "curve": [], "synth_seconds": 0.0, "synth_images": 0, "synth_kept": 0,
+              "student_seconds": 0.0, "student_images": 0, "eval_seconds": 0.0, "last_loss": None}
+        if self.ckpt_path.is_file():
+            ck = store.load_torch(self.ckpt_path, self.cell.key)
+            student.load_state_dict(ck["student"])
+            method.load_state_dict(ck["method"])
+            opt.load_state_dict(ck["optimizer"])
+            if sched:
+                sched.load_state_dict(ck["scheduler"])
+            gen.set_state(ck["generator"])
+            set_rng_state(ck["rng"])
+            st = ck["state"]
+
+        def save():
+            store.save_torch(self.ckpt_path, {
+                "key": self.cell.key, "student": student.state_dict(), "method": method.state_dict(),
+                "optimizer": opt.state_dict(), "scheduler": sched.state_dict() if sched else {},
+                "generator": gen.get_state(), "rng": rng_state(), "state": st})
+
+        bar = tqdm(total=recipe.epochs, initial=st["epoch"], desc=f"  epochs ({cfg['method']})",
+                   disable=not self.progress, position=1, leave=False)
+        last_save = time.time()
+        student.train()
+        while st["epoch"] < recipe.epochs:
+            while st["round"] < rounds:
+                t0 = time.time()
+                info = method.synthesize()
+                st["synth_seconds"] += time.time() - t0
+                st["synth_images"] += method.g_steps * recipe.synthesis_batch if method.synthesizes else 0
+                st["synth_kept"] += recipe.synthesis_batch if method.uses_pool else 0
+                t0 = time.time()
+                for _ in range(method.kd_steps):
+                    loss, n = method.student_loss()
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+                    st["student_images"] += n
+                st["student_seconds"] += time.time() - t0
+                last = float(loss.detach())
+                st["last_loss"] = {"student": last, **info}
+                if not math.isfinite(last):
+                    raise BenchError(f"{cfg['method']}: the student loss became {last} in epoch "
+                                     f"{st['epoch'] + 1}; lower --lr or the method's weights (--set)")
+                st["round"] += 1
+                if time.time() - last_save > self.checkpoint_seconds and st["round"] < rounds:
+                    save()
+                    last_save = time.time()
+            if sched:
+                sched.step()
+            st["epoch"] += 1
+            st["round"] = 0
+            if st["epoch"] % recipe.eval_every == 0 or st["epoch"] == recipe.epochs:
+                t0 = time.time()
+                acc = test_accuracy(student, data.x_test, data.y_test, dev)
+                st["eval_seconds"] += time.time() - t0
+                st["curve"].append({"epoch": st["epoch"], "top1": acc,
+                                    "train_seconds": st["synth_seconds"] + st["student_seconds"]})
+                bar.set_postfix_str(f"top1 {acc:.4f}")
+            save()
+            last_save = time.time()
+            bar.update(1)
+        bar.close()
+        curve = st["curve"]
+        rows = {method.row_name: {
+            "top1": curve[-1]["top1"], "best_top1": max(c["top1"] for c in curve), "curve": curve}}
+        return self._finish(rows, t_info, st, method.extra_results(), method)
+
+    def _finish(self, rows, t_info, st, extra, method) -> dict:
+        cfg = self.cfg
+        timings = {}
+        if st:
+            timings = {
+                "synthesis_seconds": st["synth_seconds"], "student_seconds": st["student_seconds"],
+                "eval_seconds": st["eval_seconds"], "wall_seconds": st["synth_seconds"] + st["student_seconds"]
+                + st["eval_seconds"],
+                "synthesis_images_per_s": st["synth_images"] / st["synth_seconds"] if st["synth_seconds"] else None,
+                "pool_images_per_s": st["synth_kept"] / st["synth_seconds"] if st["synth_kept"] else None,
+                "student_images_per_s": st["student_images"] / max(st["student_seconds"], 1e-9)}
+        result = {
+            "key": self.cell.key, "cell": cfg, "rows": rows, "teacher": t_info, "extra": extra,
+            "last_losses": st.get("last_loss") if st else None, "timings": timings,
+            "profile_gap_to_paper": dfkd_profile(cfg["profile"], cfg["scenario"]).gap_to_paper,
+            "versions": versions(), "device": str(self.device), "command": self.command,
+            "finished": _dt.datetime.now().isoformat(timespec="seconds"),
+        }
+        store.save_json(self.result_path, result)
+        if self.ckpt_path.is_file():
+            self.ckpt_path.unlink()
+        return result
+
+
+def throughput_line(res: dict) -> str:
+    t = res.get("timings") or {}
+    parts = [f"{res['cell']['method']} s{res['cell']['seed']}"]
+    for row, m in res["rows"].items():
+        parts.append(f"{row} top1 {100 * m['top1']:.2f}%")
+    if t.get("synthesis_images_per_s"):
+        parts.append(f"synthesis {t['synthesis_images_per_s']:.0f} img/s")
+    if t.get("student_images_per_s"):
+        parts.append(f"student {t['student_images_per_s']:.0f} img/s")
+    if t.get("wall_seconds"):
+        parts.append(f"{t['wall_seconds'] / 60:.1f} min")
+    return ", ".join(parts)
+
+
+def predicted_dfkd_seconds(cfg: dict) -> float:
+    """Rough 2-core CPU estimate from the CIL throughput table (forward+backward images of teacher and student)."""
+    from benchmark.runner import CPU_IMAGES_PER_S
+
+    d = cfg["distill"]
+    ips_t = CPU_IMAGES_PER_S.get(cfg["teacher"], 200)
+    ips_s = CPU_IMAGES_PER_S.get(cfg["student"], 200)
+    p = cfg["method_params"]
+    if cfg["method"] == "teacher":
+        return 0.0
+    steps = d["epochs"] * d["ep_steps"]
+    kd = p.get("kd_steps") or d["ep_steps"]
+    rounds = d["epochs"] * max(1, d["ep_steps"] // kd)
+    student = steps * p.get("student_batch", 128) * (1 / ips_s + 0.33 / ips_t)
+    synth = rounds * p.get("g_steps", 0) * d["synthesis_batch"] * (1 / ips_t + 1 / ips_s) * 1.5
+    return student + synth
+
+

@@ -1,0 +1,150 @@
+"""Teachers of the data-free distillation task: trained by the suite on the real training set and cached
+(CONVENTIONS.md "Caches"), or loaded from a user's checkpoint (``--teacher-checkpoint``).
+
+Training follows the profile's ``TeacherRecipe`` (``paper`` CIFAR: SGD lr 0.1, momentum 0.9, weight decay 5e-4,
+cosine over 200 epochs, batch 128, random crop (padding 4) + flip, as CMI's ``train_scratch.py`` augments; MNIST:
+DFAD's teacher recipe, no augmentation).  The cache key is a hash of everything that determines the teacher (data
+fingerprint, model, recipe, augmentation, seed, device type); a partial teacher is checkpointed after every epoch
+next to the cache entry, so a killed teacher training resumes where it stopped.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from benchmark import store
+from benchmark.augment import AugmentSpec, augment_batch
+from benchmark.cells import stable_hash
+from benchmark.data import ArrayData
+from benchmark.errors import BenchError
+from benchmark.models import build_model
+from benchmark.training import rng_state, seed_everything, set_rng_state
+
+
+def teacher_key(data_sha256: str, model: str, recipe, augment: AugmentSpec, seed: int, device_type: str) -> str:
+    return stable_hash({"what": "dfkd-teacher", "data": data_sha256, "model": model, "recipe": asdict(recipe),
+                        "augment": augment.as_dict(), "seed": seed, "device_type": device_type})
+
+
+@torch.no_grad()
+def test_accuracy(model, x: torch.Tensor, y: torch.Tensor, device, batch_size: int = 1000) -> float:
+    was = model.training
+    model.eval()
+    correct = 0
+    for i in range(0, len(y), batch_size):
+        correct += int((model(x[i:i + batch_size].to(device)).argmax(1).cpu() == y[i:i + batch_size]).sum())
+    model.train(was)
+    return correct / max(1, len(y))
+
+
+def train_teacher(model, data: ArrayData, recipe, augment: AugmentSpec, device, seed: int, partial: Path,
+                  key: str, progress: bool = True) -> dict:
+    """Trains ``model`` in place; checkpoints to ``partial`` after every epoch and resumes from it."""
+    opt = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum,
+                          weight_decay=recipe.weight_decay)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, recipe.epochs) if recipe.schedule == "cosine" else None
+    gen = torch.Generator(device=device)
+    seed_everything(seed)
+    gen.manual_seed(seed)
+    start, seconds = 0, 0.0
+    if partial.is_file():
+        ck = store.load_torch(partial, key, "partial teacher checkpoint")
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        if sched:
+            sched.load_state_dict(ck["scheduler"])
+        gen.set_state(ck["generator"])
+        set_rng_state(ck["rng"])
+        start, seconds = int(ck["epoch"]), float(ck["seconds"])
+    if recipe.channels_last:
+        model.to(memory_format=torch.channels_last)
+    x, y = data.x_train.to(device), data.y_train.to(device)
+    bar = tqdm(range(start, recipe.epochs), desc="  teacher epochs", initial=start, total=recipe.epochs,
+               disable=not progress, leave=False)
+    for epoch in bar:
+        t0 = time.time()
+        model.train()
+        perm = torch.randperm(len(y), generator=gen, device=gen.device).to(device)
+        for i in range(0, len(y), recipe.batch_size):
+            idx = perm[i:i + recipe.batch_size]
+            xb = augment_batch(x[idx], augment, gen)
+            if recipe.channels_last:
+                xb = xb.contiguous(memory_format=torch.channels_last)
+            loss = F.cross_entropy(model(xb), y[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        if sched:
+            sched.step()
+        seconds += time.time() - t0
+        if not math.isfinite(float(loss.detach())):
+            raise BenchError(f"teacher training diverged (loss {float(loss.detach())}) at epoch {epoch + 1}; lower the "
+                             f"teacher learning rate or use --teacher-checkpoint")
+        store.save_torch(partial, {"key": key, "model": model.state_dict(), "optimizer": opt.state_dict(),
+                                   "scheduler": sched.state_dict() if sched else {}, "generator": gen.get_state(),
+                                   "rng": rng_state(), "epoch": epoch + 1, "seconds": seconds})
+    bar.close()
+    model.eval()
+    return {"train_seconds": seconds, "epochs": recipe.epochs}
+
+
+def get_teacher(name: str, data: ArrayData, mean, std, recipe, augment: AugmentSpec, device, cache_dir: Path,
+                seed: int = 0, checkpoint: str | None = None, progress: bool = True):
+    """(teacher in eval mode with frozen parameters, info dict with test accuracy and provenance)."""
+    model = build_model(name, data.n_classes, data.channels, mean, std).to(device)
+    if checkpoint:
+        info = _load_user_checkpoint(model, Path(checkpoint))
+    else:
+        key = teacher_key(data.sha256, name, recipe, augment, seed, torch.device(device).type)
+        path = cache_dir / "teachers" / f"{key}.pt"
+        if path.is_file():
+            ck = store.load_torch(path, key, "teacher cache")
+            _load_checked(model, ck["model"], path)
+            info = dict(ck["info"], cache=f"hit {path.name}")
+        else:
+            partial = path.with_suffix(".partial.pt")
+            info = train_teacher(model, data, recipe, augment, device, seed, partial, key, progress)
+            info["test_accuracy"] = test_accuracy(model, data.x_test, data.y_test, device)
+            store.save_torch(path, {"key": key, "model": model.state_dict(), "info": info})
+            partial.unlink(missing_ok=True)
+            info = dict(info, cache=f"miss, trained and stored {path.name}")
+        info["source"] = "suite"
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    if "test_accuracy" not in info:
+        info["test_accuracy"] = test_accuracy(model, data.x_test, data.y_test, device)
+    return model, info
+
+
+def _load_checked(model, state: dict, path: Path) -> None:
+    own = model.state_dict()
+    bad = [k for k in own if k not in state or tuple(state[k].shape) != tuple(own[k].shape)]
+    if bad or len(state) != len(own):
+        raise BenchError(f"{path} does not fit this model (first mismatch: {bad[0] if bad else 'extra keys'}); "
+                         f"pass a checkpoint of the same --teacher architecture and number of classes")
+    model.load_state_dict(state)
+
+
+def _load_user_checkpoint(model, path: Path) -> dict:
+    """A user's teacher: a ``state_dict`` of the suite's model, bare or under ``model`` / ``state_dict``."""
+    if not path.is_file():
+        raise BenchError(f"--teacher-checkpoint {path} does not exist; pass the path of a saved state_dict")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unpickling failure means a corrupt or foreign file
+        raise BenchError(f"--teacher-checkpoint {path} is corrupt or not a torch state_dict ({type(e).__name__}); "
+                         f"save one with torch.save(model.state_dict(), FILE)") from None
+    if isinstance(obj, dict):
+        obj = obj.get("model", obj.get("state_dict", obj))
+    if not isinstance(obj, dict):
+        raise BenchError(f"--teacher-checkpoint {path} holds no state_dict; save one with "
+                         f"torch.save(model.state_dict(), FILE)")
+    _load_checked(model, obj, path)
+    return {"source": f"user checkpoint {path}", "train_seconds": None}

@@ -1,0 +1,143 @@
+"""The data-free distillation method interface (CMI's ``synthesize()`` / ``train()`` split) and its registry.
+
+The runner (``benchmark/dfkd_runner.py``) drives every method the same way, as CMI's ``datafree_kd.py`` does: an
+epoch is ``ep_steps // kd_steps`` rounds; a round is ``synthesize()`` (``g_steps`` generator or pixel steps) followed
+by ``kd_steps`` student steps, each minimising ``student_loss()`` with the student's SGD optimiser over
+``trainable()``.  Pool-based methods (CMI, DeepInversion, RGAL) synthesise one batch into the pool per round and take
+``kd_steps = ep_steps`` student steps on pool batches; generator-based ones (DAFL, ZSKT, DFQ, DFAD) take 1 generator
+step and 5 (10 for DFQ) student steps on fresh generator samples per round.
+
+The teacher is always in eval mode with frozen parameters.  The student is in train mode during student steps and in
+eval mode while a synthesiser queries it (CMI).  Every random draw of a method comes from ``ctx.generator`` (a seeded
+``torch.Generator`` whose state the checkpoints keep) or from the global RNG (also checkpointed).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from benchmark.augment import AugmentSpec, augment_batch, random_crop, random_flip
+from benchmark.registry import Registry
+
+DFKD_METHODS = Registry("dfkd method")
+
+
+@dataclass
+class DFKDContext:
+    teacher: torch.nn.Module  # benchmark.models.base.Net, eval mode, frozen
+    student: torch.nn.Module
+    params: dict  # the method's hyper-parameters (resolved)
+    recipe: object  # benchmark.dfkd_profiles.DistillRecipe
+    n_classes: int
+    image_shape: tuple  # (C, H, W)
+    mean: tuple
+    std: tuple
+    augment: AugmentSpec  # augmentation of pool images for student steps (CIFAR: crop 4 + flip; MNIST: none)
+    device: torch.device
+    generator: torch.Generator
+    pool_dir: Path | None = None
+    pool_key: str = ""
+    real_data: tuple | None = None  # (x_train uint8, y_train): only the with-data reference row uses it
+    extra: dict = field(default_factory=dict)
+
+
+class DFKDMethod:
+    name = "dfkd"
+    uses_pool = False
+    reference = False  # a reference row (teacher, KD with real data), not a data-free method
+    needs_student = True  # False: the row is the teacher itself
+    synthesizes = True  # False: no synthetic data (the with-data reference)
+
+    def __init__(self, ctx: DFKDContext):
+        self.ctx, self.p = ctx, ctx.params
+        self.teacher, self.student, self.device = ctx.teacher, ctx.student, ctx.device
+        self.gen = ctx.generator
+
+    # -- schedule ----------------------------------------------------------------------------------------------
+    @property
+    def g_steps(self) -> int:
+        return int(self.p.get("g_steps", 1))
+
+    @property
+    def kd_steps(self) -> int:
+        return int(self.p.get("kd_steps") or self.ctx.recipe.ep_steps)
+
+    @property
+    def student_batch(self) -> int:
+        return int(self.p["student_batch"])
+
+    @property
+    def row_name(self) -> str:
+        """The row in the tables (a variant may rename it, e.g. ``rgal[released]``)."""
+        return self.name
+
+    # -- the split ---------------------------------------------------------------------------------------------
+    def trainable(self) -> list[torch.nn.Parameter]:
+        """Parameters of the student's optimiser (the student, plus e.g. RGAL's embedding projection)."""
+        return list(self.student.parameters())
+
+    def synthesize(self) -> dict:
+        """One synthesis round; returns figures for the log (loss, images made)."""
+        return {}
+
+    def student_loss(self) -> tuple[torch.Tensor, int]:
+        """The loss of one student step and the number of images it used."""
+        raise NotImplementedError
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+    def extra_results(self) -> dict:
+        return {}
+
+    # -- helpers shared by the methods -------------------------------------------------------------------------
+    def randn(self, *shape) -> torch.Tensor:
+        return torch.randn(*shape, generator=self.gen, device=self.gen.device).to(self.device)
+
+    def synthesis_augment(self, x: torch.Tensor) -> torch.Tensor:
+        """Differentiable augmentation of synthetic [0, 1] images during synthesis (CMI / RGAL: random crop with
+        padding 4 and horizontal flip for CIFAR; whatever ``ctx.augment`` holds, brightness excluded)."""
+        a = self.ctx.augment
+        if a.crop_padding:
+            x = random_crop(x, a.crop_padding, self.gen)
+        if a.flip:
+            x = random_flip(x, self.gen)
+        return x
+
+    def augment_pool_batch(self, xb: torch.Tensor) -> torch.Tensor:
+        x = augment_batch(xb, self.ctx.augment, self.gen)
+        if self.ctx.recipe.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
+
+
+class BestBatch:
+    """Keeps the iterate with the lowest loss of a synthesis round (CMI / RGAL add that batch to the pool)."""
+
+    def __init__(self):
+        self.loss, self.x, self.extra = float("inf"), None, None
+
+    def update(self, loss: torch.Tensor, x: torch.Tensor, extra=None) -> None:
+        v = float(loss)
+        if v < self.loss or self.x is None:
+            self.loss, self.x, self.extra = v, x.detach().clone(), extra
+
+
+def register_dfkd_method(name: str, *, published: str = "", defaults: dict | None = None, description: str = "",
+                         choices: dict | None = None, reference: bool = False):
+    """Class decorator: registers a ``DFKDMethod`` with its default hyper-parameters (``--set`` checks against
+    them and ``choices``)."""
+
+    def deco(cls):
+        cls.name = name
+        cls.reference = reference
+        DFKD_METHODS.register(name, cls, description=description, published=published, defaults=defaults or {},
+                              choices=choices or {}, rows=[name], memory="none", reference=reference)
+        return cls
+
+    return deco

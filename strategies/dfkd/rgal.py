@@ -1,0 +1,170 @@
+"""RGAL for data-free distillation (RGAL paper, Algorithm 1, Eq. 3-12; released code Sharpiless/RGAL).
+
+Synthesis round (``synthesize``): the generator is re-initialised (``reset_generator``) and a fresh ``z`` is optimised
+with it (Adam lr 1e-3, betas (0.5, 0.999)) for ``g_steps`` steps on
+
+    L_g = bn * L_bn + oh * CE(T(x), argmax T(x)) + adv * L_adv + tri_g * L_ntri
+
+on augmented generator output (crop 4 + flip for CIFAR), with ``L_adv`` CMI's masked ``-KL`` and ``L_ntri`` the
+reversed triplet hinge of Eq. 3 (positive and negative swapped inside the hinge) on the student's pooled embedding,
+labels the teacher's argmax, negatives by focal weighted sampling (window 0.5 < d < 1.0) on the teacher's logits
+(the released code mines on them).  The round's iterate with the lowest ``L_g`` joins the pool.
+``variant="released"`` adds the triplet hinge unswapped on the generator side, as the released code does.
+
+Student steps (``student_loss``): paired pool batches (B/2 random anchors + B/2 positives with the same teacher
+label; ``positive="image"`` pairs two augmentations of one image as the released loader does) and
+
+    L_s = KD_T(S, T) + tri_s * L_tri + emb_weight * L_emb
+
+``L_tri`` (Eq. 5) with distance-weighted negatives on the student's logits, L2-normalised embeddings, non-squared
+distance, margin 0.2 (one implementation with the class-incremental plugins: ``strategies.rgal``).
+``emb="paper"``: ``L_emb = ||e_T - Fc(e_S)||^2`` (batch mean of the squared norm) with a trainable linear
+projection trained with the student.  ``emb="released"``: the released ``CDLoss``, an MSE between each pooled
+block output of the teacher and the student's pooled block output through a 1x1 convolution (written as a linear map
+on the pooled vector, which is the same function), summed over blocks, at weight 0.1.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from benchmark.models.generators import GENERATORS, reset_generator
+from strategies.dfkd.base import BestBatch, register_dfkd_method
+from strategies.dfkd.losses import bn_hooks, bn_loss, kd_loss, masked_adversarial_loss, one_hot_loss
+from strategies.dfkd.pool_kd import PoolMethod, frozen
+from strategies.rgal.losses import sampled_triplet_loss
+from strategies.rgal.paired_sampling import paired_batch_indices
+
+DEFAULTS = {
+    "g_steps": 400, "lr_g": 1e-3, "g_betas": [0.5, 0.999], "nz": 256, "student_batch": 128, "T": 20.0,
+    "adv": 1.0, "bn": 1.0, "oh": 1.0, "tri_g": 0.1, "g_sampler": "focal", "focal_lower": 0.5, "focal_upper": 1.0,
+    "g_sample_on": "teacher_logits", "variant": "paper",
+    "tri_s": 0.1, "s_sampler": "distance", "dw_cutoff": 0.5, "dw_nonzero_cutoff": 1.4, "margin": 0.2,
+    "squared": False, "paired": True, "positive": "class", "emb": "paper", "emb_weight": 1.0, "pool_bound": 0,
+}
+CHOICES = {"g_sampler": ["focal", "distance", "random"], "s_sampler": ["distance", "focal", "random"],
+           "g_sample_on": ["teacher_logits", "student_logits", "embedding"], "variant": ["paper", "released"],
+           "positive": ["class", "image"], "emb": ["paper", "released", "none"]}
+
+
+def _sampler_kw(name: str, p: dict) -> dict:
+    if name == "focal":
+        return {"lower": p["focal_lower"], "upper": p["focal_upper"]}
+    if name == "distance":
+        return {"cutoff": p["dw_cutoff"], "nonzero_loss_cutoff": p["dw_nonzero_cutoff"]}
+    return {}
+
+
+@register_dfkd_method("rgal", published="RGAL", defaults=DEFAULTS, choices=CHOICES,
+                      description="RGAL (Liang & Fu): relation-guided adversarial synthesis (L_ntri, focal sampling) "
+                                  "+ triplet / embedding student losses on paired pool batches")
+class RGAL(PoolMethod):
+    def __init__(self, ctx):
+        super().__init__(ctx)
+        c, h, _ = ctx.image_shape
+        self.generator = GENERATORS["cmi"](nz=int(self.p["nz"]), ngf=ctx.recipe.ngf, img_size=h, nc=c).to(self.device)
+        self.hooks = bn_hooks(self.teacher) if self.p["bn"] > 0 else []
+        self.proj = self._make_projection().to(self.device)
+        self._batches: list[torch.Tensor] = []
+
+    @property
+    def row_name(self) -> str:
+        return "rgal[released]" if self.p["variant"] == "released" else "rgal"
+
+    # -- embedding term ----------------------------------------------------------------------------------------
+    def _make_projection(self) -> nn.Module:
+        if self.p["emb"] == "paper":
+            return nn.Linear(self.student.embed_dim, self.teacher.embed_dim)
+        if self.p["emb"] == "released":
+            c, h, w = self.ctx.image_shape
+            probe = torch.zeros(2, c, h, w, device=next(self.teacher.parameters()).device)
+            with torch.no_grad():
+                _, tb = self.teacher.backbone(probe, return_blocks=True)
+                _, sb = self.student.backbone(probe.to(next(self.student.parameters()).device), return_blocks=True)
+            if len(tb) != len(sb):
+                raise ValueError(f"emb='released' needs as many blocks in student ({len(sb)}) as teacher ({len(tb)})")
+            return nn.ModuleList(nn.Linear(s.shape[1], t.shape[1]) for s, t in zip(sb, tb))
+        return nn.ModuleList()
+
+    def trainable(self):
+        return list(self.student.parameters()) + list(self.proj.parameters())
+
+    def embedding_loss(self, x, s_emb, t_emb, s_blocks=None, t_blocks=None) -> torch.Tensor:
+        if self.p["emb"] == "paper":
+            return self.p["emb_weight"] * (t_emb - self.proj(s_emb)).pow(2).sum(1).mean()
+        if self.p["emb"] == "released":
+            pool = lambda b: F.adaptive_avg_pool2d(b, 1).flatten(1)  # noqa: E731
+            return 0.1 * sum(F.mse_loss(lin(pool(s)), pool(t)) for lin, s, t in zip(self.proj, s_blocks, t_blocks))
+        return s_emb.sum() * 0.0
+
+    # -- synthesis ---------------------------------------------------------------------------------------------
+    def generator_loss(self, x_aug: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        p = self.p
+        t_logits = self.teacher(x_aug)
+        labels = t_logits.argmax(1)
+        s_logits, s_emb = self.student.forward_features(x_aug)
+        parts = {"oh": one_hot_loss(t_logits, labels), "adv": masked_adversarial_loss(s_logits, t_logits)}
+        if self.hooks:
+            parts["bn"] = bn_loss(self.hooks).to(x_aug.device)
+        if p["tri_g"]:
+            on = {"teacher_logits": t_logits, "student_logits": s_logits, "embedding": s_emb}[p["g_sample_on"]]
+            parts["tri_g"] = sampled_triplet_loss(s_emb, labels, sample_on=on, sampler=p["g_sampler"],
+                                                  reverse=p["variant"] == "paper", generator=self.gen,
+                                                  sampler_kw=_sampler_kw(p["g_sampler"], p), margin=p["margin"],
+                                                  squared=p["squared"])
+        loss = sum(p[k] * v for k, v in parts.items())
+        return loss, {k: float(v) for k, v in parts.items()}
+
+    def synthesize(self) -> dict:
+        reset_generator(self.generator)
+        self.generator.train()
+        z = self.randn(self.ctx.recipe.synthesis_batch, int(self.p["nz"])).requires_grad_(True)
+        opt = torch.optim.Adam([{"params": self.generator.parameters()}, {"params": [z]}], lr=self.p["lr_g"],
+                               betas=tuple(self.p["g_betas"]))
+        best, parts = BestBatch(), {}
+        with frozen(self.student):
+            for _ in range(self.g_steps):
+                x = self.generator(z)
+                loss, parts = self.generator_loss(self.synthesis_augment(x))
+                best.update(loss, x)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+        self.add_to_pool(best.x)
+        self._batches = []
+        return {"loss_g": best.loss, **parts}
+
+    # -- student -----------------------------------------------------------------------------------------------
+    def _next_indices(self) -> torch.Tensor:
+        if not self.p["paired"]:
+            return self.pool_indices(self.student_batch)
+        if not self._batches:
+            _, y = self.pool.tensors(self.device)
+            self._batches = paired_batch_indices(y, self.student_batch, self.gen, self.p["positive"])[::-1]
+        return self._batches.pop().to(self.device)
+
+    def student_loss(self):
+        p = self.p
+        xb, y = self.pool_batch(self._next_indices())
+        released = p["emb"] == "released"
+        with torch.no_grad():
+            t_emb, t_blocks = self.teacher.backbone(xb, return_blocks=True)
+            t_logits = self.teacher.head(t_emb)
+        s_emb, s_blocks = self.student.backbone(xb, return_blocks=True)
+        s_logits = self.student.head(s_emb)
+        loss = kd_loss(s_logits, t_logits, p["T"])
+        if p["tri_s"]:
+            loss = loss + p["tri_s"] * sampled_triplet_loss(
+                s_emb, y, sample_on=s_logits, sampler=p["s_sampler"], generator=self.gen,
+                sampler_kw=_sampler_kw(p["s_sampler"], p), margin=p["margin"], squared=p["squared"])
+        loss = loss + self.embedding_loss(xb, s_emb, t_emb, s_blocks if released else None,
+                                          t_blocks if released else None)
+        return loss, len(xb)
+
+    def state_dict(self) -> dict:
+        return {**super().state_dict(), "proj": self.proj.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self.proj.load_state_dict(state["proj"])
