@@ -8,6 +8,7 @@ All randomness comes from the ``torch.Generator`` passed in, so a saved generato
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -50,6 +51,27 @@ def random_brightness(x: torch.Tensor, b: float, gen: torch.Generator) -> torch.
     lo, hi = max(0.0, 1.0 - b), 1.0 + b
     f = torch.rand(x.shape[0], generator=gen, device=gen.device).to(x.device) * (hi - lo) + lo
     return (x * f[:, None, None, None]).clamp_(0.0, 1.0)
+
+
+def random_resized_crop(x: torch.Tensor, gen: torch.Generator, scale=(0.25, 1.0),
+                        ratio=(3 / 4, 4 / 3)) -> torch.Tensor:
+    """Differentiable batched ``RandomResizedCrop`` back to the input size (bilinear): per image an area fraction
+    ~ U(scale) and a log-uniform aspect ratio, the crop placed uniformly inside the image.  Float input only (used
+    on synthetic images, CMI's local view)."""
+    n = x.shape[0]
+
+    def u(lo, hi):
+        return torch.rand(n, generator=gen, device=gen.device).to(x.device) * (hi - lo) + lo
+
+    area = u(*scale)
+    r = torch.exp(u(math.log(ratio[0]), math.log(ratio[1])))
+    w = torch.sqrt(area * r).clamp(max=1.0)  # fraction of the width
+    h = torch.sqrt(area / r).clamp(max=1.0)
+    cx, cy = u(-1.0, 1.0) * (1 - w), u(-1.0, 1.0) * (1 - h)  # centre in [-1, 1] coordinates
+    theta = torch.zeros(n, 2, 3, device=x.device, dtype=x.dtype)
+    theta[:, 0, 0], theta[:, 0, 2], theta[:, 1, 1], theta[:, 1, 2] = w, cx, h, cy
+    grid = torch.nn.functional.affine_grid(theta, list(x.shape), align_corners=False)
+    return torch.nn.functional.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
 
 
 def augment_batch(x: torch.Tensor, spec: AugmentSpec, gen: torch.Generator) -> torch.Tensor:

@@ -28,6 +28,7 @@ class TeacherRecipe:
     momentum: float = 0.9
     schedule: str = "cosine"  # cosine | none
     channels_last: bool = False
+    max_steps_per_epoch: int = 0  # 0: whole epochs; >0 caps an epoch (smoke / mini teachers only)
 
 
 @dataclass(frozen=True)
@@ -120,9 +121,10 @@ for _ds, _t, _s in (("mnist", "lenet5", "lenet5_half"), ("cifar10", "wrn16_1", "
     _add(DFKDProfile("mini", _ds, _t, _s, replace(_MNIST_T if _ds == "mnist" else _CIFAR_T, epochs=1, batch_size=128),
                      DistillRecipe(2, 10, 32, 0.05 if _ds != "mnist" else 0.01, 1e-4, ngf=8),
                      "demo: 1 teacher epoch, 2 distillation epochs of 10 steps, batch 32, ngf 8", method_params=_SMALL))
-    _add(DFKDProfile("smoke", _ds, _t, _s, replace(_MNIST_T if _ds == "mnist" else _CIFAR_T, epochs=1, batch_size=256),
+    _add(DFKDProfile("smoke", _ds, _t, _s, replace(_MNIST_T if _ds == "mnist" else _CIFAR_T, epochs=1, batch_size=128,
+                                                   max_steps_per_epoch=60, lr=0.05),
                      DistillRecipe(2, 4, 16, 0.05 if _ds != "mnist" else 0.01, 1e-4, ngf=8),
-                     "tests only: 1 teacher epoch, 2 distillation epochs of 4 steps, batch 16, ngf 8",
+                     "tests only: teacher 60 steps of batch 128, 2 distillation epochs of 4 steps, batch 16, ngf 8",
                      method_params={**_SMALL, "*": {"student_batch": 16}}))
 
 

@@ -71,7 +71,10 @@ def train_teacher(model, data: ArrayData, recipe, augment: AugmentSpec, device, 
         t0 = time.time()
         model.train()
         perm = torch.randperm(len(y), generator=gen, device=gen.device).to(device)
-        for i in range(0, len(y), recipe.batch_size):
+        starts = range(0, len(y), recipe.batch_size)
+        if recipe.max_steps_per_epoch:
+            starts = starts[: recipe.max_steps_per_epoch]
+        for i in starts:
             idx = perm[i:i + recipe.batch_size]
             xb = augment_batch(x[idx], augment, gen)
             if recipe.channels_last:

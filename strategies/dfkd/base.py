@@ -123,7 +123,7 @@ class BestBatch:
         self.loss, self.x, self.extra = float("inf"), None, None
 
     def update(self, loss: torch.Tensor, x: torch.Tensor, extra=None) -> None:
-        v = float(loss)
+        v = loss.item()
         if v < self.loss or self.x is None:
             self.loss, self.x, self.extra = v, x.detach().clone(), extra
 

@@ -65,7 +65,7 @@ class GenerativeMethod(DFKDMethod):
             parts["adv"] = -self.criterion(self.student(x), t_logits)
         for k, v in parts.items():
             loss = loss + p[k] * v
-        return loss, {k: float(v) for k, v in parts.items()}
+        return loss, {k: v.item() for k, v in parts.items()}
 
     def synthesize(self) -> dict:
         self.student.eval()
@@ -76,7 +76,7 @@ class GenerativeMethod(DFKDMethod):
             self.opt_g.zero_grad(set_to_none=True)
             loss.backward()
             self.opt_g.step()
-            out["loss_g"] = float(loss)
+            out["loss_g"] = loss.item()
         self.student.train()
         return out
 

@@ -15,6 +15,12 @@ hand-computed values in ``tests/test_dfkd_losses.py``.  Sources: zju-vipa/CMI ``
 * ``tv_loss`` -- DeepInversion's total variation prior: mean absolute difference to the neighbour in 4 directions
   (right, down, two diagonals), summed.
 * ``l1_logits`` -- DFAD's mean absolute error between logits (both players).
+* ``js_divergence`` -- DeepInversion's adversarial competition term as CMI writes it (``criterions.jsdiv``):
+  ``P = softmax(s/T)``, ``Q = softmax(t/T)``, ``M = (P + Q)/2``, all clamped to [0.01, 0.99],
+  ``0.5 KL(M || P) + 0.5 KL(M || Q)`` (batch mean, no T^2), T = 3.
+* ``contrastive_loss`` -- CMI's instance contrastive term: rows of ``proj_local`` (current batch, then cached
+  negatives) against ``proj_global`` (detached) at temperature ``cr_T``, the same-index global view as positive;
+  with cached rows, the mean CE over the current rows plus the mean over the cached rows.
 * ``virtual_interpolation`` -- the activation-regularisation paper's Eq. 4-9: ``x_v = lam x_i + (1 - lam) x_j``
   with ``lam ~ Beta(alpha, alpha)`` per sample, target ``lam T(x_i) + (1 - lam) T(x_j)``.
 """
@@ -82,6 +88,23 @@ def tv_loss(x: torch.Tensor) -> torch.Tensor:
     d3 = (x[:, :, 1:, :-1] - x[:, :, :-1, 1:]).abs().mean()
     d4 = (x[:, :, :-1, :-1] - x[:, :, 1:, 1:]).abs().mean()
     return d1 + d2 + d3 + d4
+
+
+def js_divergence(s_logits: torch.Tensor, t_logits: torch.Tensor, temperature: float = 3.0) -> torch.Tensor:
+    p = F.softmax(s_logits / temperature, 1)
+    q = F.softmax(t_logits / temperature, 1)
+    m = 0.5 * (p + q)
+    p, q, m = (v.clamp(0.01, 0.99) for v in (p, q, m))
+    return 0.5 * F.kl_div(p.log(), m, reduction="batchmean") + 0.5 * F.kl_div(q.log(), m, reduction="batchmean")
+
+
+def contrastive_loss(proj_local: torch.Tensor, proj_global: torch.Tensor, n_current: int,
+                     temperature: float = 0.1) -> torch.Tensor:
+    logits = proj_local @ proj_global.detach().t() / temperature
+    rows = F.cross_entropy(logits, torch.arange(len(logits), device=logits.device), reduction="none")
+    if len(rows) > n_current:
+        return rows[:n_current].mean() + rows[n_current:].mean()
+    return rows.mean()
 
 
 def l1_logits(s_logits: torch.Tensor, t_logits: torch.Tensor) -> torch.Tensor:

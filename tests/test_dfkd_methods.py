@@ -1,0 +1,112 @@
+"""Data-free distillation pieces on hand-computed values: CMI's contrastive term and memory bank, DeepInversion's
+Jensen-Shannon term, the differentiable resized crop of CMI's local view, and RGAL's generator-side triplet
+variants (the paper's reversed hinge against the released unswapped one)."""
+import math
+
+import pytest
+import torch
+
+from benchmark.augment import random_resized_crop
+from strategies.dfkd.cmi import MemoryBank
+from strategies.dfkd.losses import contrastive_loss, js_divergence
+
+
+def _softmax(v):
+    e = [math.exp(x) for x in v]
+    return [x / sum(e) for x in e]
+
+
+def test_contrastive_loss_by_hand_with_and_without_cached_rows():
+    local = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.6, 0.8]])
+    glob = torch.tensor([[0.8, 0.6], [0.0, 1.0], [1.0, 0.0]])
+    T = 0.5
+    sims = [[sum(a * b for a, b in zip(l, g)) / T for g in glob.tolist()] for l in local.tolist()]
+    rows = [-math.log(_softmax(s)[i]) for i, s in enumerate(sims)]
+    # two current samples + one cached row: mean over the current rows plus the cached row's CE
+    assert contrastive_loss(local, glob, 2, T).item() == pytest.approx((rows[0] + rows[1]) / 2 + rows[2], rel=1e-5)
+    assert contrastive_loss(local, glob, 3, T).item() == pytest.approx(sum(rows) / 3, rel=1e-5)
+    g, lo = glob.clone().requires_grad_(True), local.clone().requires_grad_(True)
+    contrastive_loss(lo, g, 3, T).backward()
+    assert g.grad is None and lo.grad is not None  # gradients flow through the local view only
+
+
+def test_js_divergence_by_hand():
+    s, t = [2.0, 0.0, -1.0], [0.0, 1.0, 0.0]
+    T = 3.0
+    p, q = _softmax([v / T for v in s]), _softmax([v / T for v in t])
+    m = [(a + b) / 2 for a, b in zip(p, q)]
+    clamp = lambda v: min(max(v, 0.01), 0.99)  # noqa: E731
+    p, q, m = [clamp(v) for v in p], [clamp(v) for v in q], [clamp(v) for v in m]
+    js = 0.5 * sum(mi * math.log(mi / pi) for mi, pi in zip(m, p)) + 0.5 * sum(
+        mi * math.log(mi / qi) for mi, qi in zip(m, q))
+    assert js_divergence(torch.tensor([s]), torch.tensor([t]), T).item() == pytest.approx(js, rel=1e-5)
+
+
+def test_random_resized_crop_is_identity_at_full_scale_and_zooms_otherwise():
+    x = torch.rand(3, 2, 8, 8)
+    g = torch.Generator().manual_seed(0)
+    assert torch.allclose(random_resized_crop(x, g, scale=(1.0, 1.0), ratio=(1.0, 1.0)), x, atol=1e-6)
+    # a quarter-area crop of a left/right split image shows at most the whole image's range, differentiably
+    y = torch.zeros(4, 1, 8, 8, requires_grad=True)
+    out = random_resized_crop(y + torch.arange(8.0).view(1, 1, 1, 8), g, scale=(0.25, 0.25), ratio=(1.0, 1.0))
+    span = out.amax((1, 2, 3)) - out.amin((1, 2, 3))
+    assert (span < 4.5).all() and (span > 2.5).all()  # half the width: about 4 of the 8 column values
+    out.sum().backward()
+    assert y.grad is not None and y.grad.abs().sum() > 0
+
+
+def test_memory_bank_ring_buffer_and_sampling_without_replacement():
+    bank = MemoryBank(5, 1, "cpu")
+    g = torch.Generator().manual_seed(0)
+    assert bank.sample(3, g).shape == (0, 1)
+    bank.add(torch.tensor([[1.0], [2.0], [3.0]]))
+    s = bank.sample(10, g)
+    assert sorted(s.flatten().tolist()) == [1.0, 2.0, 3.0]  # only the filled part, each row once
+    bank.add(torch.tensor([[4.0], [5.0], [6.0]]))  # wraps: 6 overwrites 1
+    assert bank.filled == 5 and sorted(bank.data.flatten().tolist()) == [2.0, 3.0, 4.0, 5.0, 6.0] and bank.ptr == 1
+    st = bank.state_dict()
+    other = MemoryBank(5, 1, "cpu")
+    other.load_state_dict(st)
+    assert torch.equal(other.data, bank.data) and other.ptr == 1
+
+
+def _rgal(tmp_path, **params):
+    from benchmark.augment import AugmentSpec
+    from benchmark.dfkd_profiles import dfkd_profile
+    from benchmark.models import build_model
+    from strategies.dfkd import DFKDContext
+    from strategies.dfkd.rgal import DEFAULTS, RGAL
+
+    torch.manual_seed(0)
+    t = build_model("lenet5", 10, 1, (0.5,), (0.5,)).eval()
+    s = build_model("lenet5_half", 10, 1, (0.5,), (0.5,))
+    ctx = DFKDContext(t, s, {**DEFAULTS, **params}, dfkd_profile("smoke", "mnist").distill, 10, (1, 32, 32), (0.5,),
+                      (0.5,), AugmentSpec(), torch.device("cpu"), torch.Generator().manual_seed(1), tmp_path, "k")
+    return RGAL(ctx)
+
+
+def test_rgal_generator_triplet_is_reversed_in_the_paper_variant_and_plain_in_the_released_one(tmp_path):
+    from strategies.rgal.losses import sampled_triplet_loss
+
+    x = torch.rand(16, 1, 32, 32)
+    for variant, reverse in (("paper", True), ("released", False)):
+        m = _rgal(tmp_path, variant=variant)
+        m.gen.manual_seed(5)
+        _, parts = m.generator_loss(x)
+        t = m.teacher(x)
+        s_logits, s_emb = m.student.forward_features(x)
+        want = sampled_triplet_loss(s_emb, t.argmax(1), sample_on=t, sampler="focal", reverse=reverse,
+                                    generator=torch.Generator().manual_seed(5), sampler_kw={"lower": 0.5, "upper": 1.0})
+        assert parts["tri_g"] == pytest.approx(want.item(), rel=1e-5)
+        assert m.row_name == ("rgal" if variant == "paper" else "rgal[released]")
+
+
+def test_rgal_synthesis_adds_the_lowest_loss_iterate_and_student_batches_are_paired(tmp_path):
+    m = _rgal(tmp_path, g_steps=3, student_batch=8)
+    orig, losses = m.generator_loss, []
+    m.generator_loss = lambda x: (lambda r: (losses.append(float(r[0])), r)[1])(orig(x))
+    info = m.synthesize()
+    assert len(m.pool) == 16 and info["loss_g"] == pytest.approx(min(losses))
+    idx = m._next_indices()
+    _, y = m.pool.tensors()
+    assert len(idx) == 8 and torch.equal(y[idx[:4]], y[idx[4:]])  # 4 anchors, then 4 positives of the same labels

@@ -1,0 +1,28 @@
+"""The synthetic pool: uint8 quantisation as a PNG file stores it, bounded views, and reload/truncation to the size a
+checkpoint recorded (what makes a resumed pool-based method see the pool the uninterrupted run had)."""
+import torch
+
+from strategies.dfkd.pool import DataPool, to_uint8
+
+
+def test_to_uint8_rounds_like_save_image_and_clamps():
+    x = torch.tensor([0.0, 0.5, 1.0, 1.2, -0.1, 0.998])
+    assert to_uint8(x).tolist() == [0, 128, 255, 255, 0, 254]  # floor(x * 255 + 0.5)
+
+
+def test_pool_add_load_truncate_and_bound(tmp_path):
+    pool = DataPool(tmp_path, key="k")
+    for i in range(3):
+        pool.add(torch.full((2, 1, 2, 2), i / 255.0), torch.tensor([i, i]))
+    assert len(pool) == 6 and pool.n_batches == 3
+    x, y = pool.tensors()
+    assert x.dtype == torch.uint8 and x[:, 0, 0, 0].tolist() == [0, 0, 1, 1, 2, 2] and y.tolist() == [0, 0, 1, 1, 2, 2]
+
+    again = DataPool(tmp_path, key="k")
+    again.load(2)  # a checkpoint taken after two batches: the third file is deleted
+    assert len(again) == 4 and sorted(p.name for p in tmp_path.glob("*.pt")) == ["000000.pt", "000001.pt"]
+    assert torch.equal(again.tensors()[0], x[:4])
+
+    bounded = DataPool(tmp_path, key="k", bound=3)
+    bounded.load(2)
+    assert len(bounded) == 3 and bounded.tensors()[1].tolist() == [0, 1, 1]  # the newest three images

@@ -1,0 +1,106 @@
+"""The data-free distillation task end to end on real MNIST (smoke profile): a run interrupted mid-epoch resumes to
+the same numbers as an uninterrupted one (pool-based and generator-based methods), reports put the published numbers
+beside measured ones, and bad input gets one-line errors."""
+import json
+
+import pytest
+import torch
+
+from benchmark.dfkd_runner import DFKDCellRun, make_dfkd_cells
+from conftest import SHARED_DATA, cli
+from test_cli import _one_line_error
+
+pytestmark = pytest.mark.skipif(not (SHARED_DATA / "mnist.npz").is_file(), reason="needs ../shared/data/mnist.npz")
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("dfkd-cache")
+
+
+def in_process(*args):
+    """``run_benchmark.main`` in this process (no interpreter start-up): returncode, stdout, stderr."""
+    import contextlib
+    import io
+    import types
+
+    import run_benchmark
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = run_benchmark.main(list(args))
+    return types.SimpleNamespace(returncode=code, stdout=out.getvalue(), stderr=err.getvalue())
+
+
+def _cells(methods, **params):
+    return make_dfkd_cells(scenarios=["mnist"], methods=methods, seeds=[0], profile="smoke", data_root=SHARED_DATA,
+                           method_params={m: dict(params) for m in methods})
+
+
+@pytest.mark.parametrize("method,cls_path", [("rgal", "strategies.dfkd.rgal.RGAL"),
+                                             ("dfad+ar+vi", "strategies.dfkd.dfad_arvi.DFADARVI")])
+def test_interrupted_run_resumes_to_the_same_numbers(method, cls_path, tmp_path, cache, monkeypatch):
+    import importlib
+
+    (cell,) = _cells([method], kd_steps=2)  # 2 rounds per epoch of 4 steps: interrupt between rounds of epoch 2
+    ref = DFKDCellRun(cell, tmp_path / "a", cache, torch.device("cpu"), SHARED_DATA, progress=False).run()
+
+    mod_name, cls_name = cls_path.rsplit(".", 1)
+    cls = getattr(importlib.import_module(mod_name), cls_name)
+    orig, calls = cls.synthesize, []
+
+    def flaky(self):
+        calls.append(1)
+        if len(calls) == 4:
+            raise KeyboardInterrupt
+        return orig(self)
+
+    monkeypatch.setattr(DFKDCellRun, "checkpoint_seconds", -1.0)  # save after every round
+    monkeypatch.setattr(cls, "synthesize", flaky)
+    run = DFKDCellRun(cell, tmp_path / "b", cache, torch.device("cpu"), SHARED_DATA, progress=False)
+    with pytest.raises(KeyboardInterrupt):
+        run.run()
+    assert run.status() == "partial"
+    monkeypatch.setattr(cls, "synthesize", orig)
+    res = run.run()
+    assert len(calls) == 4  # the resumed run started after the third round, from the checkpoint
+    assert [c["top1"] for c in res["rows"][method]["curve"]] == [c["top1"] for c in ref["rows"][method]["curve"]]
+    assert res["extra"] == ref["extra"]
+    assert not run.ckpt_path.exists() and run.finished()["key"] == cell.key
+
+
+def test_reference_rows_and_report_with_published_numbers(tmp_path, cache, monkeypatch):
+    monkeypatch.setenv("BENCH_CACHE", str(cache))
+    out = tmp_path / "o"
+    p = cli("--task", "dfkd", "--scenario", "mnist", "--profile", "smoke", "--methods", "teacher", "kd-real",
+            "--data-root", str(SHARED_DATA), "--out", str(out), "--no-progress")
+    assert p.returncode == 0, p.stderr
+    assert "kd-real s0, kd-real top1" in p.stdout and "student" in p.stdout  # throughput printed with the run
+    res = [json.loads(f.read_text()) for f in out.rglob("result.json")]
+    by = {r["cell"]["method"]: r for r in res}
+    assert by["teacher"]["rows"]["teacher"]["top1"] == by["teacher"]["teacher"]["test_accuracy"] > 0.5
+    assert by["kd-real"]["teacher"]["test_accuracy"] == by["teacher"]["teacher"]["test_accuracy"]  # one cached teacher
+    md = (out / "report" / "dfkd_tables.md").read_text()
+    assert "98.89" in md and "98.67" in md  # the activation-regularisation paper's Teacher and KD rows beside ours
+    assert (out / "report" / "dfkd_accuracy_curves.png").stat().st_size > 10_000
+
+
+@pytest.mark.parametrize("args,words", [
+    (["--scenario", "tinyimagenet"], ["no data-free distillation setting", "mnist"]),
+    (["--teacher", "resnet1000"], ["unknown model", "resnet1000"]),
+    (["--teacher-checkpoint", "/nonexistent.pt"], ["--teacher-checkpoint", "does not exist"]),
+    (["--set", "rgal.nope=1", "--methods", "rgal"], ["no selected method has a parameter 'nope'"]),
+    (["--methods", "cmi", "--set", "cmi.adv=\"high\""], ["adv takes a float"]),
+])
+def test_dfkd_bad_input_gives_one_line_error(args, words, tmp_path):
+    _one_line_error(in_process("--task", "dfkd", "--data-root", str(SHARED_DATA), "--out", str(tmp_path / "o"),
+                               "--dry-run", *args), *words)
+
+
+def test_corrupt_teacher_checkpoint_and_dfkd_flags_without_the_task(tmp_path):
+    bad = tmp_path / "t.pt"
+    bad.write_bytes(b"not a checkpoint")
+    _one_line_error(cli("--task", "dfkd", "--scenario", "mnist", "--profile", "smoke", "--methods", "teacher",
+                        "--teacher-checkpoint", str(bad), "--data-root", str(SHARED_DATA), "--out",
+                        str(tmp_path / "o"), "--no-progress"), "corrupt", "state_dict")
+    _one_line_error(in_process("--teacher", "lenet5", "--dry-run"), "--teacher", "--task dfkd")
