@@ -43,6 +43,7 @@ class DistillRecipe:
     ngf: int = 64  # generator width
     eval_every: int = 1  # epochs between test-set evaluations (always after the last)
     channels_last: bool = False
+    analysis_samples: int = 256  # synthetic (and real) samples of the final diversity / t-SNE analysis
 
 
 @dataclass(frozen=True)
@@ -123,7 +124,7 @@ for _ds, _t, _s in (("mnist", "lenet5", "lenet5_half"), ("cifar10", "wrn16_1", "
                      "demo: 1 teacher epoch, 2 distillation epochs of 10 steps, batch 32, ngf 8", method_params=_SMALL))
     _add(DFKDProfile("smoke", _ds, _t, _s, replace(_MNIST_T if _ds == "mnist" else _CIFAR_T, epochs=1, batch_size=128,
                                                    max_steps_per_epoch=60, lr=0.05),
-                     DistillRecipe(2, 4, 16, 0.05 if _ds != "mnist" else 0.01, 1e-4, ngf=8),
+                     DistillRecipe(2, 4, 16, 0.05 if _ds != "mnist" else 0.01, 1e-4, ngf=8, analysis_samples=32),
                      "tests only: teacher 60 steps of batch 128, 2 distillation epochs of 4 steps, batch 16, ngf 8",
                      method_params={**_SMALL, "*": {"student_batch": 16}}))
 

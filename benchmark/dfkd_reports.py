@@ -125,6 +125,63 @@ def plot_curves(results: list[dict], path: Path) -> Path:
     return path
 
 
+def diversity_table(results: list[dict]) -> pd.DataFrame | None:
+    """Rows (scenario, method); columns (space, figure): mean over seeds of Eq. 13-15, with the real test images'
+    figures as the row ``real data``."""
+    recs = []
+    for r in results:
+        a = r.get("extra", {}).get("analysis")
+        if not a:
+            continue
+        c = r["cell"]
+        for who, row in (("synthetic", next(iter(r["rows"]))), ("real", "real test data")):
+            for space in ("images", "embeddings"):
+                for fig in ("global_diversity", "intra_class_diversity", "inter_class_distance"):
+                    recs.append({"scenario": c["scenario"], "method": row, "space": space, "figure": fig,
+                                 "value": a[who][space][fig]})
+    if not recs:
+        return None
+    df = pd.DataFrame.from_records(recs).dropna()
+    return df.pivot_table(index=["scenario", "method"], columns=["space", "figure"], values="value").round(4)
+
+
+def plot_tsne(results: list[dict], path: Path) -> Path | None:
+    """Figure 9: real test embeddings (small, by class) with the synthetic ones overlaid (large, black edge), one
+    panel per (scenario, method), from the first seed that has an analysis."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = {}
+    for r in sorted(results, key=lambda r: r["cell"]["seed"]):
+        a = r.get("extra", {}).get("analysis")
+        key = (r["cell"]["scenario"], next(iter(r["rows"])))
+        if a and key not in panels:
+            panels[key] = a["tsne"]
+    if not panels:
+        return None
+    n = len(panels)
+    cols = min(4, n)
+    fig, axes = plt.subplots(-(-n // cols), cols, figsize=(4 * cols, 4 * -(-n // cols)), squeeze=False)
+    for ax, ((scen, method), t) in zip(axes.flat, sorted(panels.items())):
+        real, syn = t["real"], t["synthetic"]
+        ax.scatter([p[0] for p in real], [p[1] for p in real], c=t["real_labels"], cmap="tab10", s=6, alpha=0.5,
+                   vmin=0, vmax=9)
+        ax.scatter([p[0] for p in syn], [p[1] for p in syn], c=t["synthetic_labels"], cmap="tab10", s=28,
+                   edgecolors="black", linewidths=0.6, vmin=0, vmax=9)
+        ax.set_title(f"{method} ({scen})")
+        ax.set_xticks([])
+        ax.set_yticks([])
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
+    fig.suptitle("t-SNE of teacher embeddings: real test (small) and synthetic (large, black edge), colour = class")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def write_dfkd_reports(folder: Path, rep: Path) -> list[Path]:
     results = load_dfkd_results(folder)
     if not results:
@@ -154,8 +211,19 @@ def write_dfkd_reports(folder: Path, rep: Path) -> list[Path]:
         t.to_csv(rep / f"{stem}.csv")
         (rep / f"{stem}.tex").write_text(t.to_latex(escape=True))
         paths += [rep / f"{stem}.csv", rep / f"{stem}.tex"]
+    div = diversity_table(results)
+    if div is not None:
+        div.to_csv(rep / "dfkd_diversity.csv")
+        paths.append(rep / "dfkd_diversity.csv")
+        md += ["", "## Diversity of the synthetic data (RGAL Eq. 13-15; mean absolute L1 distance, mean over seeds)",
+               "", "Higher intra-class diversity and lower inter-class distance (more confusion) is what RGAL aims "
+               "for; `real test data` gives the same figures on as many real test images.", "",
+               _flat(div).to_markdown()]
     (rep / "dfkd_tables.md").write_text("\n".join(md) + "\n")
     paths.append(rep / "dfkd_tables.md")
+    tsne = plot_tsne(results, rep / "dfkd_tsne.png")
+    if tsne:
+        paths.append(tsne)
     paths.append(plot_curves(results, rep / "dfkd_accuracy_curves.png"))
     return paths
 

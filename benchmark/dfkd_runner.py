@@ -208,7 +208,12 @@ class DFKDCellRun:
         curve = st["curve"]
         rows = {method.row_name: {
             "top1": curve[-1]["top1"], "best_top1": max(c["top1"] for c in curve), "curve": curve}}
-        return self._finish(rows, t_info, st, method.extra_results(), method)
+        extra = method.extra_results()
+        analysis = analyse_synthetic(method.analysis_images(recipe.analysis_samples), teacher, data, dev,
+                                     recipe.analysis_samples, cfg["seed"])
+        if analysis:
+            extra["analysis"] = analysis
+        return self._finish(rows, t_info, st, extra, method)
 
     def _finish(self, rows, t_info, st, extra, method) -> dict:
         cfg = self.cfg
@@ -232,6 +237,31 @@ class DFKDCellRun:
         if self.ckpt_path.is_file():
             self.ckpt_path.unlink()
         return result
+
+
+@torch.no_grad()
+def analyse_synthetic(x, teacher, data, device, n: int, seed: int) -> dict | None:
+    """Diversity figures (Eq. 13-15) of synthetic images ``x`` and of as many real test images, on images and on
+    the teacher's embeddings (labels: the teacher's argmax), and a joint t-SNE map of both (Figure 9)."""
+    from benchmark.diversity import diversity_metrics, tsne_points
+
+    if x is None or len(x) < 2:
+        return None
+    idx = torch.randperm(len(data.y_test), generator=torch.Generator().manual_seed(seed))[:n]
+    real = data.x_test[idx].float().div(255.0).to(device)
+    out = {}
+    embs = {}
+    for name, imgs in (("synthetic", x.to(device)), ("real", real)):
+        emb = teacher.backbone(imgs)
+        labels = teacher.head(emb).argmax(1)
+        embs[name] = (emb.cpu(), labels.cpu())
+        out[name] = {"images": diversity_metrics(imgs.cpu(), labels.cpu()),
+                     "embeddings": diversity_metrics(emb.cpu(), labels.cpu())}
+    pts = tsne_points(embs["real"][0], embs["synthetic"][0], seed)
+    k = len(embs["real"][0])
+    out["tsne"] = {"real": pts[:k].round(3).tolist(), "real_labels": embs["real"][1].tolist(),
+                   "synthetic": pts[k:].round(3).tolist(), "synthetic_labels": embs["synthetic"][1].tolist()}
+    return out
 
 
 def throughput_line(res: dict) -> str:

@@ -110,3 +110,17 @@ def test_rgal_synthesis_adds_the_lowest_loss_iterate_and_student_batches_are_pai
     idx = m._next_indices()
     _, y = m.pool.tensors()
     assert len(idx) == 8 and torch.equal(y[idx[:4]], y[idx[4:]])  # 4 anchors, then 4 positives of the same labels
+
+
+def test_diversity_metrics_by_hand():
+    from benchmark.diversity import diversity_metrics
+
+    x = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 2.0], [4.0, 4.0]])
+    y = torch.tensor([0, 0, 1, 1])
+    # mean absolute differences (L1 / 2): d01 0.5, d02 1, d03 4, d12 1.5, d13 3.5, d23 3
+    m = diversity_metrics(x, y)
+    assert m["global_diversity"] == pytest.approx((0.5 + 1 + 4 + 1.5 + 3.5 + 3) / 6)
+    assert m["intra_class_diversity"] == pytest.approx((0.5 + 3) / 2)  # class 0: d01; class 1: d23
+    assert m["inter_class_distance"] == pytest.approx((1 + 4 + 1.5 + 3.5) / 4)
+    one = diversity_metrics(x[:2], y[:2])
+    assert one["inter_class_distance"] is None and one["classes"] == 1

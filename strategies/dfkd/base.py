@@ -95,6 +95,11 @@ class DFKDMethod:
     def extra_results(self) -> dict:
         return {}
 
+    @torch.no_grad()
+    def analysis_images(self, n: int) -> torch.Tensor | None:
+        """Up to ``n`` synthetic [0, 1] images for the diversity analysis (None: the method makes none)."""
+        return None
+
     # -- helpers shared by the methods -------------------------------------------------------------------------
     def randn(self, *shape) -> torch.Tensor:
         return torch.randn(*shape, generator=self.gen, device=self.gen.device).to(self.device)

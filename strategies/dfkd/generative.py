@@ -86,6 +86,10 @@ class GenerativeMethod(DFKDMethod):
             t = self.teacher(x)
         return self.criterion(self.student(x), t), len(x)
 
+    @torch.no_grad()
+    def analysis_images(self, n: int) -> torch.Tensor | None:
+        return self.sample(n).clamp(0, 1)
+
     def state_dict(self) -> dict:
         return {"generator": self.generator.state_dict(), "opt_g": self.opt_g.state_dict()}
 

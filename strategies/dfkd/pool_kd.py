@@ -62,5 +62,10 @@ class PoolMethod(DFKDMethod):
     def load_state_dict(self, state: dict) -> None:
         self.pool.load(int(state["pool_batches"]))
 
+    @torch.no_grad()
+    def analysis_images(self, n: int) -> torch.Tensor | None:
+        x, _ = self.pool.tensors(self.device)
+        return x[self.pool_indices(n)].float() / 255.0
+
     def extra_results(self) -> dict:
         return {"pool_images": len(self.pool)}
