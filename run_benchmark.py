@@ -219,7 +219,8 @@ def run(args) -> int:
                                                           " (trained by an earlier cell)"), 0.0
                 else:
                     p0 = f" phase-0 cache: miss ({fam})"
-                planned.add(key)
+                if st != "finished":  # a finished cell trains nothing, so it fills no cache
+                    planned.add(key)
             sec = 0.0 if st == "finished" else p0_sec + rest_sec
             total += sec
             print(f"{c.label:40s} {c.dirname:55s} {st:8s} ~{sec / 60:6.1f} min{p0}")

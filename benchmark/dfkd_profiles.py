@@ -74,8 +74,8 @@ _CIFAR_T = TeacherRecipe(200, 0.1, 128, 5e-4)
 _CIFAR_D = DistillRecipe(200, 400, 256, 0.1, 1e-4)
 _MNIST_T = TeacherRecipe(10, 0.01, 256, 1e-4, schedule="none")
 _MNIST_D = DistillRecipe(40, 50, 512, 0.01, 1e-4, schedule="none")
-_MNIST_STEPS = {  # pool methods on DFAD's MNIST schedule: one synthesis of g_steps per epoch of ep_steps steps
-    "student_batch": 512}
+# DFAD's MNIST script: nz 100 and Adam's default betas for the generator (CMI's recipe elsewhere: nz 256, (0.5, 0.999))
+_DFAD_MNIST = {"nz": 100, "g_betas": [0.9, 0.999]}
 
 _PROFILES: dict[tuple[str, str], DFKDProfile] = {}
 
@@ -89,7 +89,7 @@ for _ds in ("cifar10", "cifar100"):
                      "none: CMI's published recipe (200 epochs x 400 steps, synthesis batch 256, ngf 64); for GPUs"))
 _add(DFKDProfile("paper", "mnist", "lenet5", "lenet5_half", _MNIST_T, _MNIST_D,
                  "none: DFAD's official MNIST recipe (40 x 50 iterations, batch 512, SGD 0.01) for every method",
-                 method_params={"*": dict(_MNIST_STEPS)}))
+                 method_params={"*": {"student_batch": 512}, "dfad": _DFAD_MNIST, "dfad+ar+vi": _DFAD_MNIST}))
 
 # cpu: sized by measured throughput (benchmarks/dfkd_throughput.py); see README "Profiles" for the figures
 _add(DFKDProfile(
@@ -99,7 +99,7 @@ _add(DFKDProfile(
     "(the 32x32 generator costs ~200x LeNet-5's forward pass); pool methods synthesise 1/4 of their published "
     "generator steps per round",
     method_params={"*": {"student_batch": 256}, "cmi": {"g_steps": 50}, "deepinversion": {"g_steps": 250},
-                   "rgal": {"g_steps": 100}}))
+                   "rgal": {"g_steps": 100}, "dfad": _DFAD_MNIST, "dfad+ar+vi": _DFAD_MNIST}))
 _add(DFKDProfile(
     "cpu", "cifar10", "wrn16_2", "wrn16_1", replace(_CIFAR_T, epochs=30, channels_last=True),
     replace(_CIFAR_D, epochs=12, ep_steps=100, synthesis_batch=128, ngf=32, channels_last=True),
