@@ -5,6 +5,9 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from pathlib import Path
+
+from benchmark import store
 
 
 def stable_hash(obj) -> str:
@@ -39,3 +42,22 @@ def phase0_key(config: dict, family: str) -> str:
     keep["recipe"] = config["recipe"]["base"]
     keep["family"] = family
     return stable_hash(keep)
+
+
+class CellFolder:
+    """A cell's folder: ``checkpoint.pt`` while it runs, ``result.json`` (carrying the cell key) when finished."""
+
+    def __init__(self, cell: Cell, folder: Path):
+        self.cell, self.cfg, self.dir = cell, cell.config, folder
+        self.ckpt_path = folder / "checkpoint.pt"
+        self.result_path = folder / "result.json"
+
+    def finished(self) -> dict | None:
+        if self.result_path.is_file():
+            res = store.load_json(self.result_path)
+            if res.get("key") == self.cell.key:
+                return res
+        return None
+
+    def status(self) -> str:
+        return "finished" if self.finished() else "partial" if self.ckpt_path.is_file() else "new"

@@ -14,24 +14,15 @@ in ``dfkd_results_long.csv`` only.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
 
-from benchmark.reports import DATASET_NAMES, _flat, _fmt, published
+from benchmark.reports import DATASET_NAMES, _flat, _fmt, load_results, published
 
 
 def load_dfkd_results(folder: Path) -> list[dict]:
-    out = []
-    for p in sorted(Path(folder).rglob("result.json")):
-        try:
-            res = json.loads(p.read_text())
-        except ValueError:
-            continue
-        if res.get("cell", {}).get("task") == "dfkd":
-            out.append(res)
-    return out
+    return load_results(folder, "dfkd")
 
 
 def dfkd_frame(results: list[dict]) -> pd.DataFrame:

@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from benchmark import store
 from benchmark.augment import AugmentSpec
-from benchmark.cells import Cell
+from benchmark.cells import Cell, CellFolder
 from benchmark.dfkd_profiles import DFKDProfile, DistillRecipe, TeacherRecipe, dfkd_profile
 from benchmark.errors import BenchError
 from benchmark.models import MODELS, build_model
@@ -83,27 +83,15 @@ def make_dfkd_cells(*, scenarios, methods, seeds, profile, teacher=None, student
     return cells
 
 
-class DFKDCellRun:
+class DFKDCellRun(CellFolder):
     checkpoint_seconds = 120.0
 
     def __init__(self, cell: Cell, out: Path, cache_dir: Path, device: torch.device, data_root=None,
                  progress: bool = True, command: str = "", teacher_checkpoint: str | None = None):
-        self.cell, self.cfg = cell, cell.config
-        self.dir = out / f"{self.cfg['scenario']}-{self.cfg['method']}-s{self.cfg['seed']}-{cell.key[:10]}"
+        c = cell.config
+        super().__init__(cell, out / f"{c['scenario']}-{c['method']}-s{c['seed']}-{cell.key[:10]}")
         self.cache_dir, self.device, self.data_root = cache_dir, device, data_root
         self.progress, self.command, self.teacher_checkpoint = progress, command, teacher_checkpoint
-        self.ckpt_path = self.dir / "checkpoint.pt"
-        self.result_path = self.dir / "result.json"
-
-    def finished(self) -> dict | None:
-        if self.result_path.is_file():
-            res = store.load_json(self.result_path)
-            if res.get("key") == self.cell.key:
-                return res
-        return None
-
-    def status(self) -> str:
-        return "finished" if self.finished() else "partial" if self.ckpt_path.is_file() else "new"
 
     # -- the run -------------------------------------------------------------------------------------------------
     def run(self) -> dict:

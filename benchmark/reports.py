@@ -33,14 +33,15 @@ TABLES = [
 ]
 
 
-def load_results(folder: Path) -> list[dict]:
+def load_results(folder: Path, task: str = "cil") -> list[dict]:
+    """Every ``result.json`` of ``task`` below ``folder`` (unreadable files are skipped)."""
     out = []
     for p in sorted(Path(folder).rglob("result.json")):
         try:
             res = json.loads(p.read_text())
         except ValueError:
             continue
-        if res.get("cell", {}).get("task") == "cil":
+        if res.get("cell", {}).get("task") == task:
             res["_path"] = str(p)
             out.append(res)
     return out

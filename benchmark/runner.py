@@ -21,7 +21,7 @@ import torch
 from tqdm.auto import tqdm
 
 from benchmark import metrics, store
-from benchmark.cells import Cell, phase0_key
+from benchmark.cells import Cell, CellFolder, phase0_key
 from benchmark.errors import BenchError
 from benchmark.evaluation import evaluate_phase
 from benchmark.methods import METHODS, MethodContext
@@ -105,17 +105,14 @@ def _recipe(d: dict) -> PhaseRecipe:
     return PhaseRecipe(**d)
 
 
-class CellRun:
+class CellRun(CellFolder):
     """One class-incremental cell, resumable from its folder."""
 
     def __init__(self, cell: Cell, out: Path, cache_dir: Path, device: torch.device, data_root=None,
                  progress: bool = True, command: str = ""):
-        self.cell, self.cfg = cell, cell.config
-        self.dir = out / cell.dirname
+        super().__init__(cell, out / cell.dirname)
         self.cache_dir, self.device, self.data_root = cache_dir, device, data_root
         self.progress, self.command = progress, command
-        self.ckpt_path = self.dir / "checkpoint.pt"
-        self.result_path = self.dir / "result.json"
 
     # -- helpers -------------------------------------------------------------------------------------------------
     def recipe_for(self, k: int) -> PhaseRecipe:
@@ -123,20 +120,6 @@ class CellRun:
 
     def phase0_cache_path(self, family: str) -> Path:
         return self.cache_dir / "phase0" / f"{phase0_key(self.cfg, family)}.pt"
-
-    def finished(self) -> dict | None:
-        if self.result_path.is_file():
-            res = store.load_json(self.result_path)
-            if res.get("key") == self.cell.key:
-                return res
-        return None
-
-    def status(self) -> str:
-        if self.finished():
-            return "finished"
-        if self.ckpt_path.is_file():
-            return "partial"
-        return "new"
 
     # -- the run -------------------------------------------------------------------------------------------------
     def run(self) -> dict:
