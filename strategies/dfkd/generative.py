@@ -21,6 +21,7 @@ import torch
 
 from benchmark.models.generators import GENERATORS
 from strategies.dfkd.base import DFKDMethod, register_dfkd_method
+from strategies.dfkd.pool_kd import frozen
 from strategies.dfkd.losses import (activation_loss, balance_loss, bn_hooks, bn_loss, kd_loss, l1_logits,
                                     one_hot_loss)
 
@@ -68,16 +69,15 @@ class GenerativeMethod(DFKDMethod):
         return loss, {k: v.item() for k, v in parts.items()}
 
     def synthesize(self) -> dict:
-        self.student.eval()
         out = {}
-        for _ in range(self.g_steps):
-            x = self.sample(self.ctx.recipe.synthesis_batch)
-            loss, out = self.generator_loss(x)
-            self.opt_g.zero_grad(set_to_none=True)
-            loss.backward()
-            self.opt_g.step()
-            out["loss_g"] = loss.item()
-        self.student.train()
+        with frozen(self.student):  # eval mode, and no gradients for the student's weights
+            for _ in range(self.g_steps):
+                x = self.sample(self.ctx.recipe.synthesis_batch)
+                loss, out = self.generator_loss(x)
+                self.opt_g.zero_grad(set_to_none=True)
+                loss.backward()
+                self.opt_g.step()
+                out["loss_g"] = loss.item()
         return out
 
     def student_loss(self):
