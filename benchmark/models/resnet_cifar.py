@@ -10,6 +10,7 @@ from benchmark.models.base import Backbone
 
 class BasicBlock(nn.Module):
     expansion = 1
+    relu_out = True  # False: no ReLU after the residual sum (UCIR removes the last block's, official LUCIR code)
 
     def __init__(self, in_planes: int, planes: int, stride: int = 1):
         super().__init__()
@@ -26,8 +27,8 @@ class BasicBlock(nn.Module):
 
     def forward(self, x):
         out = self.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        return self.relu(out + self.shortcut(x))
+        out = self.bn2(self.conv2(out)) + self.shortcut(x)
+        return self.relu(out) if self.relu_out else out
 
 
 class CifarResNet(Backbone):
