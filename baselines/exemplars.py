@@ -79,6 +79,18 @@ class ExemplarMemory:
         self.x = {int(c): v for c, v in st["x"].items()}
 
 
+def append_memory(strategy, memory: ExemplarMemory) -> None:
+    """In ``after_train_dataset_adaptation``: the exemplars join the experience's training data (as Avalanche's
+    iCaRL appends its memory), so the suite's tensor loader shuffles them with the new classes' images."""
+    if len(memory):
+        from avalanche.benchmarks.utils import _make_taskaware_tensor_classification_dataset
+        from avalanche.benchmarks.utils.utils import concat_datasets
+
+        x, y = memory.tensors()
+        strategy.adapted_dataset = concat_datasets(
+            (strategy.adapted_dataset, _make_taskaware_tensor_classification_dataset(x, y)))
+
+
 @torch.no_grad()
 def nme_class_means(backbone, memory: ExemplarMemory, device) -> torch.Tensor:
     """(n_classes, d) means of normalised features of exemplars and their flips, renormalised."""

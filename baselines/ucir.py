@@ -34,13 +34,11 @@ import math
 
 import torch
 import torch.nn.functional as F
-from avalanche.benchmarks.utils import _make_taskaware_tensor_classification_dataset
-from avalanche.benchmarks.utils.utils import concat_datasets
 from avalanche.core import SupervisedPlugin
 from avalanche.training import Naive
 from torch import nn
 
-from baselines.exemplars import ExemplarMemory, embed, nme_class_means
+from baselines.exemplars import ExemplarMemory, append_memory, embed, nme_class_means
 from benchmark.augment import augment_batch
 from benchmark.methods import CILMethod, make_suite_plugin, placeholder_optimizer, quiet_evaluator, register_method
 from benchmark.training import materialize
@@ -98,10 +96,7 @@ class UCIRPlugin(SupervisedPlugin):
 
     # -- data ----------------------------------------------------------------------------------------------------
     def after_train_dataset_adaptation(self, strategy, **kwargs):
-        if len(self.memory):
-            x, y = self.memory.tensors()
-            mem = _make_taskaware_tensor_classification_dataset(x, y)
-            strategy.adapted_dataset = concat_datasets((strategy.adapted_dataset, mem))
+        append_memory(strategy, self.memory)
 
     # -- phase start: imprint and freeze the old rows -------------------------------------------------------------
     @torch.no_grad()
@@ -142,11 +137,9 @@ class UCIRPlugin(SupervisedPlugin):
         self.frozen_rows = None
         k = strategy.clock.train_exp_counter
         x, y = materialize(strategy.experience.dataset)
+        self.memory.update(self.net.backbone, x, y, self.device)
         if self.old_model is not None and self.p["cbf_epochs"] > 0:
-            self.memory.update(self.net.backbone, x, y, self.device)  # the new classes join the balanced set
-            self.class_balanced_finetune(k)
-        else:
-            self.memory.update(self.net.backbone, x, y, self.device)
+            self.class_balanced_finetune(k)  # on the memory, which now holds the new classes too
         self.class_means = nme_class_means(self.net.backbone, self.memory, self.device).to(self.device)
         self.old_model = copy.deepcopy(self.net).eval()
         for m in self.old_model.modules():

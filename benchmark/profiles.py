@@ -83,17 +83,21 @@ for _p in [
             "CIFAR ResNet-20 (64-d embedding, channels_last) instead of ResNet-18 (1.6-2x the throughput of a "
             "reduced ResNet-18 here); 20 epochs in phase 0 and 8 in later phases instead of 101 (one StepLR decay "
             "at 45 % of the epochs kept); PASS family (rotation: 4 samples per image): 5 epochs in phase 0, 4 later "
-            "instead of 101; SSRE's later phases 10 epochs instead of 60",
+            "instead of 101; SSRE's later phases 10 epochs instead of 60; EEIL's balanced fine-tuning 4 epochs instead "
+            "of 40",
+            method_params={"eeil": {"bft_epochs": 4}},
             group_recipes={"pass": {"base": _CPU_PASS_BASE, "inc": _adam(4, 64, 2, True)},
                            "ssre": {"base": _CPU_PASS_BASE, "inc": _ssre_inc(10, 128, 8, True)}}),
     Profile("mini", "resnet20", _adam(3, 32, 0, True), _adam(1, 32, 0, True),
             "embedded demo: ResNet-20, 3 epochs in phase 0 and 1 later, batch 32, on 20 training images per class "
-            "(a pipeline demo: accuracies are far below any published number); iCaRL keeps 2 exemplars per class, "
-            "the same 4 % of a class's training images as 20 of CIFAR-100's 500",
-            method_params={"icarl": {"memory_per_class": 2}},
+            "(a pipeline demo: accuracies are far below any published number); exemplar methods (iCaRL, UCIR, EEIL) "
+            "keep 2 exemplars per class, the same 4 % of a class's training images as 20 of CIFAR-100's 500",
+            method_params={"icarl": {"memory_per_class": 2}, "ucir": {"memory_per_class": 2},
+                           "eeil": {"memory_per_class": 2, "bft_epochs": 1}},
             group_recipes={"ssre": {"inc": _ssre_inc(1, 32, 0, True)}}),
     Profile("smoke", "resnet20", _adam(1, 32, 0, False), _adam(1, 32, 0, False),
             "tests only: ResNet-20, one epoch per phase",
+            method_params={"eeil": {"bft_epochs": 1}},
             group_recipes={"ssre": {"inc": _ssre_inc(1, 32, 0, False)}}),
 ]:
     PROFILES.register(_p.name, _p, description=_p.gap_to_paper)
