@@ -50,6 +50,47 @@ def test_eeil_distillation_is_a_soft_cross_entropy_per_old_group():
     assert grouped_distillation(z, z_old, [(0, 2), (2, 4)], T).item() == pytest.approx(want, rel=1e-6)
 
 
+def test_lwm_gradcam_and_attention_distillation_by_hand():
+    from baselines.lwm import attention_distillation, gradcam_map
+
+    a = torch.tensor([[[[1.0, 0.0]], [[0.0, 2.0]]]])  # (1, 2 channels, 1, 2)
+    g = torch.tensor([[[[1.0, 1.0]], [[-1.0, 0.0]]]])  # channel weights: mean 1 and -0.5
+    # 1 * [1, 0] - 0.5 * [0, 2] = [1, -1] -> ReLU [1, 0] -> normalised [1, 0]
+    assert torch.allclose(gradcam_map(a, g), torch.tensor([[1.0, 0.0]]))
+    q_old, q_cur = torch.tensor([[0.6, 0.8], [1.0, 0.0]]), torch.tensor([[0.8, 0.6], [1.0, 0.0]])
+    assert attention_distillation(q_old, q_cur).item() == pytest.approx((0.2 + 0.2 + 0.0) / 2)
+
+
+def test_lwm_attention_term_trains_the_current_network():
+    """Unlike FACIL's detached hooks, the attention distillation sends gradients into the current model."""
+    from baselines.lwm import LwMPlugin
+    from benchmark.models import build_model
+
+    torch.manual_seed(0)
+    net = build_model("lenet5", 4, 1, (0.5,), (0.5,))
+
+    class _Sc:
+        def seen_after(self, k):
+            return 2
+
+    class _S:
+        pass
+
+    plug = LwMPlugin(net, _Sc(), {"beta": 0.0, "gamma": 1.0, "T": 2.0})
+    old = build_model("lenet5", 4, 1, (0.5,), (0.5,))
+    plug.set_old(old)
+    plug.n_old = 2
+    s = _S()
+    s.mb_x = torch.rand(6, 1, 32, 32)
+    s.mb_output = net(s.mb_x)
+    s.loss = s.mb_output.sum() * 0.0
+    plug.before_backward(s)
+    assert s.loss.item() > 0
+    s.loss.backward()
+    grads = [p.grad.abs().sum().item() for p in net.backbone.parameters() if p.grad is not None]
+    assert grads and sum(grads) > 0
+
+
 @pytest.mark.skipif(not (SHARED_DATA / "mnist.npz").is_file(), reason="needs ../shared/data/mnist.npz")
 def test_ucir_and_eeil_forget_less_than_finetuning_on_mnist(tmp_path):
     p = cli("--scenario", "mnist", "--data-root", str(SHARED_DATA), "--phases", "4", "--model", "lenet5",

@@ -63,6 +63,10 @@ class Backbone(nn.Module):
     def body(self, x: torch.Tensor) -> list[torch.Tensor]:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def gradcam_layer(self) -> nn.Module:
+        """The last convolutional block with a spatial map (Grad-CAM's layer for LwM)."""
+        return self.stages[-1]
+
     def pool_last(self, last: torch.Tensor) -> torch.Tensor:
         return torch.flatten(self.pool(last), 1)
 

@@ -23,6 +23,9 @@ class LeNet5(Backbone):
         b3 = self.conv3(b2)
         return [b1, b2, b3]
 
+    def gradcam_layer(self):
+        return self.conv2  # conv3's output is 1x1 on 32x32 input: a one-pixel map carries no attention
+
     def pool_last(self, last):
         return self.fc(last.flatten(1))
 

@@ -1,0 +1,115 @@
+"""LwM, Learning without Memorizing (Dhar et al., CVPR 2019): LwF's logit distillation plus an attention
+distillation on Grad-CAM maps, without exemplars.  No official code was found; behaviour checked against FACIL
+(``src/approach/lwm.py``) and PyCIL (``models/lwm.py``), docs/official-code-cil-baselines.md.
+
+* Grad-CAM at the last convolutional block (``Backbone.gradcam_layer``; LeNet-5: conv2, since conv3 is 1x1) for the previous model's top class ``c`` (argmax
+  of its logits over the old classes, as the paper states): ``map = ReLU(sum_k mean_hw(d z_c / d A_k) A_k)``, for the
+  frozen previous model and for the current model with the same class, each flattened and L2-normalised.
+* ``L_AD = mean_i || q_old,i - q_cur,i ||_1`` (weight ``gamma`` 1).  The current map keeps its activations in the
+  graph, so the loss trains the network (FACIL's hooks detach them, which makes its attention term inert); the
+  channel weights (the gradients) are treated as constants, as PyCIL does, which avoids a second-order backward.
+* ``L_D``: the KL divergence between the old and current softmax over the old classes at T = 2, times T^2 (the
+  suite's LwF form), weight ``beta`` 1; ``CE`` over all seen classes (the suite's LwF convention).  Each map is
+  computed for a whole batch at once: a sample's logits depend only on its own input (eval-mode BatchNorm in the old
+  model; the current model's batch statistics couple samples only through the normalisation, as in FACIL).
+"""
+from __future__ import annotations
+
+import copy
+
+import torch
+import torch.nn.functional as F
+from avalanche.core import SupervisedPlugin
+from avalanche.training import Naive
+from torch import nn
+
+from benchmark.methods import CILMethod, make_suite_plugin, placeholder_optimizer, quiet_evaluator, register_method
+
+
+def gradcam_map(activation: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) activations and gradients -> (B, H*W) L2-normalised ``ReLU(sum_c mean(grad_c) A_c)``."""
+    w = grad.mean((2, 3), keepdim=True)
+    return F.normalize(F.relu((w * activation).sum(1)).flatten(1), dim=1)
+
+
+def attention_distillation(q_old: torch.Tensor, q_cur: torch.Tensor) -> torch.Tensor:
+    return (q_old - q_cur).abs().sum(1).mean()
+
+
+class _Capture:
+    """Forward hook keeping the last block's output; ``leaf=True`` re-roots it so that gradients reach it."""
+
+    def __init__(self, module: nn.Module, leaf: bool = False):
+        self.value, self.leaf = None, leaf
+        module.register_forward_hook(self._hook)
+
+    def _hook(self, module, inputs, output):
+        if self.leaf:
+            output = output.detach().requires_grad_(True)
+        self.value = output
+        return output
+
+
+class LwMPlugin(SupervisedPlugin):
+    def __init__(self, net, scenario, params):
+        super().__init__()
+        self.net, self.sc, self.p = net, scenario, params
+        self.cur = _Capture(net.backbone.gradcam_layer())
+        self.old_model, self.old_cap, self.n_old = None, None, 0
+
+    def before_backward(self, strategy, **kwargs):
+        if self.old_model is None:
+            return
+        x, out, n_old = strategy.mb_x, strategy.mb_output, self.n_old
+        with torch.enable_grad():
+            old_logits = self.old_model(x)[:, :n_old]
+            c = old_logits.argmax(1, keepdim=True)
+            g_old, = torch.autograd.grad(old_logits.gather(1, c).sum(), self.old_cap.value)
+        q_old = gradcam_map(self.old_cap.value.detach(), g_old)
+        a_cur = self.cur.value
+        g_cur, = torch.autograd.grad(out.gather(1, c).sum(), a_cur, retain_graph=True)
+        q_cur = gradcam_map(a_cur, g_cur.detach())
+        t = self.p["T"]
+        kd = F.kl_div(F.log_softmax(out[:, :n_old] / t, 1), F.softmax(old_logits.detach() / t, 1),
+                      reduction="batchmean") * t * t
+        strategy.loss = strategy.loss + self.p["beta"] * kd + self.p["gamma"] * attention_distillation(q_old, q_cur)
+
+    def after_training_exp(self, strategy, **kwargs):
+        self.cur.value = None  # a non-leaf tensor held by the hook would stop deepcopy
+        self.set_old(copy.deepcopy(self.net))
+        self.n_old = self.sc.seen_after(strategy.clock.train_exp_counter)
+
+    def set_old(self, model) -> None:
+        for m in model.modules():
+            m._forward_hooks.clear()
+        self.old_model = model.eval()
+        for p in model.parameters():
+            p.requires_grad_(False)
+        self.old_cap = _Capture(model.backbone.gradcam_layer(), leaf=True)
+
+
+@register_method("lwm", published="LwM", cost=(1.0, 2.0), defaults={"beta": 1.0, "gamma": 1.0, "T": 2.0},
+                 description="LwM: LwF distillation + Grad-CAM attention distillation, no exemplars")
+class LwM(CILMethod):
+    phase0_family = "ce"
+
+    def __init__(self, ctx):
+        super().__init__(ctx)
+        self.lwm = LwMPlugin(ctx.model, ctx.scenario, ctx.params)
+        self.suite_plugin = make_suite_plugin(ctx)
+        self.strategy = Naive(model=ctx.model, optimizer=placeholder_optimizer(ctx.model),
+                              criterion=nn.CrossEntropyLoss(), train_mb_size=ctx.recipe_for(0).batch_size,
+                              device=ctx.device, plugins=[self.lwm, self.suite_plugin], evaluator=quiet_evaluator())
+
+    def state_dict(self):
+        return {"n_old": self.lwm.n_old,
+                "old_model": None if self.lwm.old_model is None else self.lwm.old_model.state_dict()}
+
+    def load_state_dict(self, st):
+        self.lwm.n_old = int(st["n_old"])
+        self.lwm.old_model = None
+        if st["old_model"] is not None:
+            self.lwm.cur.value = None
+            m = copy.deepcopy(self.model)
+            m.load_state_dict(st["old_model"])
+            self.lwm.set_old(m)
