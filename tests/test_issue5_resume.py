@@ -1,0 +1,34 @@
+"""UCIR and LwM carry state between phases (exemplar memory, previous model, class means, frozen classifier
+rows): a run interrupted inside a later phase resumes from its checkpoint to the same numbers as an uninterrupted run
+(embedded cifar100-mini, ResNet-20 so that UCIR's last-ReLU removal and LwM's Grad-CAM layer are exercised)."""
+import pytest
+import torch
+
+import baselines  # noqa: F401  (registers the methods)
+from benchmark.runner import CellRun, make_cells
+from benchmark.training import SuiteTrainingPlugin
+
+
+@pytest.mark.parametrize("method", ["ucir", "lwm"])  # EEIL's state (memory, old model) is a subset of UCIR's
+def test_interrupted_in_a_later_phase_resumes_to_the_same_numbers(method, tmp_path, monkeypatch):
+    (cell,) = make_cells(scenarios=["cifar100-mini"], phases=[1], methods=[method], seeds=[0], profile="smoke",
+                         epochs=2)
+    cpu, cache = torch.device("cpu"), tmp_path / "cache"  # phase 0 trained once, then loaded (tested elsewhere)
+    ref = CellRun(cell, tmp_path / "a", cache, cpu, progress=False).run()
+
+    orig = SuiteTrainingPlugin.after_training_epoch
+
+    def flaky(self, strategy, **kwargs):
+        orig(self, strategy, **kwargs)  # the runner saves the checkpoint here (after epoch 1 of 2)
+        if self.phase == 1 and self.epoch == 1:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(SuiteTrainingPlugin, "after_training_epoch", flaky)
+    run = CellRun(cell, tmp_path / "b", cache, cpu, progress=False)
+    with pytest.raises(KeyboardInterrupt):
+        run.run()
+    ck = torch.load(run.ckpt_path, weights_only=True)
+    assert ck["state"]["phases_done"] == 1 and ck["training"]["epoch"] == 1
+    monkeypatch.undo()
+    res = CellRun(cell, tmp_path / "b", cache, cpu, progress=False).run()
+    assert res["rows"] == ref["rows"]
