@@ -61,8 +61,8 @@ def _results(folder: Path) -> dict:
 def smoke_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("smoke")
     env = {"BENCH_CACHE": str(out / "cache"), "BENCH_OFFLINE": "1"}
-    p = cli(*SMOKE, "--methods", "finetune", "lwf", "ewc", "pass", "pass+rgal", "ssre", "ucir", "eeil", "lwm", "--out",
-            str(out / "run"), env=env)
+    p = cli(*SMOKE, "--methods", "finetune", "lwf", "ewc", "pass", "pass+rgal", "ssre", "--out", str(out / "run"),
+            env=env)
     assert p.returncode == 0, p.stderr[-3000:]
     return out, p
 
@@ -70,8 +70,7 @@ def smoke_run(tmp_path_factory):
 def test_run_writes_complete_results_and_reports(smoke_run):
     out, p = smoke_run
     res = _results(out / "run")
-    assert set(res) == {"finetune", "lwf", "ewc", "pass", "pass+rgal", "ssre", "ucir", "eeil", "lwm"}
-    assert set(res["ucir"]["rows"]) == {"ucir-cnn", "ucir-nme"} and "exemplars" in res["eeil"]["memory"]
+    assert set(res) == {"finetune", "lwf", "ewc", "pass", "pass+rgal", "ssre"}
     r = res["lwf"]
     assert len(r["rows"]["lwf"]["acc"]) == 3 and r["rows"]["lwf"]["acc"][0][1] is None
     assert r["group_counts"] == [250, 125, 125]
@@ -89,8 +88,7 @@ def test_phase0_is_shared_within_a_family(smoke_run):
     res = _results(out / "run")
     caches = {m: r["timings"]["phase0_cache"] for m, r in res.items()}
     assert caches["finetune"].startswith("miss") and caches["lwf"].startswith("hit")
-    assert caches["ewc"].startswith("hit") and caches["eeil"].startswith("hit") and caches["lwm"].startswith("hit")
-    assert caches["ucir"].startswith("miss")  # its own family: cosine classifier
+    assert caches["ewc"].startswith("hit")
     # same phase-0 model, so the same phase-0 accuracy row
     assert res["lwf"]["rows"]["lwf"]["acc"][0] == res["finetune"]["rows"]["finetune"]["acc"][0]
     # the PASS family shares PASS's phase 0: RGAL and SSRE load it (SSRE evaluates it after folding BatchNorm,
@@ -145,13 +143,14 @@ def test_corrupt_checkpoint_gives_one_line_error_and_keeps_results(smoke_run, tm
     import shutil
 
     shutil.copytree(out / "run", tmp_path / "r")
+    n_results = len(list((tmp_path / "r").rglob("result.json")))
     res_dir = next(p.parent for p in (tmp_path / "r").rglob("result.json") if "lwf" in p.parent.name)
     (res_dir / "result.json").unlink()
     (res_dir / "checkpoint.pt").write_bytes(b"not a checkpoint")
     env = {"BENCH_CACHE": str(out / "cache"), "BENCH_OFFLINE": "1"}
     p = cli(*SMOKE, "--methods", "finetune", "lwf", "--out", str(tmp_path / "r"), env=env)
     _one_line_error(p, "corrupt", "checkpoint.pt", "delete")
-    assert len(list((tmp_path / "r").rglob("result.json"))) == 5  # the other cells' results are intact
+    assert len(list((tmp_path / "r").rglob("result.json"))) == n_results - 1  # the other cells' results are intact
 
 
 def test_killed_run_resumes_to_the_same_numbers(tmp_path):

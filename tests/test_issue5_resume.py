@@ -15,6 +15,9 @@ def test_interrupted_in_a_later_phase_resumes_to_the_same_numbers(method, tmp_pa
                          epochs=2)
     cpu, cache = torch.device("cpu"), tmp_path / "cache"  # phase 0 trained once, then loaded (tested elsewhere)
     ref = CellRun(cell, tmp_path / "a", cache, cpu, progress=False).run()
+    assert ref["timings"]["phase0_cache"].startswith("miss")  # UCIR: its own family; LwM: the softmax-CE family
+    if method == "ucir":
+        assert set(ref["rows"]) == {"ucir-cnn", "ucir-nme"} and "exemplars" in ref["memory"]
 
     orig = SuiteTrainingPlugin.after_training_epoch
 
