@@ -13,7 +13,7 @@ eval mode while a synthesiser queries it (CMI).  Every random draw of a method c
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -40,7 +40,6 @@ class DFKDContext:
     pool_dir: Path | None = None
     pool_key: str = ""
     real_data: tuple | None = None  # (x_train uint8, y_train): only the with-data reference row uses it
-    extra: dict = field(default_factory=dict)
 
 
 class DFKDMethod:
