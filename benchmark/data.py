@@ -4,11 +4,12 @@ Where the arrays come from, in order:
 1. ``<data-root>/<name>.npz`` with ``x_train, y_train, x_test, y_test, classes`` (what ``../shared/data/expand.py``
    writes; HWC or NCHW, grey images may be (N, H, W));
 2. the torchvision layout under ``<data-root>`` (``cifar-100-python/``, ``cifar-10-batches-py/``, ``MNIST/raw``,
-   ``tiny-imagenet-200/``);
+   ``tiny-imagenet-200/``, ``SVHN/``);
 3. a torchvision (or, for Tiny-ImageNet, the CS231n archive) download into ``<data-root>`` when online (set
    ``BENCH_OFFLINE=1`` to skip the attempt, e.g. on a cluster node without network);
 4. otherwise a one-line ``BenchError`` naming both ways to provide the data.
-``cifar100-mini`` is embedded in the package (``benchmark/data_files``) and needs none of that.
+``cifar100-mini`` (and ``cifar10-mini``, MUC's offline auxiliary data) are embedded in the package
+(``benchmark/data_files``) and need none of that.
 
 MNIST is resized to 32x32 (bilinear), as in DFAD's official MNIST script (``transforms.Resize((32, 32))``).
 Every load records the sha256 of the arrays, which enters the cell key.
@@ -26,6 +27,9 @@ import torch
 from benchmark.errors import BenchError
 
 PACKAGE_DATA = Path(__file__).resolve().parent / "data_files"
+# small real subsets shipped in the package (tools/make_mini_subset.py): the offline default scenario and the offline
+# auxiliary data of MUC for it
+EMBEDDED = {"cifar100-mini": "cifar100_mini.npz", "cifar10-mini": "cifar10_mini.npz"}
 TINYIMAGENET_URL = "http://cs231n.stanford.edu/tiny-imagenet-200.zip"
 TINYIMAGENET_MD5 = "90528d7ca1a48142e341f4ef8d21d0de"
 
@@ -87,6 +91,17 @@ def _torchvision_cifar(cls, root: Path, name: str, download: bool) -> ArrayData:
     return ArrayData(name, _to_nchw(tr.data), torch.as_tensor(tr.targets, dtype=torch.int64),
                      _to_nchw(te.data), torch.as_tensor(te.targets, dtype=torch.int64), list(tr.classes),
                      f"torchvision:{root}")
+
+
+def _torchvision_svhn(root: Path, download: bool) -> ArrayData:
+    """SVHN (MUC's official auxiliary data) from torchvision's layout (``root/SVHN/{train,test}_32x32.mat``)."""
+    from torchvision.datasets import SVHN
+
+    tr = SVHN(str(root / "SVHN"), split="train", download=download)
+    te = SVHN(str(root / "SVHN"), split="test", download=download)
+    return ArrayData("svhn", _to_nchw(tr.data), torch.as_tensor(tr.labels, dtype=torch.int64), _to_nchw(te.data),
+                     torch.as_tensor(te.labels, dtype=torch.int64), [str(i) for i in range(10)],
+                     f"torchvision:{root / 'SVHN'}")
 
 
 def _torchvision_mnist(root: Path, download: bool) -> ArrayData:
@@ -151,11 +166,12 @@ def _no_data(name: str, root: Path, err: Exception) -> BenchError:
 
 
 def load_arrays(name: str, data_root: str | Path | None = None, download: bool = True) -> ArrayData:
-    """Load dataset ``name`` (cifar100, cifar10, mnist, tinyimagenet, cifar100-mini) as uint8 tensors."""
+    """Load dataset ``name`` (cifar100, cifar10, mnist, tinyimagenet, svhn, or the embedded cifar100-mini and
+    cifar10-mini) as uint8 tensors."""
     root = Path(data_root).expanduser() if data_root else default_data_root()
     download = download and os.environ.get("BENCH_OFFLINE", "") in ("", "0")
-    if name == "cifar100-mini":
-        d = _from_npz(PACKAGE_DATA / "cifar100_mini.npz", name)
+    if name in EMBEDDED:
+        d = _from_npz(PACKAGE_DATA / EMBEDDED[name], name)
         d.source = "embedded:" + d.source
     elif (root / f"{name}.npz").is_file():
         d = _from_npz(root / f"{name}.npz", name)
@@ -172,6 +188,8 @@ def load_arrays(name: str, data_root: str | Path | None = None, download: bool =
                 if not download and not (root / "MNIST" / "raw").is_dir():
                     raise FileNotFoundError(root / "MNIST")
                 d = _torchvision_mnist(root, download)
+            elif name == "svhn":
+                d = _torchvision_svhn(root, download)
             elif name == "tinyimagenet":
                 if not download:
                     raise FileNotFoundError(root / "tiny-imagenet-200")

@@ -34,6 +34,7 @@ class MethodContext:
     params: dict  # the method's own hyper-parameters (resolved)
     device: torch.device
     seed: int = 0  # the cell's training seed (for generators a method owns, e.g. prototype computation)
+    data_root: str | None = None  # where a method finds extra data of its own (MUC's auxiliary images)
 
 
 class CILMethod:
@@ -65,6 +66,14 @@ class CILMethod:
         return {}
 
     # -- state -------------------------------------------------------------------------------------------------
+    def phase0_state(self) -> dict:
+        """The weights stored in the shared phase-0 cache: those of the plain network (a method that adds modules
+        to it, like MUC's side classifiers, leaves them out so that every method of the family can load them)."""
+        return self.model.state_dict()
+
+    def load_phase0_state(self, state: dict) -> None:
+        self.model.load_state_dict(state)
+
     def state_dict(self) -> dict:
         return {}
 

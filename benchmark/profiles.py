@@ -84,8 +84,9 @@ for _p in [
             "reduced ResNet-18 here); 20 epochs in phase 0 and 8 in later phases instead of 101 (one StepLR decay "
             "at 45 % of the epochs kept); PASS family (rotation: 4 samples per image): 5 epochs in phase 0, 4 later "
             "instead of 101; SSRE's later phases 10 epochs instead of 60; EEIL's balanced fine-tuning 4 epochs instead "
-            "of 40",
-            method_params={"eeil": {"bft_epochs": 4}},
+            "of 40; MUC's side classifiers trained on the features of 2 augmented views instead of fresh augmentation "
+            "in each of their 80 epochs",
+            method_params={"eeil": {"bft_epochs": 4}, "muc": {"stage3_views": 2}},
             group_recipes={"pass": {"base": _CPU_PASS_BASE, "inc": _adam(4, 64, 2, True)},
                            "ssre": {"base": _CPU_PASS_BASE, "inc": _ssre_inc(10, 128, 8, True)}}),
     Profile("mini", "resnet20", _adam(3, 32, 0, True), _adam(1, 32, 0, True),
@@ -93,11 +94,12 @@ for _p in [
             "(a pipeline demo: accuracies are far below any published number); exemplar methods (iCaRL, UCIR, EEIL) "
             "keep 2 exemplars per class, the same 4 % of a class's training images as 20 of CIFAR-100's 500",
             method_params={"icarl": {"memory_per_class": 2}, "ucir": {"memory_per_class": 2},
-                           "eeil": {"memory_per_class": 2, "bft_epochs": 1}},
+                           "eeil": {"memory_per_class": 2, "bft_epochs": 1},
+                           "muc": {"stage3_epochs": 8, "stage3_views": 1}},
             group_recipes={"ssre": {"inc": _ssre_inc(1, 32, 0, True)}}),
     Profile("smoke", "resnet20", _adam(1, 32, 0, False), _adam(1, 32, 0, False),
             "tests only: ResNet-20, one epoch per phase",
-            method_params={"eeil": {"bft_epochs": 1}},
+            method_params={"eeil": {"bft_epochs": 1}, "muc": {"stage3_epochs": 2, "stage3_views": 1}},
             group_recipes={"ssre": {"inc": _ssre_inc(1, 32, 0, False)}}),
 ]:
     PROFILES.register(_p.name, _p, description=_p.gap_to_paper)

@@ -136,7 +136,8 @@ class CellRun(CellFolder):
         model = build_model(cfg["model"], sc.n_used_classes * method_cls.outputs_per_class, sc.data.channels,
                             sc.spec.mean, sc.spec.std)
         model.to(self.device)
-        ctx = MethodContext(model, sc, self.recipe_for, dict(cfg["method_params"]), self.device, cfg["seed"])
+        ctx = MethodContext(model, sc, self.recipe_for, dict(cfg["method_params"]), self.device, cfg["seed"],
+                            self.data_root)
         method = method_cls(ctx)
         bench = sc.benchmark
 
@@ -183,7 +184,7 @@ class CellRun(CellFolder):
             plugin.generator.manual_seed(cfg["seed"] * 1000 + k)
         if cache is not None and cache.is_file():
             cached = store.load_torch(cache, phase0_key(cfg, family), "phase-0 cache")
-            method.model.load_state_dict(cached["model"])
+            method.load_phase0_state(cached["model"])
             state["phase0_cache"] = f"hit {cache.name}"
             plugin.on_epoch_end = None
             plugin.pending_resume = None
@@ -203,7 +204,7 @@ class CellRun(CellFolder):
             ebar.update(1)
             training = plugin.training_state(method.strategy)
             if cache is not None and epoch == epochs:
-                store.save_torch(cache, {"key": phase0_key(cfg, family), "model": method.model.state_dict()})
+                store.save_torch(cache, {"key": phase0_key(cfg, family), "model": method.phase0_state()})
             if epoch < epochs:
                 st = dict(state)
                 st["train_images"] = state["train_images"] + plugin.images_seen - images0

@@ -1,6 +1,7 @@
-"""UCIR and LwM carry state between phases (exemplar memory, previous model, class means, frozen classifier
+"""UCIR, LwM and MUC carry state between phases (exemplar memory, previous model, class means, frozen classifier
 rows): a run interrupted inside a later phase resumes from its checkpoint to the same numbers as an uninterrupted run
-(embedded cifar100-mini, ResNet-20 so that UCIR's last-ReLU removal and LwM's Grad-CAM layer are exercised)."""
+(embedded cifar100-mini, ResNet-20 so that UCIR's last-ReLU removal and LwM's Grad-CAM layer are exercised; MUC's
+side classifiers live in the network but not in the shared phase-0 cache, which the second run loads)."""
 import pytest
 import torch
 
@@ -9,7 +10,7 @@ from benchmark.runner import CellRun, make_cells
 from benchmark.training import SuiteTrainingPlugin
 
 
-@pytest.mark.parametrize("method", ["ucir", "lwm"])  # EEIL's state (memory, old model) is a subset of UCIR's
+@pytest.mark.parametrize("method", ["ucir", "lwm", "muc"])  # EEIL's state (memory, old model) is a subset of UCIR's
 def test_interrupted_in_a_later_phase_resumes_to_the_same_numbers(method, tmp_path, monkeypatch):
     (cell,) = make_cells(scenarios=["cifar100-mini"], phases=[1], methods=[method], seeds=[0], profile="smoke",
                          epochs=2)
@@ -18,6 +19,8 @@ def test_interrupted_in_a_later_phase_resumes_to_the_same_numbers(method, tmp_pa
     assert ref["timings"]["phase0_cache"].startswith("miss")  # UCIR: its own family; LwM: the softmax-CE family
     if method == "ucir":
         assert set(ref["rows"]) == {"ucir-cnn", "ucir-nme"} and "exemplars" in ref["memory"]
+    if method == "muc":  # side classifiers trained after both phases, on the embedded CIFAR-10 subset
+        assert [s["phase"] for s in ref["extra"]["stage3"]] == [0, 1]
 
     orig = SuiteTrainingPlugin.after_training_epoch
 
