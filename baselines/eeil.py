@@ -18,7 +18,6 @@ Memory: herding, 20 exemplars per class growing (CONVENTIONS.md) or ``memory_tot
 """
 from __future__ import annotations
 
-import copy
 from dataclasses import replace
 
 import torch
@@ -30,6 +29,7 @@ from torch import nn
 from baselines.exemplars import ExemplarMemory, append_memory
 from benchmark.augment import augment_batch
 from benchmark.methods import CILMethod, make_suite_plugin, placeholder_optimizer, quiet_evaluator, register_method
+from benchmark.models.base import frozen_copy
 from benchmark.training import make_optimizer, materialize
 
 
@@ -41,13 +41,6 @@ def grouped_distillation(logits: torch.Tensor, old_logits: torch.Tensor, groups:
         target = F.softmax(old_logits[:, lo:hi] / temperature, 1)
         loss = loss - (target * F.log_softmax(logits[:, lo:hi] / temperature, 1)).sum(1).mean()
     return loss
-
-
-def frozen_copy(net):
-    m = copy.deepcopy(net).eval()
-    for p in m.parameters():
-        p.requires_grad_(False)
-    return m
 
 
 class EEILPlugin(SupervisedPlugin):
@@ -137,5 +130,4 @@ class EEIL(CILMethod):
         e.memory.load_state_dict(st["memory"])
         e.old_model = None
         if st["old_model"] is not None:
-            e.old_model = frozen_copy(self.model)
-            e.old_model.load_state_dict(st["old_model"])
+            e.old_model = frozen_copy(self.model, st["old_model"])

@@ -9,16 +9,15 @@ nearest-mean classifier).
 """
 from __future__ import annotations
 
-import copy
 
 import torch
 from avalanche.training.losses import ICaRLLossPlugin
 
+from benchmark.models.base import SlicedLinear, frozen_copy
+
 
 def set_active(model, n: int) -> None:
     """The copied old model keeps its classifier's ``active`` (not in state_dict): set it to the old classes."""
-    from benchmark.models.base import SlicedLinear
-
     for m in model.modules():
         if isinstance(m, SlicedLinear):
             m.active = n
@@ -52,9 +51,5 @@ class SuiteICaRLLoss(ICaRLLossPlugin):
         self.old_classes = list(st["old_classes"])
         self.old_model = None
         if st["old_model"] is not None:
-            self.old_model = copy.deepcopy(model)
-            self.old_model.load_state_dict(st["old_model"])
+            self.old_model = frozen_copy(model, st["old_model"])
             set_active(self.old_model, max(self.old_classes) + 1)
-            self.old_model.eval()
-            for p in self.old_model.parameters():
-                p.requires_grad_(False)

@@ -9,13 +9,13 @@ Hyper-parameters from FACIL's defaults: lambda (alpha) 1, temperature 2.  Two fi
 """
 from __future__ import annotations
 
-import copy
 
 from avalanche.training.plugins import LwFPlugin
 from avalanche.training.regularization import LearningWithoutForgetting
 
 from baselines.finetune import Finetune
 from benchmark.methods import register_method
+from benchmark.models.base import frozen_copy
 
 
 class LwFWithT2(LearningWithoutForgetting):
@@ -55,11 +55,7 @@ class LwF(Finetune):
         lw.expcount = st["expcount"]
         lw.prev_model = None
         if st["prev_model"] is not None:
-            lw.prev_model = copy.deepcopy(self.model)
-            lw.prev_model.load_state_dict(st["prev_model"])
-            lw.prev_model.eval()
-            for p in lw.prev_model.parameters():
-                p.requires_grad_(False)
+            lw.prev_model = frozen_copy(self.model, st["prev_model"])
         lw.prev_classes_by_task.clear()
         for t, cs in st["prev_classes"].items():
             lw.prev_classes_by_task[int(t)] = set(cs)

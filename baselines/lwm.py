@@ -15,7 +15,6 @@ distillation on Grad-CAM maps, without exemplars.  No official code was found; b
 """
 from __future__ import annotations
 
-import copy
 
 import torch
 import torch.nn.functional as F
@@ -24,6 +23,7 @@ from avalanche.training import Naive
 from torch import nn
 
 from benchmark.methods import CILMethod, make_suite_plugin, placeholder_optimizer, quiet_evaluator, register_method
+from benchmark.models.base import frozen_copy
 
 
 def gradcam_map(activation: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
@@ -75,16 +75,13 @@ class LwMPlugin(SupervisedPlugin):
         strategy.loss = strategy.loss + self.p["beta"] * kd + self.p["gamma"] * attention_distillation(q_old, q_cur)
 
     def after_training_exp(self, strategy, **kwargs):
-        self.cur.value = None  # a non-leaf tensor held by the hook would stop deepcopy
-        self.set_old(copy.deepcopy(self.net))
+        self.cur.value = None
+        self.set_old(frozen_copy(self.net))
         self.n_old = self.sc.seen_after(strategy.clock.train_exp_counter)
 
     def set_old(self, model) -> None:
-        for m in model.modules():
-            m._forward_hooks.clear()
-        self.old_model = model.eval()
-        for p in model.parameters():
-            p.requires_grad_(False)
+        """``model``: a frozen copy (``frozen_copy``); its Grad-CAM layer gets a capture hook."""
+        self.old_model = model
         self.old_cap = _Capture(model.backbone.gradcam_layer(), leaf=True)
 
 
@@ -109,7 +106,4 @@ class LwM(CILMethod):
         self.lwm.n_old = int(st["n_old"])
         self.lwm.old_model = None
         if st["old_model"] is not None:
-            self.lwm.cur.value = None
-            m = copy.deepcopy(self.model)
-            m.load_state_dict(st["old_model"])
-            self.lwm.set_old(m)
+            self.lwm.set_old(frozen_copy(self.model, st["old_model"]))

@@ -30,7 +30,6 @@ recipe (SGD lr 0.1, momentum 0.9, wd 5e-4, 200 epochs, [120, 160, 180], batch 12
 """
 from __future__ import annotations
 
-import copy
 import functools
 
 import torch
@@ -42,6 +41,7 @@ from torch import nn
 from benchmark.augment import augment_batch
 from benchmark.errors import BenchError
 from benchmark.methods import CILMethod, make_suite_plugin, placeholder_optimizer, quiet_evaluator, register_method
+from benchmark.models.base import frozen_copy
 from benchmark.training import materialize
 
 AUX_AUTO = {"cifar100": "cifar10", "cifar100-mini": "cifar10-mini", "mnist": "cifar10-mini", "cifar10": "cifar100",
@@ -85,8 +85,7 @@ class SideHeads(nn.Module):
 
 
 class _EmbeddingCapture:
-    """Forward hook on the backbone keeping its last output (a small object, so that deep copies of the network
-    do not drag the plugin along)."""
+    """Forward hook on the backbone keeping its last output."""
 
     def __init__(self, backbone: nn.Module):
         self.value = None
@@ -96,15 +95,6 @@ class _EmbeddingCapture:
         self.value = output[0] if isinstance(output, tuple) else output
 
 
-def frozen_without_hooks(net: nn.Module, state: dict | None = None) -> nn.Module:
-    m = copy.deepcopy(net).eval()
-    for mod in m.modules():
-        mod._forward_hooks.clear()
-    if state is not None:
-        m.load_state_dict(state)
-    for p in m.parameters():
-        p.requires_grad_(False)
-    return m
 
 
 # -- auxiliary data --------------------------------------------------------------------------------------------------
@@ -187,8 +177,8 @@ class MUCPlugin(SupervisedPlugin):
         if self.p["K"] > 1 and self.p["stage3_epochs"] > 0:
             x, y = materialize(strategy.experience.dataset)
             self.stage3_log.append({"phase": k, **self.train_side_heads(k, x, y)})
-        self.emb.value = None  # a non-leaf tensor cannot be deep-copied
-        self.old_model = frozen_without_hooks(self.net)
+        self.emb.value = None
+        self.old_model = frozen_copy(self.net)
 
     # -- stage 3 ---------------------------------------------------------------------------------------------------
     def aux(self) -> torch.Tensor:
@@ -300,5 +290,4 @@ class MUC(CILMethod):
         self.muc.stage3_log = list(st.get("stage3", []))
         self.muc.old_model = None
         if st["old_model"] is not None:
-            self.muc.emb.value = None
-            self.muc.old_model = frozen_without_hooks(self.model, st["old_model"])
+            self.muc.old_model = frozen_copy(self.model, st["old_model"])

@@ -29,7 +29,6 @@ recipe (SGD 0.1, momentum 0.9, wd 5e-4, 160 epochs, [80, 120], batch 128) is doc
 """
 from __future__ import annotations
 
-import copy
 import math
 
 import torch
@@ -41,6 +40,7 @@ from torch import nn
 from baselines.exemplars import ExemplarMemory, append_memory, embed, nme_class_means
 from benchmark.augment import augment_batch
 from benchmark.methods import CILMethod, make_suite_plugin, placeholder_optimizer, quiet_evaluator, register_method
+from benchmark.models.base import frozen_copy
 from benchmark.training import materialize
 
 
@@ -141,11 +141,7 @@ class UCIRPlugin(SupervisedPlugin):
         if self.old_model is not None and self.p["cbf_epochs"] > 0:
             self.class_balanced_finetune(k)  # on the memory, which now holds the new classes too
         self.class_means = nme_class_means(self.net.backbone, self.memory, self.device).to(self.device)
-        self.old_model = copy.deepcopy(self.net).eval()
-        for m in self.old_model.modules():
-            m._forward_hooks.clear()
-        for prm in self.old_model.parameters():
-            prm.requires_grad_(False)
+        self.old_model = frozen_copy(self.net)
         self.n_old = self.sc.seen_after(k)
 
     def class_balanced_finetune(self, k: int) -> None:
@@ -223,11 +219,6 @@ class UCIR(CILMethod):
         u.n_old = int(st["n_old"])
         u.old_model = None
         if st["old_model"] is not None:
-            u.old_model = copy.deepcopy(self.model).eval()
-            for m in u.old_model.modules():
-                m._forward_hooks.clear()
-            u.old_model.load_state_dict(st["old_model"])
+            u.old_model = frozen_copy(self.model, st["old_model"])
             u.old_model.head.active = u.n_old
-            for prm in u.old_model.parameters():
-                prm.requires_grad_(False)
         u.class_means = None if st["class_means"] is None else st["class_means"].to(self.ctx.device)

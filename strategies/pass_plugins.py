@@ -19,12 +19,12 @@
 """
 from __future__ import annotations
 
-import copy
 
 import torch
 import torch.nn.functional as F
 from avalanche.core import SupervisedPlugin
 
+from benchmark.models.base import frozen_copy
 from benchmark.training import TensorBatches
 from strategies.prototypes import PrototypeBank
 
@@ -81,11 +81,7 @@ class OldModelHolder:
         self.model = None
 
     def update(self, model):
-        self.model = copy.deepcopy(model).eval()
-        for p in self.model.parameters():
-            p.requires_grad_(False)
-        for m in self.model.modules():  # deepcopy copies forward hooks (FeatureCapturePlugin's): drop them
-            m._forward_hooks.clear()
+        self.model = frozen_copy(model)
 
 
 class PrototypeAugmentationPlugin(SupervisedPlugin):

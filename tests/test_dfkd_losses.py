@@ -45,6 +45,9 @@ def test_bn_loss_sums_unsquared_norms_of_mean_and_biased_variance_gaps():
     net(x)
     # mean gap (2, 0) -> 2; var gap (0, 1) -> 1
     assert bn_loss(hooks).item() == pytest.approx(3.0, rel=1e-6)
+    with torch.no_grad():  # a student step's teacher forward: no statistics, no stale value
+        net(x)
+    assert hooks[0].r_feature is None and bn_loss(hooks).item() == 0.0
 
 
 def test_one_hot_activation_balance_tv_and_l1_by_hand():

@@ -18,8 +18,30 @@ seen classes only.
 """
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch import nn
+
+
+def frozen_copy(net: nn.Module, state: dict | None = None) -> nn.Module:
+    """A frozen (eval mode, no gradients) copy of ``net``, optionally loaded with ``state``: the "previous model" of
+    every distillation method.  Forward hooks belong to the live network's plugins: they are set aside during the
+    copy, so that neither their objects nor the graph tensors they may hold are copied, and the copy has none."""
+    saved = [(m, dict(m._forward_hooks)) for m in net.modules()]
+    for m, _ in saved:
+        m._forward_hooks.clear()
+    try:
+        twin = copy.deepcopy(net)
+    finally:
+        for m, hooks in saved:
+            m._forward_hooks.update(hooks)
+    if state is not None:
+        twin.load_state_dict(state)
+    twin.eval()
+    for p in twin.parameters():
+        p.requires_grad_(False)
+    return twin
 
 
 class InputNormalizer(nn.Module):

@@ -43,7 +43,9 @@ def masked_adversarial_loss(s_logits: torch.Tensor, t_logits: torch.Tensor) -> t
 
 
 class BNStatsHook:
-    """Forward hook on a BatchNorm2d: ``r_feature`` of the latest forward."""
+    """Forward hook on a BatchNorm2d: ``r_feature`` of the latest forward.  Computed only when autograd is on: the
+    term is a synthesis loss, and the teacher's forwards of student steps (under ``no_grad``) need no statistics
+    (None there, so a misplaced ``bn_loss`` contributes nothing rather than a stale value)."""
 
     def __init__(self, module: nn.BatchNorm2d):
         self.module = module
@@ -51,6 +53,9 @@ class BNStatsHook:
         self.handle = module.register_forward_hook(self._hook)
 
     def _hook(self, module, inputs, output):
+        if not torch.is_grad_enabled():
+            self.r_feature = None
+            return
         x = inputs[0]
         mean = x.mean((0, 2, 3))
         var = x.permute(1, 0, 2, 3).reshape(x.shape[1], -1).var(1, unbiased=False)
