@@ -92,6 +92,7 @@ class DFKDCellRun(CellFolder):
         super().__init__(cell, out / f"{c['scenario']}-{c['method']}-s{c['seed']}-{cell.key[:10]}")
         self.cache_dir, self.device, self.data_root = cache_dir, device, data_root
         self.progress, self.command, self.teacher_checkpoint = progress, command, teacher_checkpoint
+        versions()  # taken when the cell starts (see benchmark.runner.versions)
 
     # -- the run -------------------------------------------------------------------------------------------------
     def run(self) -> dict:

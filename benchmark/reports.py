@@ -143,13 +143,9 @@ def movement_table(results: list[dict]) -> pd.DataFrame | None:
     return df.pivot_table(index=["method", "scenario", "phases"], columns="phase", values="movement").round(3)
 
 
-def plot_seen_accuracy(results: list[dict], path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import seaborn as sns
-
+def seen_accuracy_frame(results: list[dict]) -> pd.DataFrame:
+    """The points of the seen-accuracy plot (RGAL Figures 10-11): one per (protocol, row, seed, phase), x = number
+    of classes seen after the phase, y = ``seen_acc`` in %."""
     recs = []
     for r in results:
         c, sizes = r["cell"], r["cell"]["phase_sizes"]
@@ -157,7 +153,30 @@ def plot_seen_accuracy(results: list[dict], path: Path) -> Path:
             for k, s in enumerate(m["seen_acc"]):
                 recs.append({"panel": f"{c['scenario']} {c['phases']} phases", "classes": sum(sizes[: k + 1]),
                              "accuracy (%)": s * 100, "method": row, "seed": c["seed"]})
-    df = pd.DataFrame.from_records(recs)
+    return pd.DataFrame.from_records(recs)
+
+
+def mean_accuracy_matrices(results: list[dict]) -> dict[tuple, tuple]:
+    """(scenario, phases, row) -> (mean over seeds of ``acc`` in %, NaN where j > k; number of seeds)."""
+    import numpy as np
+
+    groups: dict[tuple, list] = {}
+    for r in results:
+        c = r["cell"]
+        for row, m in r["rows"].items():
+            groups.setdefault((c["scenario"], c["phases"], row), []).append(m["acc"])
+    return {key: (100 * np.mean([[[np.nan if v is None else v for v in rr] for rr in m] for m in mats], axis=0),
+                  len(mats)) for key, mats in sorted(groups.items())}
+
+
+def plot_seen_accuracy(results: list[dict], path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    df = seen_accuracy_frame(results)
     panels = sorted(df["panel"].unique())
     fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4), squeeze=False)
     for ax, panel in zip(axes[0], panels):
@@ -176,29 +195,44 @@ def plot_heatmaps(results: list[dict], folder: Path) -> list[Path]:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import numpy as np
     import seaborn as sns
 
-    groups: dict[tuple, list] = {}
-    for r in results:
-        c = r["cell"]
-        for row, m in r["rows"].items():
-            groups.setdefault((c["scenario"], c["phases"], row), []).append(m["acc"])
     paths = []
-    for (scen, ph, row), mats in sorted(groups.items()):
-        a = 100 * np.mean([[[np.nan if v is None else v for v in rr] for rr in m] for m in mats], axis=0)
+    for (scen, ph, row), (a, n_seeds) in mean_accuracy_matrices(results).items():
         fig, ax = plt.subplots(figsize=(1 + 0.45 * a.shape[1], 1 + 0.4 * a.shape[0]))
         sns.heatmap(a, annot=a.shape[1] <= 11, fmt=".0f", vmin=0, vmax=100, cmap="viridis", ax=ax,
                     cbar_kws={"label": "accuracy (%)"})
         ax.set_xlabel("class group j")
         ax.set_ylabel("after phase k")
-        ax.set_title(f"{row}: {scen}, {ph} phases (mean of {len(mats)} seeds)")
+        ax.set_title(f"{row}: {scen}, {ph} phases (mean of {n_seeds} seeds)")
         fig.tight_layout()
         p = folder / f"heatmap-{scen}-p{ph}-{row}.png"
         fig.savefig(p, dpi=100)
         plt.close(fig)
         paths.append(p)
     return paths
+
+
+def provenance_table(results: list[dict]) -> pd.DataFrame:
+    """What made each result: the command, the code's commit, the wall time and the machine (CONVENTIONS.md)."""
+    recs = []
+    for r in results:
+        c, v = r["cell"], r.get("versions", {})
+        commit = (v.get("git_commit") or "?")[:10] + (" (+local changes)" if v.get("git_dirty") else "")
+        recs.append({"cell": Path(r["_path"]).parent.name, "finished": r.get("finished", ""),
+                     "wall_min": round(r.get("timings", {}).get("wall_seconds", float("nan")) / 60, 1),
+                     "commit": commit, "machine": v.get("machine") or v.get("platform", ""),
+                     "device": r.get("device", ""), "torch": v.get("torch", ""), "command": r.get("command", "")})
+    return pd.DataFrame.from_records(recs).sort_values("cell").reset_index(drop=True)
+
+
+def write_provenance(results: list[dict], path: Path) -> Path:
+    t = provenance_table(results)
+    lines = ["# Provenance of every result in this folder", "",
+             "Wall times were measured on the machine named; on a shared machine they are upper bounds.", "",
+             t.to_markdown(index=False), ""]
+    path.write_text("\n".join(lines))
+    return path
 
 
 def write_reports(folder: Path) -> list[Path]:
@@ -212,10 +246,13 @@ def write_reports(folder: Path) -> list[Path]:
         raise BenchError(f"no result.json under {folder}; run cells first (python run_benchmark.py --out {folder})")
     rep = folder / "report"
     rep.mkdir(parents=True, exist_ok=True)
+    from benchmark.dfkd_reports import load_dfkd_results as _dfkd
+
+    prov = write_provenance(results + _dfkd(folder), rep / "provenance.md")
     if not results:
-        return write_dfkd_reports(folder, rep)
+        return [prov] + write_dfkd_reports(folder, rep)
     df = long_frame(results)
-    paths = []
+    paths = [prov]
     df.to_csv(rep / "results_long.csv", index=False)
     paths.append(rep / "results_long.csv")
     md = ["# Class-incremental results", ""]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import datetime as _dt
+import functools
 import platform
 import subprocess
 import sys
@@ -84,18 +85,48 @@ def make_cells(*, scenarios, phases, methods, seeds, profile, epochs=None, batch
     return cells
 
 
+def machine() -> str:
+    """CPU model, core count and memory of this machine (what a wall time was measured on)."""
+    import os
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = ""
+    try:
+        kb = int(Path("/proc/meminfo").read_text().split()[1])
+        mem = f", {kb / 2**20:.0f} GiB"
+    except (OSError, ValueError, IndexError):
+        pass
+    gpu = f", {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""
+    return f"{cpu}, {len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()} cores{mem}{gpu}"
+
+
+@functools.lru_cache(maxsize=1)
 def versions() -> dict:
+    """Library versions, machine and the code's commit, taken once per process, when its first cell starts (the
+    commit checked out later, while a long sweep runs, is not the code that ran)."""
     import importlib.metadata as md
 
-    out = {"python": platform.python_version(), "platform": platform.platform()}
+    out = {"python": platform.python_version(), "platform": platform.platform(), "machine": machine()}
     for pkg in ("torch", "torchvision", "avalanche-lib", "numpy"):
         try:
             out[pkg] = md.version(pkg)
         except md.PackageNotFoundError:
             out[pkg] = None
     try:
+        here = Path(__file__).resolve().parent
         out["git_commit"] = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                                           cwd=Path(__file__).resolve().parent, timeout=10).stdout.strip() or None
+                                           cwd=here, timeout=10).stdout.strip() or None
+        # uncommitted changes to the code (not to results/ or runs/) make the commit an incomplete description
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "benchmark", "baselines", "strategies",
+                                "run_benchmark.py"], capture_output=True, text=True, cwd=here.parent, timeout=10).stdout
+        out["git_dirty"] = bool(dirty.strip()) if out["git_commit"] else None
     except (OSError, subprocess.SubprocessError):
         out["git_commit"] = None
     return out
@@ -113,6 +144,7 @@ class CellRun(CellFolder):
         super().__init__(cell, out / cell.dirname)
         self.cache_dir, self.device, self.data_root = cache_dir, device, data_root
         self.progress, self.command = progress, command
+        versions()  # the code that runs is the one checked out now
 
     # -- helpers -------------------------------------------------------------------------------------------------
     def recipe_for(self, k: int) -> PhaseRecipe:

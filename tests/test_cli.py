@@ -74,13 +74,16 @@ def test_run_writes_complete_results_and_reports(smoke_run):
     r = res["lwf"]
     assert len(r["rows"]["lwf"]["acc"]) == 3 and r["rows"]["lwf"]["acc"][0][1] is None
     assert r["group_counts"] == [250, 125, 125]
-    for k in ("torch", "avalanche-lib", "python"):
+    for k in ("torch", "avalanche-lib", "python", "machine"):
         assert r["versions"][k]
+    assert "cores" in r["versions"]["machine"]
     assert "run_benchmark.py" in r["command"] and r["cell"]["recipe"]["base"]["epochs"] == 1
     md = (out / "run" / "report" / "tables.md").read_text()
     assert "average accuracy" in md and "stand-in" not in md and "profile smoke" in md
     assert (out / "run" / "report" / "seen_accuracy.png").stat().st_size > 1000
     assert "average_accuracy" in p.stdout  # summary table
+    prov = (out / "run" / "report" / "provenance.md").read_text()  # command, commit, wall time, machine per cell
+    assert prov.count("run_benchmark.py") == 6 and r["versions"]["machine"] in prov
 
 
 def test_phase0_is_shared_within_a_family(smoke_run):

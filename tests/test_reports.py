@@ -1,0 +1,51 @@
+"""Reports from result.json contents alone, on a worked example: the table cells (mean ± std over seeds, published
+number beside), the points of the seen-accuracy plot and the mean accuracy matrix of the heatmaps."""
+import math
+
+import pytest
+
+from benchmark.reports import long_frame, mean_accuracy_matrices, metric_table, seen_accuracy_frame
+
+
+def _result(seed, acc, seen, avg, method="lwf-mc", published="LwF-MC"):
+    return {"cell": {"scenario": "cifar100", "phases": 2, "phase_sizes": [50, 25, 25], "seed": seed,
+                     "profile": "cpu", "method": method},
+            "rows": {method: {"acc": acc, "seen_acc": seen, "average_accuracy": avg, "overall_accuracy": seen[-1],
+                              "forgetting_max": 0.1, "forgetting_first": 0.1, "published_name": published}},
+            "memory": "none", "timings": {"wall_seconds": 60.0}}
+
+
+RESULTS = [_result(0, [[0.6, None, None], [0.4, 0.8, None], [0.2, 0.5, 0.9]], [0.6, 0.5, 0.45], 0.5),
+           _result(1, [[0.8, None, None], [0.6, 0.6, None], [0.4, 0.3, 0.7]], [0.8, 0.6, 0.55], 0.7)]
+
+
+def test_table_cell_is_mean_and_std_over_seeds_with_the_published_number_beside():
+    t = metric_table(long_frame(RESULTS), "average_accuracy")
+    col = "cifar100 2ph [cpu]"
+    # mean of 50 and 70 = 60, sample std = sqrt(((50-60)^2 + (70-60)^2) / 1) = 14.14
+    assert t.loc["lwf-mc", (col, "measured")] == "60.00 ± 14.14 (n=2)"
+    # LwF-MC has no published 2-phase figure: a dash, never an invented number
+    assert t.loc["lwf-mc", (col, "published")] == "-"
+
+
+def test_seen_accuracy_plot_points_are_classes_seen_and_percentages():
+    df = seen_accuracy_frame(RESULTS)
+    s0 = df[df["seed"] == 0].sort_values("classes")
+    assert s0["classes"].tolist() == [50, 75, 100]
+    assert s0["accuracy (%)"].tolist() == pytest.approx([60.0, 50.0, 45.0])
+    assert set(df["panel"]) == {"cifar100 2 phases"} and len(df) == 6
+
+
+def test_heatmap_matrix_is_the_mean_over_seeds_with_blanks_above_the_diagonal():
+    (key, (a, n)), = mean_accuracy_matrices(RESULTS).items()
+    assert key == ("cifar100", 2, "lwf-mc") and n == 2
+    assert a[1, 0] == pytest.approx(50.0) and a[2, 1] == pytest.approx(40.0) and a[2, 2] == pytest.approx(80.0)
+    assert math.isnan(a[0, 1]) and math.isnan(a[1, 2])
+
+
+def test_published_number_comes_from_the_reference_csv():
+    r = _result(0, [[0.5]], [0.5], 0.3)
+    r["cell"]["phases"] = 10
+    t = metric_table(long_frame([r]), "average_accuracy")
+    assert t.loc["lwf-mc", ("cifar100 10ph [cpu]", "measured")] == "30.00 (n=1)"
+    assert t.loc["lwf-mc", ("cifar100 10ph [cpu]", "published")] == "27.43"  # RGAL Table 14, CIFAR-100, 10 phases
