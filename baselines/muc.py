@@ -161,19 +161,20 @@ class MUCPlugin(SupervisedPlugin):
             old_emb = self.old_model.backbone(strategy.mb_x)
             old_main = self.old_model.head(old_emb)[:, :n_old]
         kd_main = soft_cross_entropy(strategy.mb_output[:, :n_old], old_main, t)
-        groups = [k - 1] if self.p["side_kd"] == "previous" else list(range(k))
+        # official: no side distillation with a single side classifier (its heads are never trained)
+        groups = [] if self.p["K"] <= 1 else [k - 1] if self.p["side_kd"] == "previous" else list(range(k))
         kd_side = strategy.mb_output.new_zeros(())
         for g in groups:
             with torch.no_grad():
                 old_heads = self.old_model.muc_side.heads(old_emb, g)
             cur_heads = self.side.heads(self.emb.value, g)
             kd_side = kd_side + sum(soft_cross_entropy(c, o, t) for c, o in zip(cur_heads, old_heads)) / len(cur_heads)
-        kd_side = kd_side / len(groups)
+        kd_side = kd_side / max(len(groups), 1)
         a = k / (k + 1)
         strategy.loss = (1 - a) * strategy.loss + a * (kd_main + kd_side)
 
     def after_training_exp(self, strategy, **kwargs):
-        k = strategy.clock.train_exp_counter
+        k = self.k
         if self.p["K"] > 1 and self.p["stage3_epochs"] > 0:
             x, y = materialize(strategy.experience.dataset)
             self.stage3_log.append({"phase": k, **self.train_side_heads(k, x, y)})
@@ -204,7 +205,12 @@ class MUCPlugin(SupervisedPlugin):
 
     def train_side_heads(self, k: int, x: torch.Tensor, y: torch.Tensor) -> dict:
         """Stage 3 for group k on frozen features; returns the last epoch's mean CE and discrepancy."""
-        p, lo = self.p, self.sc.group_bounds()[k][0]
+        p, (lo, hi) = self.p, self.sc.group_bounds()[k]
+        # the optimiser sees the whole matrix (a dense zero gradient elsewhere); momentum and weight decay must not
+        # touch the other groups' rows: the official code copies back only the new task's rows
+        keep = [t.detach().clone() for t in (self.side.fc.weight, self.side.fc.bias)]
+        rows = torch.zeros(len(keep[1]), dtype=torch.bool, device=keep[1].device)
+        rows[self.side.k * lo:self.side.k * hi] = True
         gen = torch.Generator(device=self.device).manual_seed(self.seed * 1000 + k + 900)
         aux = self.aux()
         was = self.net.training
@@ -244,6 +250,9 @@ class MUCPlugin(SupervisedPlugin):
                 ce_sum, dis_sum, steps = ce_sum + ce.item() / p["K"], dis_sum + dis.item(), steps + 1
             sched.step()
             log = {"side_ce": ce_sum / steps, "side_discrepancy": dis_sum / steps}
+        with torch.no_grad():
+            for t, saved in zip((self.side.fc.weight, self.side.fc.bias), keep):
+                t[~rows] = saved[~rows]
         self.net.train(was)
         return log
 

@@ -81,7 +81,7 @@ def test_stage3_fits_the_new_classes_and_separates_the_side_heads_on_aux_data(mo
     lo, hi = sc.group_bounds()[1]
     keep = (sc.data.y_train >= lo) & (sc.data.y_train < hi)
     x, y = sc.data.x_train[keep], sc.data.y_train[keep]
-    net.eval()
+    net.eval()  # stage 3's features: eval-mode BatchNorm
     with torch.no_grad():
         fx, fu = net.backbone(x), net.backbone(plug.aux())
     init = {k: v.clone() for k, v in side.state_dict().items()}
@@ -95,8 +95,86 @@ def test_stage3_fits_the_new_classes_and_separates_the_side_heads_on_aux_data(mo
 
     with torch.no_grad():
         ce0 = sum(torch.nn.functional.cross_entropy(z, y - lo) for z in side.heads(fx, 1)).item() / 3
+    net.train()
+    frozen = {k: v.clone() for k, v in net.state_dict().items() if not k.startswith("muc_side")}
     ce_mcd, dis_mcd = after_stage3()
+    # stage 3 trains group 1's side heads only: network, main head and the other groups' rows are untouched
+    assert net.training
+    assert all(torch.equal(v, net.state_dict()[k]) for k, v in frozen.items())
+    g1 = slice(3 * lo, 3 * hi)
+    w0, w1 = init["fc.weight"], side.fc.weight.detach()
+    assert torch.equal(w0[:g1.start], w1[:g1.start]) and torch.equal(w0[g1.stop:], w1[g1.stop:])
+    assert not torch.equal(w0[g1], w1[g1])
     monkeypatch.setattr(muc, "classifier_discrepancy", lambda zs: zs[0].sum() * 0.0)  # CE-only counterfactual
     ce_plain, dis_plain = after_stage3()
     assert ce_mcd < 0.8 * ce0 and ce_plain < 0.8 * ce0
     assert dis_mcd > dis_plain + 0.1  # measured 0.27 vs 0.065; the discrepancy term makes the heads disagree on out-of-distribution images
+
+
+class _Backbone(torch.nn.Module):  # the embedding is the input itself, so every term can be written out
+    def forward(self, x):
+        return x
+
+
+class _Net(torch.nn.Module):
+    def __init__(self, side):
+        super().__init__()
+        self.backbone, self.head, self.muc_side = _Backbone(), torch.nn.Linear(2, 5), side
+
+    def forward(self, x):
+        return self.head(self.backbone(x))
+
+
+class _Scenario:
+    def group_bounds(self):
+        return [(0, 2), (2, 4), (4, 5)]
+
+    def seen_after(self, k):
+        return [2, 4, 5][k]
+
+
+class _Strategy:
+    pass
+
+
+@pytest.mark.parametrize("k_heads", [2, 1])
+def test_stage1_loss_mixes_new_class_ce_and_distillation_by_phase(k_heads):
+    from baselines.muc import MUCPlugin
+    from benchmark.models.base import frozen_copy
+
+    torch.manual_seed(0)
+    net = _Net(SideHeads(2, _Scenario().group_bounds(), k=k_heads))
+    params = {"K": k_heads, "T": 2.0, "side_kd": "previous", "ce_scope": "new"}
+    plug = MUCPlugin(net, net.muc_side, _Scenario(), params, torch.device("cpu"), 0, None)
+    old = frozen_copy(net)
+    with torch.no_grad():
+        for prm in net.parameters():
+            prm.add_(0.3 * torch.randn_like(prm))  # the current model has moved away from the old one
+    plug.old_model, plug.k = old, 2  # phase 2: old classes 0-3 (groups 0 and 1), new class 4
+    x, y = torch.tensor([[1.0, -2.0], [0.5, 0.5]]), torch.tensor([4, 4])
+    st = _Strategy()
+    st.mb_x, st.mb_output = x, net(x)
+    st.loss = plug.criterion(st.mb_output, y)
+    plug.before_backward(st)
+
+    def sce(z, z_old):  # soft cross-entropy at T = 2, written out
+        q = torch.softmax(z_old / 2, 1)
+        return -(q * torch.log_softmax(z / 2, 1)).sum(1).mean()
+
+    z, z_old = net.head(x), old.head(x)
+    ce = -torch.log_softmax(z[:, 4:5], 1)[:, 0].mean()  # one new class: CE over its own logit alone = 0
+    want = (1 - 2 / 3) * ce + 2 / 3 * sce(z[:, :4], z_old[:, :4])
+    if k_heads > 1:  # group 1's K heads of 2 rows each from row K * 2, previous phase only, averaged over K
+        w, b, w_old, b_old = net.muc_side.fc.weight, net.muc_side.fc.bias, old.muc_side.fc.weight, old.muc_side.fc.bias
+        r = [slice(2 * k_heads + 2 * i, 2 * k_heads + 2 * i + 2) for i in range(k_heads)]
+        want = want + 2 / 3 * sum(sce(x @ w[ri].T + b[ri], x @ w_old[ri].T + b_old[ri]) for ri in r) / k_heads
+    assert st.loss.item() == pytest.approx(want.item(), rel=1e-5)
+    assert ce.item() == 0.0
+    st.loss.backward()
+    g = net.muc_side.fc.weight.grad
+    if k_heads > 1:  # gradients reach group 1's side heads only, never the frozen old model
+        assert g[2 * k_heads:4 * k_heads].abs().sum() > 0
+        assert g[:2 * k_heads].abs().sum() == 0 and g[4 * k_heads:].abs().sum() == 0
+    else:
+        assert g is None or g.abs().sum() == 0
+    assert all(prm.grad is None for prm in old.parameters())
