@@ -46,13 +46,24 @@ def forgetting_first(acc: Matrix) -> float:
     return sum(acc[j][j] - acc[t][j] for j in range(t)) / t
 
 
+def new_accuracy(acc: Matrix) -> float:
+    """Plasticity (not a CONVENTIONS.md figure; added because a weak regime can hide behind low forgetting): mean over
+    the incremental phases k = 1..T of ``acc[k][k]``, the accuracy on each phase's classes right after it; NaN with
+    one phase.  Near 0 means the method did not learn the new classes in their own phase."""
+    t = len(acc) - 1
+    if t < 1:
+        return float("nan")
+    return sum(acc[k][k] for k in range(1, t + 1)) / t
+
+
 def summarize(acc: Matrix, counts: Sequence[int]) -> dict:
     s = seen_accuracy(acc, counts)
-    fm, ff = forgetting_max(acc), forgetting_first(acc)
+    fm, ff, na = forgetting_max(acc), forgetting_first(acc), new_accuracy(acc)
     return {
         "seen_acc": s,
         "average_accuracy": sum(s) / len(s),
         "overall_accuracy": s[-1],
         "forgetting_max": None if math.isnan(fm) else fm,
         "forgetting_first": None if math.isnan(ff) else ff,
+        "new_accuracy": None if math.isnan(na) else na,
     }

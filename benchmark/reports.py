@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from benchmark import metrics
+
 PUBLISHED_CSV = Path(__file__).resolve().parent / "reference" / "published.csv"
 DATASET_NAMES = {"cifar100": "CIFAR-100", "cifar100-mini": "CIFAR-100", "tinyimagenet": "Tiny-ImageNet",
                  "cifar10": "CIFAR-10", "mnist": "MNIST"}
@@ -58,8 +60,14 @@ def long_frame(results: list[dict]) -> pd.DataFrame:
                          "average_accuracy": m["average_accuracy"] * 100,
                          "overall_accuracy": m["overall_accuracy"] * 100,
                          "forgetting_max": _pct(m["forgetting_max"]), "forgetting_first": _pct(m["forgetting_first"]),
+                         # recomputed from the matrix: results written before the metric existed have it too
+                         "new_accuracy": _pct(_nan_none(metrics.new_accuracy(m["acc"]))),
                          "wall_seconds": r["timings"]["wall_seconds"]})
     return pd.DataFrame.from_records(recs)
+
+
+def _nan_none(v):
+    return None if isinstance(v, float) and math.isnan(v) else v
 
 
 def _pct(v):
@@ -108,7 +116,8 @@ def summary_table(results: list[dict]) -> str:
     if not results:
         return "(no results)"
     df = long_frame(results)
-    agg = df.groupby(["scenario", "phases", "method"])[["average_accuracy", "forgetting_max", "overall_accuracy"]]
+    agg = df.groupby(["scenario", "phases", "method"])[["average_accuracy", "forgetting_max", "overall_accuracy",
+                                                         "new_accuracy"]]
     return agg.mean().round(2).to_string()
 
 

@@ -290,6 +290,8 @@ def predicted_seconds(cfg: dict) -> tuple[float, float]:
     if cfg["method"] == "joint":
         return sum(sizes) * n_per * r["base"]["epochs"] / ips + 2.0 * len(sizes), 0.0
     c0, c1 = METHODS.entry(cfg["method"]).extra.get("cost", (1.0, 1.0))
+    # the costs of methods with paired sampling assume the released code's doubled epoch (every sample an anchor)
+    c1 *= cfg["method_params"].get("paired_anchor_fraction", 1.0)
     later = sum(sizes[1:]) * n_per * r["inc"]["epochs"] * c1 / ips + 2.0 * len(sizes)
     return sizes[0] * n_per * r["base"]["epochs"] * c0 / ips, later
 

@@ -69,7 +69,7 @@ RGAL_G_DEFAULTS = {"rgal_steps": 10, "rgal_lr": 1e-3, "rgal_optimizer": "adam", 
 RGAL_S_DEFAULTS = {"triplet_weight": 0.1, "triplet_margin": 0.2, "triplet_squared": False,
                    "triplet_sampler": "distance", "triplet_embedding": "feature", "triplet_sample_on": "logits",
                    "triplet_rotated_as_classes": False, "triplet_prototypes_as_negatives": False,
-                   "paired_positive": "class"}
+                   "paired_positive": "class", "paired_anchor_fraction": 1.0}
 
 RGAL_CHOICES = {"rgal_optimizer": ("adam", "sgd"), "rgal_sampler": ("focal", "distance", "random"),
                 "triplet_sampler": ("distance", "focal", "random"), "triplet_embedding": ("feature", "logits", "both"),
@@ -105,7 +105,7 @@ def add_rgal_s(method: PASS, prm: dict, stride: int = 4, label_scale: int = 4):
         sample_on=prm["triplet_sample_on"], sampler=prm["triplet_sampler"], margin=prm["triplet_margin"],
         squared=prm["triplet_squared"], head=lambda e: method.model.head(e), bank=method.bank,
         prototypes_as_negatives=prm["triplet_prototypes_as_negatives"], generator=method.triplet_gen)
-    return [method.rgal_s, PairedSamplingPlugin(prm["paired_positive"])]
+    return [method.rgal_s, PairedSamplingPlugin(prm["paired_positive"], anchor_fraction=prm["paired_anchor_fraction"])]
 
 
 class PASSWithRGAL(PASS):

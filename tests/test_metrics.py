@@ -37,6 +37,15 @@ def test_forgetting_max_differs_from_first_when_accuracy_rises_later():
     assert metrics.forgetting_first(acc) == pytest.approx(((0.5 - 0.4) + (0.8 - 0.6)) / 2)
 
 
+def test_new_accuracy_is_the_diagonal_of_the_incremental_phases():
+    # acc[1][1] = 0.90, acc[2][2] = 0.95; phase 0's 0.80 is not a new-class figure
+    assert metrics.new_accuracy(ACC) == pytest.approx((0.90 + 0.95) / 2)
+    assert metrics.summarize(ACC, COUNTS)["new_accuracy"] == pytest.approx(0.925)
+    # a method that never learns its new classes in their own phase, whatever it does later
+    assert metrics.new_accuracy([[0.9, None, None], [0.8, 0.0, None], [0.7, 0.3, 0.0]]) == 0.0
+    assert math.isnan(metrics.new_accuracy([[0.42]])) and metrics.summarize([[0.42]], [10])["new_accuracy"] is None
+
+
 def test_one_phase_only():
     s = metrics.summarize([[0.42]], [10])
     assert s["average_accuracy"] == pytest.approx(0.42) and s["overall_accuracy"] == pytest.approx(0.42)

@@ -22,6 +22,30 @@ def test_paired_batches_cover_every_sample_once_as_anchor_with_same_label_positi
         assert not (a == p).any()  # every class here has more than one sample: never the anchor itself
 
 
+def test_anchor_fraction_half_gives_a_plain_epochs_worth_of_images_from_a_fresh_random_half():
+    labels = torch.arange(20) % 4
+    pb = PairedBatches(anchor_fraction=0.5)
+    gen = torch.Generator().manual_seed(0)
+    batches = pb(labels, 4, gen)  # 2 anchors + 2 positives a batch
+    assert len(batches) == pb.num_batches(20, 4) == 5  # 10 anchors
+    assert sum(len(b) for b in batches) == 20  # as many images as a plain epoch of 20
+    anchors = torch.cat([b[:2] for b in batches])
+    assert len(set(anchors.tolist())) == 10
+    for b in batches:
+        assert torch.equal(labels[b[:2]], labels[b[2:]])
+    # a fresh half every epoch: over many epochs each sample is an anchor about half of the time
+    hits = Counter()
+    for _ in range(400):
+        hits.update(torch.cat([b[:2] for b in pb(labels, 4, gen)]).tolist())
+    assert set(hits) == set(range(20)) and all(abs(v - 200) < 5 * math.sqrt(400 * 0.25) for v in hits.values())
+    # fraction 1 is the released code's epoch, identical draws to the default
+    g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    assert all(torch.equal(a, b) for a, b in zip(paired_batch_indices(labels, 4, g1),
+                                                 paired_batch_indices(labels, 4, g2, anchor_fraction=1.0)))
+    with pytest.raises(ValueError, match="anchor_fraction"):
+        PairedBatches(anchor_fraction=0)
+
+
 def test_positive_is_uniform_over_the_other_samples_of_the_class():
     labels = torch.tensor([0, 0, 0, 0, 1, 1])
     gen = torch.Generator().manual_seed(1)

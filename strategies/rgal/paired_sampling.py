@@ -1,7 +1,9 @@
 """Paired sampling for RGAL's L_tri (RGAL paper Sec. 3.4; issue 3 "L'_s"): every minibatch is ``B/2`` random
 anchors followed by ``B/2`` positives, one per anchor, with the anchor's label, so that every anchor has at least one
 positive in the batch.  An epoch draws every training sample once as an anchor, so it holds twice as many images as
-a plain epoch (the released code's paired loader does the same).
+a plain epoch (the released code's paired loader does the same).  ``anchor_fraction`` < 1 draws only that share of
+the samples (a fresh random subset each epoch) as anchors: with 0.5 an epoch holds as many images as a plain one, so
+a method with paired sampling trains on the same compute as the one without (the ``cpu`` profile's choice).
 
 ``positive="class"`` (default, as the issue states it): the positive is another training sample of the same label,
 drawn uniformly (the anchor itself only when its class has a single sample).  ``positive="image"``: the anchor
@@ -17,16 +19,27 @@ image itself, augmented independently (the released RGAL code pairs two augmenta
 """
 from __future__ import annotations
 
+import math
+
 import torch
 from avalanche.core import SupervisedPlugin
 
 
+def n_anchors(n: int, anchor_fraction: float = 1.0) -> int:
+    """Anchors of one epoch of ``n`` samples: ``ceil(n * anchor_fraction)``, at least one."""
+    if not 0 < anchor_fraction <= 1:
+        raise ValueError(f"anchor_fraction must be in (0, 1], not {anchor_fraction!r}")
+    return max(1, min(n, math.ceil(n * anchor_fraction - 1e-9)))
+
+
 def paired_batch_indices(labels: torch.Tensor, batch_size: int, generator: torch.Generator | None = None,
-                         positive: str = "class") -> list[torch.Tensor]:
+                         positive: str = "class", anchor_fraction: float = 1.0) -> list[torch.Tensor]:
     """Index tensors of one epoch: each is ``[anchors..., positives...]`` with ``batch_size // 2`` anchors (the last
-    batch may hold fewer); every index appears exactly once as an anchor."""
+    batch may hold fewer); with ``anchor_fraction`` 1 every index appears exactly once as an anchor, else a random
+    ``n_anchors(n, anchor_fraction)`` of them do."""
     if positive not in ("class", "image"):
         raise ValueError(f"positive must be 'class' or 'image', not {positive!r}")
+    m = n_anchors(len(labels), anchor_fraction)
     half = max(1, batch_size // 2)
     dev = generator.device if generator is not None else torch.device("cpu")
     y = labels.to(dev)
@@ -47,7 +60,8 @@ def paired_batch_indices(labels: torch.Tensor, batch_size: int, generator: torch
         r = r + (start + r >= rank).long() * (cnt > 1).long()  # skip the anchor itself
         pos = torch.where(cnt > 1, order[start + r], torch.arange(n, device=dev))
     out = []
-    for i in range(0, n, half):
+    perm = perm[:m]
+    for i in range(0, m, half):
         a = perm[i:i + half]
         out.append(torch.cat([a, pos[a]]))
     return out
@@ -56,39 +70,43 @@ def paired_batch_indices(labels: torch.Tensor, batch_size: int, generator: torch
 class PairedBatches:
     """Batch-index provider for the suite's tensor loader (``benchmark.training.TensorBatches``)."""
 
-    def __init__(self, positive: str = "class"):
-        self.positive = positive
+    def __init__(self, positive: str = "class", anchor_fraction: float = 1.0):
+        self.positive, self.anchor_fraction = positive, anchor_fraction
+        n_anchors(1, anchor_fraction)  # validates
 
     def num_batches(self, n: int, batch_size: int) -> int:
         half = max(1, batch_size // 2)
-        return -(-n // half)
+        return -(-n_anchors(n, self.anchor_fraction) // half)
 
     def __call__(self, labels, batch_size, generator):
-        return paired_batch_indices(labels, batch_size, generator, self.positive)
+        return paired_batch_indices(labels, batch_size, generator, self.positive, self.anchor_fraction)
 
 
 class PairedBatchSampler(torch.utils.data.Sampler):
     """A ``batch_sampler`` for ``torch.utils.data.DataLoader`` yielding paired batches (a fresh draw every epoch)."""
 
-    def __init__(self, labels, batch_size: int, generator: torch.Generator | None = None, positive: str = "class"):
+    def __init__(self, labels, batch_size: int, generator: torch.Generator | None = None, positive: str = "class",
+                 anchor_fraction: float = 1.0):
         self.labels = torch.as_tensor(labels).long()
-        self.batch_size, self.positive = batch_size, positive
+        self.batch_size, self.positive, self.anchor_fraction = batch_size, positive, anchor_fraction
         self.generator = generator or torch.Generator()
 
     def __len__(self):
-        return PairedBatches(self.positive).num_batches(len(self.labels), self.batch_size)
+        return PairedBatches(self.positive, self.anchor_fraction).num_batches(len(self.labels), self.batch_size)
 
     def __iter__(self):
-        for idx in paired_batch_indices(self.labels, self.batch_size, self.generator, self.positive):
+        for idx in paired_batch_indices(self.labels, self.batch_size, self.generator, self.positive,
+                                        self.anchor_fraction):
             yield idx.tolist()
 
 
 class PairedSamplingPlugin(SupervisedPlugin):
     """Makes a strategy's training batches paired (anchors + same-label positives)."""
 
-    def __init__(self, positive: str = "class", generator: torch.Generator | None = None):
+    def __init__(self, positive: str = "class", generator: torch.Generator | None = None,
+                 anchor_fraction: float = 1.0):
         super().__init__()
-        self.batch_indices = PairedBatches(positive)  # read by the suite's SuiteTrainingPlugin
+        self.batch_indices = PairedBatches(positive, anchor_fraction)  # read by the suite's SuiteTrainingPlugin
         self.generator = generator or torch.Generator()
 
     def before_training_exp(self, strategy, **kwargs):
@@ -98,6 +116,7 @@ class PairedSamplingPlugin(SupervisedPlugin):
             return  # the suite's tensor loader reads ``batch_indices`` itself
         ds = strategy.adapted_dataset
         labels = torch.as_tensor(list(ds.targets))
-        sampler = PairedBatchSampler(labels, strategy.train_mb_size, self.generator, self.batch_indices.positive)
+        sampler = PairedBatchSampler(labels, strategy.train_mb_size, self.generator, self.batch_indices.positive,
+                                     self.batch_indices.anchor_fraction)
         strategy.dataloader = torch.utils.data.DataLoader(ds, batch_sampler=sampler,
                                                           collate_fn=getattr(ds, "collate_fn", None))
