@@ -76,7 +76,8 @@ def _ssre_inc(epochs, batch, step, channels_last):
 # epochs, while 101 epochs give the official recipe ~40x the steps.  The budget (45 min a cell, phase 0 included)
 # is what the epochs are cut to: PASS phase 0 ~620 s (measured, 3 epochs) + 10 x 5 epochs x ~25-35 s.  Still too
 # few steps: seed-0 PASS with this recipe has new_accuracy 2.4 % (results/README.md); to be retuned.
-# RGAL's paired sampling would double an epoch; the cpu profile draws half of the samples as anchors (``paired_anchor_fraction`` 0.5), so PASS+RGAL trains
+# RGAL's paired sampling would double an epoch; the cpu profile draws half of the samples as anchors
+# (``paired_anchor_fraction`` 0.5), so PASS+RGAL trains
 # on PASS's compute (the paper profile keeps the released code's every-sample-an-anchor epoch).
 # SSRE's later phases train without rotation, only adapters and classifier, at lr 2e-4: 20 epochs, decay at 75 %
 # (official 45 of 60).  SSRE's CE is weighted by 1 - max cos(f, old prototypes), ~0.05 with ResNet-20's dense
