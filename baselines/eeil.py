@@ -27,6 +27,7 @@ from avalanche.training import Naive
 from torch import nn
 
 from baselines.exemplars import ExemplarMemory, append_memory
+from baselines.soft_targets import soft_cross_entropy
 from benchmark.augment import augment_batch
 from benchmark.methods import CILMethod, make_suite_plugin, placeholder_optimizer, quiet_evaluator, register_method
 from benchmark.models.base import frozen_copy
@@ -38,8 +39,7 @@ def grouped_distillation(logits: torch.Tensor, old_logits: torch.Tensor, groups:
     """Sum over class groups ``[lo, hi)`` of the batch-mean soft cross-entropy of the group's softmax at T."""
     loss = logits.new_zeros(())
     for lo, hi in groups:
-        target = F.softmax(old_logits[:, lo:hi] / temperature, 1)
-        loss = loss - (target * F.log_softmax(logits[:, lo:hi] / temperature, 1)).sum(1).mean()
+        loss = loss + soft_cross_entropy(logits[:, lo:hi], old_logits[:, lo:hi], temperature)
     return loss
 
 

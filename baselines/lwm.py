@@ -23,7 +23,7 @@ from avalanche.training import Naive
 from torch import nn
 
 from benchmark.methods import CILMethod, make_suite_plugin, placeholder_optimizer, quiet_evaluator, register_method
-from benchmark.models.base import frozen_copy
+from benchmark.models.base import OutputCapture, frozen_copy
 
 
 def gradcam_map(activation: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
@@ -36,25 +36,11 @@ def attention_distillation(q_old: torch.Tensor, q_cur: torch.Tensor) -> torch.Te
     return (q_old - q_cur).abs().sum(1).mean()
 
 
-class _Capture:
-    """Forward hook keeping the last block's output; ``leaf=True`` re-roots it so that gradients reach it."""
-
-    def __init__(self, module: nn.Module, leaf: bool = False):
-        self.value, self.leaf = None, leaf
-        module.register_forward_hook(self._hook)
-
-    def _hook(self, module, inputs, output):
-        if self.leaf:
-            output = output.detach().requires_grad_(True)
-        self.value = output
-        return output
-
-
 class LwMPlugin(SupervisedPlugin):
     def __init__(self, net, scenario, params):
         super().__init__()
         self.net, self.sc, self.p = net, scenario, params
-        self.cur = _Capture(net.backbone.gradcam_layer())
+        self.cur = OutputCapture(net.backbone.gradcam_layer())
         self.old_model, self.old_cap, self.n_old = None, None, 0
 
     def before_backward(self, strategy, **kwargs):
@@ -75,14 +61,14 @@ class LwMPlugin(SupervisedPlugin):
         strategy.loss = strategy.loss + self.p["beta"] * kd + self.p["gamma"] * attention_distillation(q_old, q_cur)
 
     def after_training_exp(self, strategy, **kwargs):
-        self.cur.value = None
+        self.cur.value = None  # releases the last forward's graph (the copy below does not need it)
         self.set_old(frozen_copy(self.net))
         self.n_old = self.sc.seen_after(strategy.clock.train_exp_counter)
 
     def set_old(self, model) -> None:
         """``model``: a frozen copy (``frozen_copy``); its Grad-CAM layer gets a capture hook."""
         self.old_model = model
-        self.old_cap = _Capture(model.backbone.gradcam_layer(), leaf=True)
+        self.old_cap = OutputCapture(model.backbone.gradcam_layer(), leaf=True)
 
 
 @register_method("lwm", published="LwM", cost=(1.0, 2.0), defaults={"beta": 1.0, "gamma": 1.0, "T": 2.0},

@@ -38,10 +38,11 @@ from avalanche.core import SupervisedPlugin
 from avalanche.training import Naive
 from torch import nn
 
+from baselines.soft_targets import soft_cross_entropy
 from benchmark.augment import augment_batch
 from benchmark.errors import BenchError
 from benchmark.methods import CILMethod, make_suite_plugin, placeholder_optimizer, quiet_evaluator, register_method
-from benchmark.models.base import frozen_copy
+from benchmark.models.base import OutputCapture, frozen_copy
 from benchmark.training import materialize
 
 AUX_AUTO = {"cifar100": "cifar10", "cifar100-mini": "cifar10-mini", "mnist": "cifar10-mini", "cifar10": "cifar100",
@@ -51,12 +52,6 @@ SIDE_PREFIX = "muc_side."
 
 
 # -- loss terms ----------------------------------------------------------------------------------------------------
-def soft_cross_entropy(logits: torch.Tensor, old_logits: torch.Tensor, temperature: float) -> torch.Tensor:
-    """Official MUC / LwF distillation: ``-mean_b sum_c softmax(old / T) log softmax(new / T)`` (no T^2)."""
-    target = F.softmax(old_logits / temperature, 1)
-    return -(target * F.log_softmax(logits / temperature, 1)).sum(1).mean()
-
-
 def classifier_discrepancy(side_logits: list[torch.Tensor]) -> torch.Tensor:
     """``sum_{i<j} mean_b mean_c |softmax(l_i) - softmax(l_j)|`` over the K heads' logits on the same batch."""
     probs = [F.softmax(z, 1) for z in side_logits]
@@ -82,19 +77,6 @@ class SideHeads(nn.Module):
         n, start = hi - lo, self.k * lo
         z = F.linear(emb, self.fc.weight[start:start + self.k * n], self.fc.bias[start:start + self.k * n])
         return list(z.split(n, 1))
-
-
-class _EmbeddingCapture:
-    """Forward hook on the backbone keeping its last output."""
-
-    def __init__(self, backbone: nn.Module):
-        self.value = None
-        backbone.register_forward_hook(self)
-
-    def __call__(self, module, inputs, output):
-        self.value = output[0] if isinstance(output, tuple) else output
-
-
 
 
 # -- auxiliary data --------------------------------------------------------------------------------------------------
@@ -139,7 +121,7 @@ class MUCPlugin(SupervisedPlugin):
         self.device, self.seed, self.data_root = device, seed, data_root
         self.old_model = None
         self.k = 0
-        self.emb = _EmbeddingCapture(net.backbone)
+        self.emb = OutputCapture(net.backbone)
         self._aux = None
         self.stage3_log: list[dict] = []
 

@@ -40,7 +40,7 @@ from torch import nn
 from baselines.exemplars import ExemplarMemory, append_memory, embed, nme_class_means
 from benchmark.augment import augment_batch
 from benchmark.methods import CILMethod, make_suite_plugin, placeholder_optimizer, quiet_evaluator, register_method
-from benchmark.models.base import frozen_copy
+from benchmark.models.base import OutputCapture, frozen_copy
 from benchmark.training import materialize
 
 
@@ -86,13 +86,9 @@ class UCIRPlugin(SupervisedPlugin):
         self.memory = ExemplarMemory(params["memory_per_class"], params["memory_total"])
         self.old_model = None
         self.n_old = 0
-        self.features = None
+        self.capture = OutputCapture(net.backbone)  # the pooled features of the strategy's forward
         self.frozen_rows = None
         self.class_means = None
-        net.backbone.register_forward_hook(self._capture)
-
-    def _capture(self, module, inputs, output):
-        self.features = output[0] if isinstance(output, tuple) else output
 
     # -- data ----------------------------------------------------------------------------------------------------
     def after_train_dataset_adaptation(self, strategy, **kwargs):
@@ -127,8 +123,8 @@ class UCIRPlugin(SupervisedPlugin):
         with torch.no_grad():
             f_old = self.old_model.backbone(strategy.mb_x)
         lam = self.p["lambda_base"] * (math.sqrt(self.n_old / n_new) if self.p["adapt_lambda"] else 1.0)
-        lf = less_forget_loss(self.features, f_old)
-        mr = margin_ranking_loss(self.net.head.cosine(self.features), strategy.mb_y, self.n_old, self.p["K"],
+        lf = less_forget_loss(self.capture.value, f_old)
+        mr = margin_ranking_loss(self.net.head.cosine(self.capture.value), strategy.mb_y, self.n_old, self.p["K"],
                                  self.p["margin"])
         strategy.loss = strategy.loss + lam * lf + self.p["lw_mr"] * mr
 

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from avalanche.core import SupervisedPlugin
 
-from benchmark.models.base import frozen_copy
+from benchmark.models.base import OutputCapture, frozen_copy
 from benchmark.training import TensorBatches
 from strategies.prototypes import PrototypeBank
 
@@ -63,15 +63,16 @@ class RotationPlugin(SupervisedPlugin):
 
 
 class FeatureCapturePlugin(SupervisedPlugin):
-    """``self.features``: the backbone output of the latest forward of ``backbone``."""
+    """``self.features``: the backbone output of the latest forward of ``backbone`` (an ``OutputCapture`` in a
+    plugin, so that it can sit in a strategy's plugin list beside the losses that read it)."""
 
     def __init__(self, backbone: torch.nn.Module):
         super().__init__()
-        self.features = None
-        backbone.register_forward_hook(self._hook)
+        self._capture = OutputCapture(backbone)
 
-    def _hook(self, module, inputs, output):
-        self.features = output[0] if isinstance(output, tuple) else output
+    @property
+    def features(self):
+        return self._capture.value
 
 
 class OldModelHolder:

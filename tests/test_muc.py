@@ -6,7 +6,8 @@ import math
 import pytest
 import torch
 
-from baselines.muc import SideHeads, aux_images, classifier_discrepancy, soft_cross_entropy
+from baselines.muc import SideHeads, aux_images, classifier_discrepancy
+from baselines.soft_targets import soft_cross_entropy
 from benchmark.errors import BenchError
 from benchmark.scenarios import build_scenario
 

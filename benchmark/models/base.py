@@ -44,6 +44,23 @@ def frozen_copy(net: nn.Module, state: dict | None = None) -> nn.Module:
     return twin
 
 
+class OutputCapture:
+    """A forward hook keeping ``value``, the latest output of ``module`` (the first element of a tuple output), so that
+    a method's loss can read the embedding (or a block's activation) of the strategy's own forward.  ``leaf=True``
+    re-roots the output as a leaf that requires grad, so that ``autograd.grad`` can be taken with respect to it
+    (LwM's Grad-CAM on a frozen model)."""
+
+    def __init__(self, module: nn.Module, leaf: bool = False):
+        self.value, self.leaf = None, leaf
+        self.handle = module.register_forward_hook(self._hook)
+
+    def _hook(self, module, inputs, output):
+        if self.leaf:
+            output = output.detach().requires_grad_(True)
+        self.value = output[0] if isinstance(output, tuple) else output
+        return output if self.leaf else None
+
+
 class InputNormalizer(nn.Module):
     """uint8 or [0, 1] float images -> ``(x - mean) / std`` per channel."""
 
