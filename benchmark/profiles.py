@@ -25,7 +25,8 @@ class Profile:
     base: PhaseRecipe  # phase 0
     inc: PhaseRecipe  # phases 1..T
     gap_to_paper: str
-    method_params: dict = field(default_factory=dict)  # method -> hyper-parameters that differ in this profile
+    # method -> hyper-parameters that differ in this profile; "*" -> for every method that has them
+    method_params: dict = field(default_factory=dict)
     # recipe group (a method's ``recipe_group``, e.g. "pass", "ssre") -> {"base": PhaseRecipe, "inc": PhaseRecipe}
     # for method families whose official recipe differs from the shared one (SSRE's later phases) or whose cost per
     # epoch does (PASS's rotation makes every image four samples)
@@ -77,13 +78,12 @@ def _ssre_inc(epochs, batch, step, channels_last):
 # is what the epochs are cut to: PASS phase 0 ~620 s (measured, 3 epochs) + 10 x 5 epochs x ~25-35 s.  Still too
 # few steps: seed-0 PASS with this recipe has new_accuracy 2.4 % (results/README.md); to be retuned.
 # RGAL's paired sampling would double an epoch; the cpu profile draws half of the samples as anchors
-# (``paired_anchor_fraction`` 0.5), so PASS+RGAL trains
-# on PASS's compute (the paper profile keeps the released code's every-sample-an-anchor epoch).
+# (``paired_anchor_fraction`` 0.5, for every method with paired sampling), so PASS+RGAL trains on PASS's compute
+# (the paper profile keeps the released code's every-sample-an-anchor epoch).
 # SSRE's later phases train without rotation, only adapters and classifier, at lr 2e-4: 20 epochs, decay at 75 %
 # (official 45 of 60).  SSRE's CE is weighted by 1 - max cos(f, old prototypes), ~0.05 with ResNet-20's dense
 # 64-d features after a short phase 0, so its new classes are learned very slowly here (0.02 after 25 epochs).
 _CPU_PASS_BASE = _adam(3, 64, 2, True)
-_CPU_PAIRED = {"paired_anchor_fraction": 0.5}
 
 
 for _p in [
@@ -95,11 +95,11 @@ for _p in [
             "reduced ResNet-18 here); 20 epochs in phase 0 and 8 in later phases instead of 101 (one StepLR decay "
             "at 45 % of the epochs kept); PASS family (rotation: 4 samples per image): 3 epochs in phase 0 (decay "
             "after 2), 5 later (decay after 4) instead of 101, RGAL's paired epochs draw half of the samples as "
-            "anchors (PASS's compute); SSRE's later phases 20 epochs (decay after 15) instead of 60; EEIL's balanced fine-tuning 4 epochs instead "
-            "of 40; MUC's side classifiers trained on the features of 2 augmented views instead of fresh augmentation "
-            "in each of their 80 epochs",
+            "anchors (PASS's compute); SSRE's later phases 20 epochs (decay after 15) instead of 60; EEIL's balanced "
+            "fine-tuning 4 epochs instead of 40; MUC's side classifiers trained on the features of 2 augmented "
+            "views instead of fresh augmentation in each of their 80 epochs",
             method_params={"eeil": {"bft_epochs": 4}, "muc": {"stage3_views": 2},
-                           **{m: _CPU_PAIRED for m in ("pass+rgal", "pass+rgal-s", "pass+rgal-random", "ssre+rgal")}},
+                           "*": {"paired_anchor_fraction": 0.5}},
             group_recipes={"pass": {"base": _CPU_PASS_BASE, "inc": _adam(5, 64, 4, True)},
                            "ssre": {"base": _CPU_PASS_BASE, "inc": _ssre_inc(20, 128, 15, True)}}),
     Profile("mini", "resnet20", _adam(3, 32, 0, True), _adam(1, 32, 0, True),

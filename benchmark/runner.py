@@ -68,6 +68,8 @@ def make_cells(*, scenarios, phases, methods, seeds, profile, epochs=None, batch
                 for m in methods:
                     entry = METHODS.entry(m)
                     params = dict(entry.extra["defaults"])
+                    # "*": every method that has the hyper-parameter (as the distillation profiles do)
+                    params.update({k: v for k, v in prof.method_params.get("*", {}).items() if k in params})
                     params.update(prof.method_params.get(m, {}))
                     if memory_total is not None and "memory_total" in params:
                         params["memory_total"] = memory_total
