@@ -61,13 +61,9 @@ def long_frame(results: list[dict]) -> pd.DataFrame:
                          "overall_accuracy": m["overall_accuracy"] * 100,
                          "forgetting_max": _pct(m["forgetting_max"]), "forgetting_first": _pct(m["forgetting_first"]),
                          # recomputed from the matrix: results written before the metric existed have it too
-                         "new_accuracy": _pct(_nan_none(metrics.new_accuracy(m["acc"]))),
+                         "new_accuracy": metrics.new_accuracy(m["acc"]) * 100,  # NaN with one phase
                          "wall_seconds": r["timings"]["wall_seconds"]})
     return pd.DataFrame.from_records(recs)
-
-
-def _nan_none(v):
-    return None if isinstance(v, float) and math.isnan(v) else v
 
 
 def _pct(v):
@@ -226,7 +222,7 @@ def provenance_table(results: list[dict]) -> pd.DataFrame:
     """What made each result: the command, the code's commit, the wall time and the machine (CONVENTIONS.md)."""
     recs = []
     for r in results:
-        c, v = r["cell"], r.get("versions", {})
+        v = r.get("versions", {})
         commit = (v.get("git_commit") or "?")[:10] + (" (+local changes)" if v.get("git_dirty") else "")
         recs.append({"cell": Path(r["_path"]).parent.name, "finished": r.get("finished", ""),
                      "wall_min": round(r.get("timings", {}).get("wall_seconds", float("nan")) / 60, 1),

@@ -28,6 +28,14 @@ def test_table_cell_is_mean_and_std_over_seeds_with_the_published_number_beside(
     assert t.loc["lwf-mc", (col, "published")] == "-"
 
 
+def test_new_accuracy_column_is_recomputed_from_the_matrix():
+    # results written before the metric existed have no "new_accuracy" field: the matrix diagonal gives it
+    df = long_frame(RESULTS).set_index("seed")
+    assert df.loc[0, "new_accuracy"] == pytest.approx((80 + 90) / 2)
+    assert df.loc[1, "new_accuracy"] == pytest.approx((60 + 70) / 2)
+    assert math.isnan(long_frame([_result(0, [[0.5]], [0.5], 0.5)])["new_accuracy"][0])
+
+
 def test_seen_accuracy_plot_points_are_classes_seen_and_percentages():
     df = seen_accuracy_frame(RESULTS)
     s0 = df[df["seed"] == 0].sort_values("classes")
