@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import os
 import sys
 from pathlib import Path
 
@@ -172,6 +171,7 @@ def run(args) -> int:
     from benchmark.errors import BenchError
     from benchmark.executor import SequentialExecutor
     from benchmark.runner import CellRun, command_line, make_cells, predicted_seconds, resolve_device
+    from benchmark.store import default_cache_dir
 
     if args.list:
         print_list()
@@ -193,7 +193,7 @@ def run(args) -> int:
                        device_type=device.type, method_params=parse_settings(args.settings, methods))
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     out = Path(args.out or f"runs/{'+'.join(scenarios)}-{stamp}")
-    cache = Path(args.cache_dir or os.environ.get("BENCH_CACHE") or Path.home() / ".cache" / "rgal-bench" / "cache")
+    cache = Path(args.cache_dir).expanduser() if args.cache_dir else default_cache_dir()
     runs = {c.key: CellRun(c, out, cache, device, args.data_root, not args.no_progress, command_line()) for c in cells}
     for c in cells:
         if c.config["dropped_classes"]:
@@ -248,6 +248,7 @@ def run_dfkd(args) -> int:
     from benchmark.dfkd_runner import DFKDCellRun, make_dfkd_cells, predicted_dfkd_seconds, throughput_line
     from benchmark.executor import SequentialExecutor
     from benchmark.runner import command_line, resolve_device
+    from benchmark.store import default_cache_dir
     from strategies.dfkd import DFKD_METHODS
 
     scenarios = args.scenario or ["mnist"]
@@ -266,7 +267,7 @@ def run_dfkd(args) -> int:
                             teacher_checkpoint=args.teacher_checkpoint)
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     out = Path(args.out or f"runs/dfkd-{'+'.join(scenarios)}-{stamp}")
-    cache = Path(args.cache_dir or os.environ.get("BENCH_CACHE") or Path.home() / ".cache" / "rgal-bench" / "cache")
+    cache = Path(args.cache_dir).expanduser() if args.cache_dir else default_cache_dir()
     runs = {c.key: DFKDCellRun(c, out, cache, device, args.data_root, not args.no_progress, command_line(),
                                args.teacher_checkpoint) for c in cells}
     if args.dry_run:

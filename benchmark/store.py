@@ -17,6 +17,11 @@ import torch
 from benchmark.errors import BenchError
 
 
+def default_cache_dir() -> Path:
+    """Phase-0 models and teachers: ``$BENCH_CACHE``, else ``~/.cache/rgal-bench/cache``."""
+    return Path(os.environ.get("BENCH_CACHE") or Path.home() / ".cache" / "rgal-bench" / "cache").expanduser()
+
+
 def _atomic(path: Path, write) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + path.name, suffix=".tmp")
