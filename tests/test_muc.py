@@ -120,7 +120,7 @@ class _Backbone(torch.nn.Module):  # the embedding is the input itself, so every
 class _Net(torch.nn.Module):
     def __init__(self, side):
         super().__init__()
-        self.backbone, self.head, self.muc_side = _Backbone(), torch.nn.Linear(2, 5), side
+        self.backbone, self.head, self.muc_side = _Backbone(), torch.nn.Linear(2, 6), side
 
     def forward(self, x):
         return self.head(self.backbone(x))
@@ -128,10 +128,10 @@ class _Net(torch.nn.Module):
 
 class _Scenario:
     def group_bounds(self):
-        return [(0, 2), (2, 4), (4, 5)]
+        return [(0, 2), (2, 4), (4, 6)]
 
     def seen_after(self, k):
-        return [2, 4, 5][k]
+        return [2, 4, 6][k]
 
 
 class _Strategy:
@@ -151,8 +151,8 @@ def test_stage1_loss_mixes_new_class_ce_and_distillation_by_phase(k_heads):
     with torch.no_grad():
         for prm in net.parameters():
             prm.add_(0.3 * torch.randn_like(prm))  # the current model has moved away from the old one
-    plug.old_model, plug.k = old, 2  # phase 2: old classes 0-3 (groups 0 and 1), new class 4
-    x, y = torch.tensor([[1.0, -2.0], [0.5, 0.5]]), torch.tensor([4, 4])
+    plug.old_model, plug.k = old, 2  # phase 2: old classes 0-3 (groups 0 and 1), new classes 4-5
+    x, y = torch.tensor([[1.0, -2.0], [0.5, 0.5]]), torch.tensor([4, 5])
     st = _Strategy()
     st.mb_x, st.mb_output = x, net(x)
     st.loss = plug.criterion(st.mb_output, y)
@@ -163,14 +163,14 @@ def test_stage1_loss_mixes_new_class_ce_and_distillation_by_phase(k_heads):
         return -(q * torch.log_softmax(z / 2, 1)).sum(1).mean()
 
     z, z_old = net.head(x), old.head(x)
-    ce = -torch.log_softmax(z[:, 4:5], 1)[:, 0].mean()  # one new class: CE over its own logit alone = 0
+    ce = -torch.log_softmax(z[:, 4:6], 1)[[0, 1], [0, 1]].mean()  # over the new classes' logits only
     want = (1 - 2 / 3) * ce + 2 / 3 * sce(z[:, :4], z_old[:, :4])
     if k_heads > 1:  # group 1's K heads of 2 rows each from row K * 2, previous phase only, averaged over K
         w, b, w_old, b_old = net.muc_side.fc.weight, net.muc_side.fc.bias, old.muc_side.fc.weight, old.muc_side.fc.bias
         r = [slice(2 * k_heads + 2 * i, 2 * k_heads + 2 * i + 2) for i in range(k_heads)]
         want = want + 2 / 3 * sum(sce(x @ w[ri].T + b[ri], x @ w_old[ri].T + b_old[ri]) for ri in r) / k_heads
+    assert ce.item() > 0.1  # the (1 - a) CE term weighs in the comparison
     assert st.loss.item() == pytest.approx(want.item(), rel=1e-5)
-    assert ce.item() == 0.0
     st.loss.backward()
     g = net.muc_side.fc.weight.grad
     if k_heads > 1:  # gradients reach group 1's side heads only, never the frozen old model
