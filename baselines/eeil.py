@@ -8,8 +8,10 @@
   group) are not reproduced.
 * Balanced fine-tuning after it: the memory is re-selected by herding with the new classes at the same per-class
   count (so the set is exactly class-balanced), and the whole network is trained on it for ``bft_epochs`` at
-  ``bft_lr_factor`` times the phase's learning rate with the same loss plus a temporary distillation of the new
-  group against the network as it was after the unbalanced stage (official ``loss_distillation`` on the newest head).
+  ``bft_lr_factor`` times the phase's learning rate with CE plus the per-group distillation of *every* group, the
+  new one included (official: a temporary distillation term on the newest head), against the network as it was
+  after the unbalanced stage: the official code recomputes all distillation targets with that network
+  (``eval_softmax(net, imdb)`` before the balanced ``cnn_train_dag_exemplars``), not with the previous phase's.
   Defaults from the issue (FACIL): lamb 1, T 2, 40 epochs at 0.01 of the learning rate; the ``cpu`` profile shrinks
   the epochs with the rest of the schedule.
 * Left out: the official offline 12-fold augmentation (brightness, contrast, crops, flips) and gradient noise
@@ -79,7 +81,7 @@ class EEILPlugin(SupervisedPlugin):
     def balanced_finetune(self) -> None:
         k, p = self.k, self.p
         after_unbalanced = frozen_copy(self.net)
-        groups, new_group = self._old_groups(), [self.sc.group_bounds()[k]]
+        groups = self.sc.group_bounds()[: k + 1]  # old groups and the new one
         r = self.recipe_for(k)
         opt = make_optimizer(self.net.parameters(), replace(r, lr=r.lr * p["bft_lr_factor"]))
         x, y = (t.to(self.device) for t in self.memory.tensors())
@@ -93,9 +95,8 @@ class EEILPlugin(SupervisedPlugin):
                 xb = augment_batch(x[idx], self.sc.spec.augment, gen)
                 out = self.net(xb)
                 with torch.no_grad():
-                    old, cur = self.old_model(xb), after_unbalanced(xb)
-                loss = (F.cross_entropy(out, y[idx]) + p["lamb"] * grouped_distillation(out, old, groups, p["T"])
-                        + p["lamb"] * grouped_distillation(out, cur, new_group, p["T"]))
+                    target = after_unbalanced(xb)
+                loss = F.cross_entropy(out, y[idx]) + p["lamb"] * grouped_distillation(out, target, groups, p["T"])
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()

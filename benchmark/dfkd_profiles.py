@@ -5,8 +5,9 @@ Sources.  ``paper``, CIFAR: the reference recipes of the issue are CMI's publish
 ``scripts/*.sh``): 200 epochs of 400 student steps, synthesis batch 256, student SGD lr 0.1, momentum 0.9, weight
 decay 1e-4, cosine schedule over the epochs, generator width ngf 64; the teacher as the issue states (SGD lr 0.1,
 momentum 0.9, weight decay 5e-4, cosine, 200 epochs; crop + flip).  ``paper``, MNIST: DFAD's official MNIST script
-(VainF/Data-Free-Adversarial-Distillation ``DFAD_mnist.py``: 40 epochs of 50 iterations, batch 512, student SGD
-lr 0.01, momentum 0.9, weight decay 1e-4, no schedule; teacher SGD lr 0.01, momentum 0.9, weight decay 1e-4,
+(VainF/Data-Free-Adversarial-Distillation ``DFAD_mnist.py``: 40 epochs of 50 iterations, each 5 student steps and one
+generator step, i.e. 250 student steps an epoch (``ep_steps``), batch 512, student SGD lr 0.01, momentum 0.9, weight
+decay 1e-4, no schedule; teacher SGD lr 0.01, momentum 0.9, weight decay 1e-4,
 batch 256, 10 epochs) for every method, so that the MNIST table compares methods under one schedule.
 
 A method's own numbers of generator and student steps (``g_steps``, ``kd_steps``) and its student batch are method
@@ -73,7 +74,7 @@ class DFKDProfile:
 _CIFAR_T = TeacherRecipe(200, 0.1, 128, 5e-4)
 _CIFAR_D = DistillRecipe(200, 400, 256, 0.1, 1e-4)
 _MNIST_T = TeacherRecipe(10, 0.01, 256, 1e-4, schedule="none")
-_MNIST_D = DistillRecipe(40, 50, 512, 0.01, 1e-4, schedule="none")
+_MNIST_D = DistillRecipe(40, 250, 512, 0.01, 1e-4, schedule="none")  # 50 DFAD iterations x 5 student steps
 # DFAD's MNIST script: nz 100 and Adam's default betas for the generator (CMI's recipe elsewhere: nz 256, (0.5, 0.999))
 _DFAD_MNIST = {"nz": 100, "g_betas": [0.9, 0.999]}
 
@@ -88,14 +89,15 @@ for _ds in ("cifar10", "cifar100"):
     _add(DFKDProfile("paper", _ds, "wrn40_2", "wrn16_1", _CIFAR_T, _CIFAR_D,
                      "none: CMI's published recipe (200 epochs x 400 steps, synthesis batch 256, ngf 64); for GPUs"))
 _add(DFKDProfile("paper", "mnist", "lenet5", "lenet5_half", _MNIST_T, _MNIST_D,
-                 "none: DFAD's official MNIST recipe (40 x 50 iterations, batch 512, SGD 0.01) for every method",
+                 "none: DFAD's official MNIST recipe (40 epochs x 50 iterations of 5 student steps, batch 512, SGD "
+                 "0.01) for every method",
                  method_params={"*": {"student_batch": 512}, "dfad": _DFAD_MNIST, "dfad+ar+vi": _DFAD_MNIST}))
 
 # cpu: sized by measured throughput (benchmarks/dfkd_throughput.py); see README "Profiles" for the figures
 _add(DFKDProfile(
     "cpu", "mnist", "lenet5", "lenet5_half", _MNIST_T,
-    replace(_MNIST_D, epochs=20, ep_steps=50, synthesis_batch=256, ngf=16),
-    "MNIST: 20 epochs of 50 steps instead of 40, batch 256 instead of 512, generator width ngf 16 instead of 64 "
+    replace(_MNIST_D, epochs=20, synthesis_batch=256, ngf=16),
+    "MNIST: 20 epochs of 250 student steps instead of 40, batch 256 instead of 512, generator width ngf 16 instead of 64 "
     "(the 32x32 generator costs ~200x LeNet-5's forward pass); pool methods synthesise 1/4 of their published "
     "generator steps per round",
     method_params={"*": {"student_batch": 256}, "cmi": {"g_steps": 50}, "deepinversion": {"g_steps": 250},

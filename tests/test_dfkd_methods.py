@@ -104,12 +104,62 @@ def test_rgal_generator_triplet_is_reversed_in_the_paper_variant_and_plain_in_th
 def test_rgal_synthesis_adds_the_lowest_loss_iterate_and_student_batches_are_paired(tmp_path):
     m = _rgal(tmp_path, g_steps=3, student_batch=8)
     orig, losses = m.generator_loss, []
-    m.generator_loss = lambda x: (lambda r: (losses.append(float(r[0])), r)[1])(orig(x))
+    m.generator_loss = lambda *a: (lambda r: (losses.append(float(r[0])), r)[1])(orig(*a))
     info = m.synthesize()
     assert len(m.pool) == 16 and info["loss_g"] == pytest.approx(min(losses))
     idx = m._next_indices()
     _, y = m.pool.tensors()
     assert len(idx) == 8 and torch.equal(y[idx[:4]], y[idx[4:]])  # 4 anchors, then 4 positives of the same labels
+
+
+def test_rgal_one_hot_targets_are_the_rounds_sorted_random_classes_by_default_and_the_argmax_as_an_option(tmp_path):
+    import torch.nn.functional as F
+
+    for mode in ("random", "argmax"):
+        m = _rgal(tmp_path / mode, g_steps=2, oh_targets=mode)
+        orig, seen = m.generator_loss, []
+
+        def spy(x, targets=None):
+            loss, parts = orig(x, targets)
+            seen.append((targets, m.teacher(x), parts["oh"]))
+            return loss, parts
+
+        m.generator_loss = spy
+        m.gen.manual_seed(3)
+        n = m.ctx.recipe.synthesis_batch
+        m.synthesize()
+        assert len(seen) == 2
+        if mode == "random":
+            g = torch.Generator().manual_seed(3)
+            torch.randn(n, int(m.p["nz"]), generator=g)  # z is drawn first, then the targets
+            want = torch.randint(10, (n,), generator=g).sort().values
+            for targets, t, oh in seen:
+                assert torch.equal(targets, want)  # the same sorted targets for every step of the round
+                assert oh == pytest.approx(F.cross_entropy(t, want).item(), rel=1e-5)
+        else:
+            for targets, t, oh in seen:
+                assert targets is None and oh == pytest.approx(F.cross_entropy(t, t.argmax(1)).item(), rel=1e-5)
+
+
+def test_lenet_activation_term_reads_conv3_before_the_fully_connected_layers_as_dafl():
+    from benchmark.models import build_model
+    from strategies.dfkd.generative import GenerativeMethod
+
+    torch.manual_seed(0)
+    t = build_model("lenet5", 10, 1, (0.5,), (0.5,)).eval()
+    x = torch.rand(4, 1, 32, 32)
+    logits, act = t.forward_activations(x)
+    b = t.backbone
+    conv3 = b.conv3(b.conv2(b.conv1(b.normalize(x)))).flatten(1)
+    assert act.shape == (4, 120) and torch.allclose(act, conv3)
+    assert torch.allclose(logits, t(x))
+    m = GenerativeMethod.__new__(GenerativeMethod)  # only generator_loss's terms, no generator needed
+    m.p, m.teacher, m.device, m.hooks = {"act": 1.0}, t, torch.device("cpu"), []
+    _, parts = m.generator_loss(x)
+    assert parts["act"] == pytest.approx(-conv3.abs().mean().item(), rel=1e-6)
+    w = build_model("wrn16_1", 10, 3, (0.5,) * 3, (0.5,) * 3).eval()  # elsewhere: the pooled embedding
+    xw = torch.rand(2, 3, 32, 32)
+    assert torch.allclose(w.forward_activations(xw)[1], w.forward_features(xw)[1])
 
 
 def test_diversity_metrics_by_hand():

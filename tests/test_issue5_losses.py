@@ -87,3 +87,48 @@ def test_lwm_attention_term_trains_the_current_network():
     s.loss.backward()
     grads = [p.grad.abs().sum().item() for p in net.backbone.parameters() if p.grad is not None]
     assert grads and sum(grads) > 0
+
+
+def test_eeil_balanced_finetuning_distils_every_group_against_the_network_after_the_unbalanced_stage(monkeypatch):
+    """Official EEIL recomputes all distillation targets with the post-unbalanced network before fine-tuning."""
+    import baselines.eeil as eeil
+    from benchmark.augment import AugmentSpec
+    from benchmark.models import build_model
+    from benchmark.training import PhaseRecipe
+
+    torch.manual_seed(0)
+    net = build_model("resnet20", 6, 3, (0.5,) * 3, (0.5,) * 3)
+
+    class Scenario:  # phase 0: classes 0-3, phase 1: classes 4-5
+        spec = type("S", (), {"augment": AugmentSpec()})()
+
+        @staticmethod
+        def group_bounds():
+            return [(0, 4), (4, 6)]
+
+    recipe = PhaseRecipe(epochs=1, lr=0.0, optimizer="sgd", batch_size=8)  # lr 0: the network stays as it is
+    params = {"memory_per_class": 2, "memory_total": None, "lamb": 1.0, "T": 2.0, "bft_epochs": 1,
+              "bft_lr_factor": 0.01}
+    plugin = eeil.EEILPlugin(net, Scenario(), lambda k: recipe, params, "cpu", 0)
+    plugin.k = 1
+    x, y = torch.rand(12, 3, 32, 32), torch.arange(6).repeat(2)
+    plugin.memory.update(net.backbone, x, y, "cpu")
+    plugin.old_model = build_model("resnet20", 6, 3, (0.5,) * 3, (0.5,) * 3).eval()  # a different network
+    calls = []
+    orig = eeil.grouped_distillation
+
+    def spy(logits, target, groups, T):
+        calls.append((target.clone(), list(groups)))
+        return orig(logits, target, groups, T)
+
+    monkeypatch.setattr(eeil, "grouped_distillation", spy)
+    batches = []
+    monkeypatch.setattr(eeil, "augment_batch", lambda xb, spec, gen: batches.append(xb) or xb)
+    expected = eeil.frozen_copy(net)  # the network as it is after the unbalanced stage
+    plugin.balanced_finetune()
+    assert len(calls) == 2 and len(batches) == 2  # 12 exemplars, batch 8: two steps
+    with torch.no_grad():
+        for (target, groups), xb in zip(calls, batches):
+            assert groups == [(0, 4), (4, 6)]  # every group, the new one too
+            assert torch.allclose(target, expected(xb), atol=1e-5)  # not the previous phase's model
+            assert not torch.allclose(target, plugin.old_model(xb), atol=1e-3)

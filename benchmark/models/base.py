@@ -109,6 +109,11 @@ class Backbone(nn.Module):
     def pool_last(self, last: torch.Tensor) -> torch.Tensor:
         return torch.flatten(self.pool(last), 1)
 
+    def activation_features(self, last: torch.Tensor) -> torch.Tensor:
+        """The pooled features of DAFL's activation loss / the activation-regularisation paper's ``R_m``: the
+        embedding, unless the architecture's reference code says otherwise (LeNet-5)."""
+        return self.pool_last(last)
+
     def forward(self, x: torch.Tensor, return_blocks: bool = False):
         blocks = self.body(self.normalize(x))
         emb = self.pool_last(blocks[-1])
@@ -134,6 +139,11 @@ class Net(nn.Module):
     def forward_features(self, x: torch.Tensor):
         emb = self.backbone(x)
         return self.head(emb), emb
+
+    def forward_activations(self, x: torch.Tensor):
+        """``(logits, activation features)``: see ``Backbone.activation_features``."""
+        emb, blocks = self.backbone(x, return_blocks=True)
+        return self.head(emb), self.backbone.activation_features(blocks[-1])
 
     def set_active_classes(self, n: int | None) -> None:
         self.head.active = n

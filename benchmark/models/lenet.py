@@ -1,5 +1,7 @@
 """LeNet-5 and LeNet-5-half as in DAFL / DFAD's MNIST experiments (32x32 grey input; conv 6-16-120 then fc 84,
-half: 3-8-60 then 42).  The embedding is the output of the last hidden fully connected layer (84 / 42)."""
+half: 3-8-60 then 42).  The embedding is the output of the last hidden fully connected layer (84 / 42).  The
+activation features (DAFL's activation loss, the activation-regularisation paper's R_m) are conv3's 120 / 60 outputs
+before the fully connected layers: DAFL's LeNet-5 returns exactly that as its ``feature``."""
 from __future__ import annotations
 
 from torch import nn
@@ -28,6 +30,9 @@ class LeNet5(Backbone):
 
     def pool_last(self, last):
         return self.fc(last.flatten(1))
+
+    def activation_features(self, last):
+        return last.flatten(1)  # conv3's output is 1x1 on 32x32 input
 
 
 def lenet5(**kw):

@@ -103,6 +103,12 @@ class DFKDMethod:
     def randn(self, *shape) -> torch.Tensor:
         return torch.randn(*shape, generator=self.gen, device=self.gen.device).to(self.device)
 
+    def random_targets(self, n: int) -> torch.Tensor:
+        """A synthesis round's one-hot targets as CMI's and RGAL's released synthesisers draw them: uniform random
+        classes, sorted (class-balanced in expectation, whatever the teacher currently predicts)."""
+        targets = torch.randint(self.ctx.n_classes, (n,), generator=self.gen, device=self.gen.device)
+        return targets.sort().values.to(self.device)
+
     def synthesis_augment(self, x: torch.Tensor) -> torch.Tensor:
         """Differentiable augmentation of synthetic [0, 1] images during synthesis (CMI / RGAL: random crop with
         padding 4 and horizontal flip for CIFAR; whatever ``ctx.augment`` holds, brightness excluded)."""

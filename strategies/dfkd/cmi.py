@@ -114,8 +114,7 @@ class CMI(PoolMethod):
         self.generator.train()
         n = self.ctx.recipe.synthesis_batch
         z = self.randn(n, int(p["nz"])).requires_grad_(True)
-        targets = torch.randint(self.ctx.n_classes, (n,), generator=self.gen, device=self.gen.device)
-        targets = targets.sort().values.to(self.device)
+        targets = self.random_targets(n)
         opt = torch.optim.Adam([{"params": self.generator.parameters()}, {"params": [z]}], lr=p["lr_g"],
                                betas=tuple(p["g_betas"]))
         best, parts = BestBatch(), {}

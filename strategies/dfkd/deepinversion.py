@@ -52,8 +52,7 @@ class DeepInversion(PoolMethod):
         p = self.p
         n, (c, h, w) = self.ctx.recipe.synthesis_batch, self.ctx.image_shape
         x = self.randn(n, c, h, w).requires_grad_(True)  # normalised space, as CMI
-        targets = torch.randint(self.ctx.n_classes, (n,), generator=self.gen, device=self.gen.device)
-        targets = targets.sort().values.to(self.device)
+        targets = self.random_targets(n)
         opt = torch.optim.Adam([x], lr=p["lr_g"], betas=tuple(p["g_betas"]))
         best, parts = BestBatch(), {}
         lo, hi = -self.mean / self.std, (1 - self.mean) / self.std

@@ -7,7 +7,8 @@ student's criterion.
   a non-affine BatchNorm).
 * Generator step (student in eval mode; nothing is augmented):
   ``oh * CE(t, argmax t) + act * (-mean|f_T|) + adv * (-crit(s, t)) + balance * sum p_mean log p_mean + bn * L_bn``
-  with ``crit`` the KL divergence at T = 1 (CMI overwrites ``--T`` to 1 for these methods) or, for DFAD, the mean
+  with ``f_T`` the teacher's activation features (``Backbone.activation_features``: the pooled embedding; on LeNet-5
+  conv3's 120-d output, DAFL's ``feature``), ``crit`` the KL divergence at T = 1 (CMI overwrites ``--T`` to 1 for these methods) or, for DFAD, the mean
   absolute error between logits.  The adversarial term is *not* masked here (CMI masks it only in CMI / RGAL).
 * Student step: fresh ``z``, ``x = G(z)`` without gradients, ``crit(S(x), T(x))``.
 
@@ -51,7 +52,7 @@ class GenerativeMethod(DFKDMethod):
 
     def generator_loss(self, x: torch.Tensor) -> tuple[torch.Tensor, dict]:
         p = self.p
-        t_logits, t_feat = self.teacher.forward_features(x)
+        t_logits, t_feat = self.teacher.forward_activations(x)
         loss = torch.zeros((), device=self.device)
         parts = {}
         if p.get("oh", 0):

@@ -3,13 +3,18 @@
 Synthesis round (``synthesize``): the generator is re-initialised (``reset_generator``) and a fresh ``z`` is optimised
 with it (Adam lr 1e-3, betas (0.5, 0.999)) for ``g_steps`` steps on
 
-    L_g = bn * L_bn + oh * CE(T(x), argmax T(x)) + adv * L_adv + tri_g * L_ntri
+    L_g = bn * L_bn + oh * CE(T(x), targets) + adv * L_adv + tri_g * L_ntri
 
 on augmented generator output (crop 4 + flip for CIFAR), with ``L_adv`` CMI's masked ``-KL`` and ``L_ntri`` the
 reversed triplet hinge of Eq. 3 (positive and negative swapped inside the hinge) on the student's pooled embedding,
 labels the teacher's argmax, negatives by focal weighted sampling (window 0.5 < d < 1.0) on the teacher's logits
 (the released code mines on them).  The round's iterate with the lowest ``L_g`` joins the pool.
 ``variant="released"`` adds the triplet hinge unswapped on the generator side, as the released code does.
+``oh_targets``: the one-hot term's targets.  The paper reads "labels from the teacher's argmax"; the released
+synthesiser (``datafree/synthesis/triplet.py``, as CMI's) draws sorted uniform random targets once per round and uses
+the argmax only for the triplet labels.  Default ``"random"`` (the code that produced the published numbers: it asks
+every round for a class-balanced batch, where argmax targets only sharpen whatever the teacher already predicts and
+can leave the pool class-skewed); ``"argmax"`` is the literal reading.
 
 Student steps (``student_loss``): paired pool batches (B/2 random anchors + B/2 positives with the same teacher
 label; ``positive="image"`` pairs two augmentations of one image as the released loader does) and
@@ -42,13 +47,14 @@ from strategies.rgal.paired_sampling import paired_batch_indices
 DEFAULTS = {
     "g_steps": 400, "lr_g": 1e-3, "g_betas": [0.5, 0.999], "nz": 256, "student_batch": 128, "T": 20.0,
     "adv": 1.0, "bn": 1.0, "oh": 1.0, "tri_g": 0.1, "g_sampler": "focal", "focal_lower": 0.5, "focal_upper": 1.0,
-    "g_sample_on": "teacher_logits", "variant": "paper",
+    "g_sample_on": "teacher_logits", "variant": "paper", "oh_targets": "random",
     "tri_s": 0.1, "s_sampler": "distance", "dw_cutoff": 0.5, "dw_nonzero_cutoff": 1.4, "margin": 0.2,
     "squared": False, "paired": True, "positive": "class", "emb": "paper", "emb_weight": 1.0, "emb_reduction": "mean", "pool_bound": 0,
     "kd_steps": 0,
 }
 CHOICES = {"g_sampler": ["focal", "distance", "random"], "s_sampler": ["distance", "focal", "random"],
            "g_sample_on": ["teacher_logits", "student_logits", "embedding"], "variant": ["paper", "released"],
+           "oh_targets": ["random", "argmax"],
            "positive": ["class", "image"], "emb": ["paper", "released", "none"], "emb_reduction": ["mean", "sum"]}
 
 
@@ -104,12 +110,14 @@ class RGAL(PoolMethod):
         return s_emb.sum() * 0.0
 
     # -- synthesis ---------------------------------------------------------------------------------------------
-    def generator_loss(self, x_aug: torch.Tensor) -> tuple[torch.Tensor, dict]:
+    def generator_loss(self, x_aug: torch.Tensor, targets: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
+        """``L_g`` of one step; ``targets`` the round's one-hot targets (None: the teacher's argmax)."""
         p = self.p
         t_logits = self.teacher(x_aug)
         labels = t_logits.argmax(1)
         s_logits, s_emb = self.student.forward_features(x_aug)
-        parts = {"oh": one_hot_loss(t_logits, labels), "adv": masked_adversarial_loss(s_logits, t_logits)}
+        parts = {"oh": one_hot_loss(t_logits, labels if targets is None else targets),
+                 "adv": masked_adversarial_loss(s_logits, t_logits)}
         if self.hooks:
             parts["bn"] = bn_loss(self.hooks).to(x_aug.device)
         if p["tri_g"]:
@@ -124,14 +132,16 @@ class RGAL(PoolMethod):
     def synthesize(self) -> dict:
         reset_generator(self.generator)
         self.generator.train()
-        z = self.randn(self.ctx.recipe.synthesis_batch, int(self.p["nz"])).requires_grad_(True)
+        n = self.ctx.recipe.synthesis_batch
+        z = self.randn(n, int(self.p["nz"])).requires_grad_(True)
+        targets = self.random_targets(n) if self.p["oh_targets"] == "random" else None
         opt = torch.optim.Adam([{"params": self.generator.parameters()}, {"params": [z]}], lr=self.p["lr_g"],
                                betas=tuple(self.p["g_betas"]))
         best, parts = BestBatch(), {}
         with frozen(self.student):
             for _ in range(self.g_steps):
                 x = self.generator(z)
-                loss, parts = self.generator_loss(self.synthesis_augment(x))
+                loss, parts = self.generator_loss(self.synthesis_augment(x), targets)
                 best.update(loss, x)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
