@@ -12,8 +12,14 @@
   new one included (official: a temporary distillation term on the newest head), against the network as it was
   after the unbalanced stage: the official code recomputes all distillation targets with that network
   (``eval_softmax(net, imdb)`` before the balanced ``cnn_train_dag_exemplars``), not with the previous phase's.
-  Defaults from the issue (FACIL): lamb 1, T 2, 40 epochs at 0.01 of the learning rate; the ``cpu`` profile shrinks
-  the epochs with the rest of the schedule.
+  Defaults from the issue (FACIL's parser): lamb 1, T 2, 40 epochs at a constant 0.01 of the learning rate.  The
+  official code differs and the ``paper`` profile follows it: 30 epochs at 0.01, 0.001, 0.0001 (10 each) after a
+  main stage at 0.1, i.e. ``bft_lr_factor`` 0.1 with ``bft_lr_step`` 10 (StepLR, 0 = constant).  ``cpu``: 4 epochs
+  at 0.1 of its Adam 1e-3 (the official ratio: 0.01 of Adam's 1e-3 moves a weight by at most ~1e-5 a step, so the
+  fine-tuning would not correct the new-class bias in 4 epochs).
+* Recipe: the ``paper`` profile's ``eeil`` group is the official main stage (``experiment_cifar.m``: SGD momentum
+  0.9, wd 1e-4, batch 128, 40 epochs at 0.1 / 0.01 / 0.001 / 0.0001, 10 each); phase 0 takes the same recipe (the
+  official first-task model is a stored ``net-epoch-100.mat`` whose training script is not in the repository).
 * Left out: the official offline 12-fold augmentation (brightness, contrast, crops, flips) and gradient noise
   (FACIL also drops the augmentation and keeps noise off by default); the suite's CIFAR augmentation applies.
 Memory: herding, 20 exemplars per class growing (CONVENTIONS.md) or ``memory_total``.
@@ -84,6 +90,7 @@ class EEILPlugin(SupervisedPlugin):
         groups = self.sc.group_bounds()[: k + 1]  # old groups and the new one
         r = self.recipe_for(k)
         opt = make_optimizer(self.net.parameters(), replace(r, lr=r.lr * p["bft_lr_factor"]))
+        sched = torch.optim.lr_scheduler.StepLR(opt, p["bft_lr_step"], 0.1) if p.get("bft_lr_step") else None
         x, y = (t.to(self.device) for t in self.memory.tensors())
         gen = torch.Generator(device=self.device).manual_seed(self.seed * 1000 + k + 800)
         was = self.net.training
@@ -100,12 +107,15 @@ class EEILPlugin(SupervisedPlugin):
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
+            if sched:
+                sched.step()
         self.net.train(was)
 
 
 @register_method("eeil", published="EEIL", cost=(1.0, 1.5), memory="20 exemplars per class (growing)",
+                 recipe_group="eeil",
                  defaults={"memory_per_class": 20, "memory_total": None, "lamb": 1.0, "T": 2.0, "bft_epochs": 40,
-                           "bft_lr_factor": 0.01},
+                           "bft_lr_factor": 0.01, "bft_lr_step": 0},
                  description="EEIL: CE + per-group distillation (T 2) with exemplars, then balanced fine-tuning")
 class EEIL(CILMethod):
     phase0_family = "ce"

@@ -25,8 +25,10 @@ against; notes in docs/official-code-cil-baselines.md).
   data and of as many auxiliary subsets are computed once and the epochs cycle over them (``cpu``: 2 views);
   ``stage3_views = 0`` recomputes them every epoch, as the official code (``paper``).
 
-The stage-1 recipe (optimiser, epochs, batch) is the profile's, shared by every row of a table; the official
-recipe (SGD lr 0.1, momentum 0.9, wd 5e-4, 200 epochs, [120, 160, 180], batch 128, ResNet-32) is documented here.
+Stage-1 recipe: the ``paper`` profile's ``muc`` group is the official one (``cifar100_MUC_LwF.py``: SGD lr 0.1,
+momentum 0.9, wd 5e-4, batch 128, 200 epochs -- hard-coded, the ``--epochs`` flag is unused -- MultiStepLR [120,
+160, 180]; the official backbone is ResNet-32, the table's is kept); the other profiles share their table-wide
+recipe.
 """
 from __future__ import annotations
 
@@ -239,7 +241,7 @@ class MUCPlugin(SupervisedPlugin):
         return log
 
 
-@register_method("muc", published="MUC", cost=(1.0, 1.4),
+@register_method("muc", published="MUC", cost=(1.0, 1.4), recipe_group="muc",
                  defaults={"K": 3, "T": 2.0, "side_kd": "previous", "ce_scope": "new", "aux": "auto",
                            "stage3_epochs": 80, "stage3_views": 0, "stage3_lr": 0.1, "stage3_batch": 128},
                  choices={"side_kd": ("previous", "all"), "ce_scope": ("new", "seen"),

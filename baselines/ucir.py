@@ -24,8 +24,9 @@ official code behaves (hshustc/CVPR19_Incremental_Learning ``class_incremental_c
   classifier's weight rows train (sigma and backbone frozen), on the exemplars of all seen classes, SGD lr
   ``cbf_lr`` decayed by 10 at half the epochs, ``CE + lw_mr * MR`` (the less-forget term has no gradient when the
   backbone is frozen).  Off by default, as in the main official script.
-The training recipe (optimiser, epochs, batch) is the profile's, shared by every row of a table; the official
-recipe (SGD 0.1, momentum 0.9, wd 5e-4, 160 epochs, [80, 120], batch 128) is documented here for reference.
+Training recipe: the ``paper`` profile's ``ucir`` group is the official one (``class_incremental_cosine_cifar100.py``:
+SGD 0.1, momentum 0.9, wd 5e-4, batch 128, 160 epochs in every phase, MultiStepLR [80, 120]); the other profiles
+share their table-wide recipe.
 """
 from __future__ import annotations
 
@@ -166,7 +167,7 @@ class UCIRPlugin(SupervisedPlugin):
         self.net.train(was)
 
 
-@register_method("ucir", published={"ucir-cnn": "UCIR", "ucir-nme": ""}, cost=(1.0, 1.6),
+@register_method("ucir", published={"ucir-cnn": "UCIR", "ucir-nme": ""}, cost=(1.0, 1.6), recipe_group="ucir",
                  memory="20 exemplars per class (growing)", rows=["ucir-cnn", "ucir-nme"],
                  defaults={"memory_per_class": 20, "memory_total": None, "lambda_base": 5.0, "adapt_lambda": True,
                            "K": 2, "margin": 0.5, "lw_mr": 1.0, "imprint": True, "remove_last_relu": True,

@@ -15,7 +15,6 @@ import platform
 import subprocess
 import sys
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -80,7 +79,7 @@ def make_cells(*, scenarios, phases, methods, seeds, profile, epochs=None, batch
                         "spread_remaining": spread_remaining, "base_classes": base_classes,
                         "dropped_classes": sc.dropped_classes,
                         "class_order_seed": class_order_seed, "seed": seed, "profile": profile,
-                        "model": model or prof.model, "recipe": {"base": asdict(base), "inc": asdict(inc)},
+                        "model": model or prof.model, "recipe": {"base": base.as_dict(), "inc": inc.as_dict()},
                         "method": m, "method_params": params, "data_sha256": sc.data.sha256,
                         "device_type": device_type,
                     }))
@@ -135,7 +134,7 @@ def versions() -> dict:
 
 
 def _recipe(d: dict) -> PhaseRecipe:
-    return PhaseRecipe(**d)
+    return PhaseRecipe.from_dict(d)
 
 
 class CellRun(CellFolder):

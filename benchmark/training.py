@@ -19,7 +19,7 @@ What it replaces in Avalanche and why:
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Callable
 
 import numpy as np
@@ -41,6 +41,27 @@ class PhaseRecipe:
     lr_step: int = 0  # StepLR step size in epochs (0: constant lr)
     lr_gamma: float = 0.1
     channels_last: bool = False
+    lr_milestones: tuple = ()  # MultiStepLR epochs (UCIR's [80, 120], MUC's [120, 160, 180]); replaces lr_step
+
+    def as_dict(self) -> dict:
+        """The recipe as it enters a cell's configuration (and key).  ``lr_milestones`` only when set, so the keys
+        of every recipe without milestones -- all results made before the field existed -- stay what they were."""
+        d = asdict(self)
+        if not self.lr_milestones:
+            d.pop("lr_milestones")
+        else:
+            d["lr_milestones"] = list(self.lr_milestones)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "PhaseRecipe":
+        return cls(**{**d, "lr_milestones": tuple(d.get("lr_milestones", ()))})
+
+    def scheduler(self, optimizer):
+        """The phase's per-epoch schedule: MultiStepLR at ``lr_milestones``, else StepLR(``lr_step``), else none."""
+        if self.lr_milestones:
+            return torch.optim.lr_scheduler.MultiStepLR(optimizer, list(self.lr_milestones), self.lr_gamma)
+        return torch.optim.lr_scheduler.StepLR(optimizer, self.lr_step, self.lr_gamma) if self.lr_step else None
 
 
 def materialize(dataset) -> tuple[torch.Tensor, torch.Tensor]:
@@ -168,8 +189,7 @@ class SuiteTrainingPlugin(SupervisedPlugin):
                                             self.generator, channels_last=r.channels_last, on_batch=self._count,
                                             batch_indices=provider)
         strategy.optimizer = make_optimizer(self.params_for(strategy), r)
-        self.scheduler = (torch.optim.lr_scheduler.StepLR(strategy.optimizer, r.lr_step, r.lr_gamma)
-                          if r.lr_step else None)
+        self.scheduler = r.scheduler(strategy.optimizer)
         self.epoch = 0
         if self.pending_resume is not None:
             st, self.pending_resume = self.pending_resume, None

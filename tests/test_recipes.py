@@ -1,0 +1,66 @@
+"""Phase recipes: MultiStepLR milestones (UCIR's and MUC's official schedules), cell keys that stay what they were
+for recipes without milestones, and the ``paper`` profile's per-method official recipes (issue 5)."""
+import torch
+
+import baselines  # noqa: F401  (registers the methods)
+import strategies  # noqa: F401
+
+from benchmark.profiles import PROFILES
+from benchmark.runner import make_cells
+from benchmark.training import PhaseRecipe
+
+
+def _lrs(recipe: PhaseRecipe, epochs: int) -> list[float]:
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=recipe.lr)
+    sched = recipe.scheduler(opt)
+    out = []
+    for _ in range(epochs):
+        out.append(opt.param_groups[0]["lr"])
+        opt.step()
+        if sched:
+            sched.step()
+    return out
+
+
+def test_milestones_decay_at_the_given_epochs_and_step_and_constant_schedules_are_unchanged():
+    ms = _lrs(PhaseRecipe(epochs=6, lr=1.0, optimizer="sgd", lr_milestones=(2, 5)), 6)
+    assert [round(v, 6) for v in ms] == [1.0, 1.0, 0.1, 0.1, 0.1, 0.01]
+    st = _lrs(PhaseRecipe(epochs=5, lr=1.0, lr_step=2), 5)
+    assert [round(v, 6) for v in st] == [1.0, 1.0, 0.1, 0.1, 0.01]
+    assert PhaseRecipe(epochs=3, lr=1.0).scheduler(torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], 1.0)) is None
+
+
+def test_recipe_dict_omits_empty_milestones_so_older_cell_keys_hold_and_round_trips():
+    r = PhaseRecipe(epochs=5, lr=1e-3, batch_size=16, lr_step=4, channels_last=True)
+    d = r.as_dict()
+    assert "lr_milestones" not in d and PhaseRecipe.from_dict(d) == r
+    m = PhaseRecipe(epochs=160, lr=0.1, optimizer="sgd", lr_milestones=(80, 120))
+    assert m.as_dict()["lr_milestones"] == [80, 120] and PhaseRecipe.from_dict(m.as_dict()) == m
+    # the committed cpu cells' keys: a PASS-family cpu cell's config holds exactly the pre-milestone fields
+    (cell,) = make_cells(scenarios=["cifar100-mini"], phases=[2], methods=["pass"], seeds=[0], profile="cpu")
+    assert set(cell.config["recipe"]["inc"]) == {"epochs", "lr", "optimizer", "weight_decay", "momentum",
+                                                 "batch_size", "lr_step", "lr_gamma", "channels_last"}
+
+
+def test_paper_profile_trains_ucir_eeil_muc_on_their_official_recipes_and_others_on_pass():
+    def recipes(method, profile="paper"):
+        (cell,) = make_cells(scenarios=["cifar100-mini"], phases=[2], methods=[method], seeds=[0], profile=profile)
+        return cell.config["recipe"], cell.config["method_params"]
+
+    (ucir, _), (muc, _), (eeil, eeil_p), (lwm, _) = (recipes(m) for m in ("ucir", "muc", "eeil", "lwm"))
+    for rec in (ucir["base"], ucir["inc"]):
+        assert (rec["optimizer"], rec["lr"], rec["epochs"], rec["lr_milestones"], rec["batch_size"],
+                rec["weight_decay"]) == ("sgd", 0.1, 160, [80, 120], 128, 5e-4)
+    assert (muc["inc"]["epochs"], muc["inc"]["lr_milestones"]) == (200, [120, 160, 180])
+    assert (eeil["inc"]["optimizer"], eeil["inc"]["epochs"], eeil["inc"]["lr_step"]) == ("sgd", 40, 10)
+    assert (eeil_p["bft_epochs"], eeil_p["bft_lr_factor"], eeil_p["bft_lr_step"]) == (30, 0.1, 10)
+    pass_inc = PROFILES.get("paper").inc.as_dict()
+    assert lwm["inc"] == pass_inc and lwm["base"] == PROFILES.get("paper").base.as_dict()
+    cpu_eeil, cpu_p = recipes("eeil", "cpu")
+    assert cpu_eeil["inc"]["optimizer"] == "adam" and cpu_p["bft_lr_factor"] == 0.1
+
+
+def test_epoch_override_scales_milestones():
+    prof = PROFILES.get("paper").with_overrides(epochs=16)
+    r = prof.recipes("ucir")[1]
+    assert r.epochs == 16 and r.lr_milestones == (8, 12)
