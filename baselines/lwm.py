@@ -8,8 +8,11 @@ distillation on Grad-CAM maps, without exemplars.  No official code was found; b
 * ``L_AD = mean_i || q_old,i - q_cur,i ||_1`` (weight ``gamma`` 1).  The current map keeps its activations in the
   graph, so the loss trains the network (FACIL's hooks detach them, which makes its attention term inert); the
   channel weights (the gradients) are treated as constants, as PyCIL does, which avoids a second-order backward.
-* ``L_D``: the KL divergence between the old and current softmax over the old classes at T = 2, times T^2 (the
-  suite's LwF form), weight ``beta`` 1; ``CE`` over all seen classes (the suite's LwF convention).  Each map is
+* ``L_D``: the KL divergence between the old and current softmax over the old classes at T = 2, weight ``beta`` 1,
+  without a T^2 factor (FACIL's ``cross_entropy(..., exp=1/2)`` and LwF's original form; ``kd_t2=True`` multiplies
+  by T^2, the Hinton / Avalanche form); ``CE`` over the current phase's classes only (``ce_scope="new"``: FACIL
+  without exemplars trains the current head, as LwF's new-task loss; ``"seen"``: all seen classes, which without
+  exemplars biases every prediction towards the newest classes, the collapse measured for LwF-MC here).  Each map is
   computed for a whole batch at once: a sample's logits depend only on its own input (eval-mode BatchNorm in the old
   model; the current model's batch statistics couple samples only through the normalisation, as in FACIL).
 """
@@ -20,7 +23,6 @@ import torch
 import torch.nn.functional as F
 from avalanche.core import SupervisedPlugin
 from avalanche.training import Naive
-from torch import nn
 
 from benchmark.methods import CILMethod, make_suite_plugin, placeholder_optimizer, quiet_evaluator, register_method
 from benchmark.models.base import OutputCapture, frozen_copy
@@ -42,6 +44,17 @@ class LwMPlugin(SupervisedPlugin):
         self.net, self.sc, self.p = net, scenario, params
         self.cur = OutputCapture(net.backbone.gradcam_layer())
         self.old_model, self.old_cap, self.n_old = None, None, 0
+        self.k = 0
+
+    def before_training_exp(self, strategy, **kwargs):
+        self.k = strategy.clock.train_exp_counter
+
+    def criterion(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The classification term: CE over the current phase's classes (``ce_scope="new"``) or all seen ones."""
+        if self.p.get("ce_scope", "new") == "new" and self.k > 0:
+            lo, hi = self.sc.group_bounds()[self.k]
+            return F.cross_entropy(logits[:, lo:hi], y - lo)
+        return F.cross_entropy(logits, y)
 
     def before_backward(self, strategy, **kwargs):
         if self.old_model is None:
@@ -57,7 +70,7 @@ class LwMPlugin(SupervisedPlugin):
         q_cur = gradcam_map(a_cur, g_cur.detach())
         t = self.p["T"]
         kd = F.kl_div(F.log_softmax(out[:, :n_old] / t, 1), F.softmax(old_logits.detach() / t, 1),
-                      reduction="batchmean") * t * t
+                      reduction="batchmean") * (t * t if self.p.get("kd_t2") else 1.0)
         strategy.loss = strategy.loss + self.p["beta"] * kd + self.p["gamma"] * attention_distillation(q_old, q_cur)
 
     def after_training_exp(self, strategy, **kwargs):
@@ -71,7 +84,9 @@ class LwMPlugin(SupervisedPlugin):
         self.old_cap = OutputCapture(model.backbone.gradcam_layer(), leaf=True)
 
 
-@register_method("lwm", published="LwM", cost=(1.0, 2.0), defaults={"beta": 1.0, "gamma": 1.0, "T": 2.0},
+@register_method("lwm", published="LwM", cost=(1.0, 2.0),
+                 defaults={"beta": 1.0, "gamma": 1.0, "T": 2.0, "ce_scope": "new", "kd_t2": False},
+                 choices={"ce_scope": ("new", "seen")},
                  description="LwM: LwF distillation + Grad-CAM attention distillation, no exemplars")
 class LwM(CILMethod):
     phase0_family = "ce"
@@ -81,7 +96,7 @@ class LwM(CILMethod):
         self.lwm = LwMPlugin(ctx.model, ctx.scenario, ctx.params)
         self.suite_plugin = make_suite_plugin(ctx)
         self.strategy = Naive(model=ctx.model, optimizer=placeholder_optimizer(ctx.model),
-                              criterion=nn.CrossEntropyLoss(), train_mb_size=ctx.recipe_for(0).batch_size,
+                              criterion=self.lwm.criterion, train_mb_size=ctx.recipe_for(0).batch_size,
                               device=ctx.device, plugins=[self.lwm, self.suite_plugin], evaluator=quiet_evaluator())
 
     def state_dict(self):

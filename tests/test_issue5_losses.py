@@ -132,3 +132,51 @@ def test_eeil_balanced_finetuning_distils_every_group_against_the_network_after_
             assert groups == [(0, 4), (4, 6)]  # every group, the new one too
             assert torch.allclose(target, expected(xb), atol=1e-5)  # not the previous phase's model
             assert not torch.allclose(target, plugin.old_model(xb), atol=1e-3)
+
+
+def test_lwm_ce_covers_the_current_phase_and_distillation_has_no_t2_by_default():
+    import torch.nn.functional as F
+
+    from baselines.lwm import LwMPlugin
+    from benchmark.models import build_model
+
+    class _Sc:
+        @staticmethod
+        def group_bounds():
+            return [(0, 2), (2, 4)]
+
+    class _S:
+        pass
+
+    logits, y = torch.tensor([[3.0, 1.0, 0.5, -0.5], [0.0, 2.0, 1.0, 2.0]]), torch.tensor([2, 3])
+    plug = LwMPlugin(build_model("lenet5", 4, 1, (0.5,), (0.5,)), _Sc(), {"beta": 1.0, "gamma": 0.0, "T": 2.0})
+    plug.k = 1
+    # CE over classes 2-3 only: sample 0 log-softmax([0.5, -0.5])[0], sample 1 log-softmax([1, 2])[1]
+    want = -(math.log(math.exp(0.5) / (math.exp(0.5) + math.exp(-0.5)))
+             + math.log(math.exp(2.0) / (math.exp(1.0) + math.exp(2.0)))) / 2
+    assert plug.criterion(logits, y).item() == pytest.approx(want, rel=1e-6)
+    plug.p = {**plug.p, "ce_scope": "seen"}
+    assert plug.criterion(logits, y).item() == pytest.approx(F.cross_entropy(logits, y).item(), rel=1e-6)
+    plug.k = 0  # phase 0: all of its classes either way
+    plug.p = {**plug.p, "ce_scope": "new"}
+    assert plug.criterion(logits, torch.tensor([0, 1])).item() == pytest.approx(
+        F.cross_entropy(logits, torch.tensor([0, 1])).item(), rel=1e-6)
+
+    torch.manual_seed(0)
+    net, old = build_model("lenet5", 4, 1, (0.5,), (0.5,)), build_model("lenet5", 4, 1, (0.5,), (0.5,)).eval()
+    kd = {}
+    for t2 in (False, True):
+        plug = LwMPlugin(net, _Sc(), {"beta": 1.0, "gamma": 0.0, "T": 2.0, "kd_t2": t2})
+        plug.set_old(old)
+        plug.n_old = 2
+        s = _S()
+        s.mb_x = torch.rand(3, 1, 32, 32)
+        s.mb_output = net(s.mb_x)
+        s.loss = s.mb_output.sum() * 0.0
+        plug.before_backward(s)
+        with torch.no_grad():
+            o = old(s.mb_x)[:, :2]
+        want = F.kl_div(F.log_softmax(s.mb_output[:, :2] / 2, 1), F.softmax(o / 2, 1), reduction="batchmean")
+        kd[t2] = (s.loss.item(), want.item())
+    assert kd[False][0] == pytest.approx(kd[False][1], rel=1e-5) and kd[False][1] > 0
+    assert kd[True][0] == pytest.approx(4 * kd[True][1], rel=1e-5)
