@@ -17,7 +17,9 @@ every round for a class-balanced batch, where argmax targets only sharpen whatev
 can leave the pool class-skewed); ``"argmax"`` is the literal reading.
 
 Student steps (``student_loss``): paired pool batches (B/2 random anchors + B/2 positives with the same teacher
-label; ``positive="image"`` pairs two augmentations of one image as the released loader does) and
+label; ``positive="image"`` pairs two augmentations of one image as the released loader does; a batch of
+``student_batch`` 128 -- the issue's -- holds 64 anchors and 64 positives, where the released loader's 128 pairs make
+256 images a step: ``student_batch=256`` reproduces that) and
 
     L_s = KD_T(S, T) + tri_s * L_tri + emb_weight * L_emb
 
