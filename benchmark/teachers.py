@@ -28,8 +28,10 @@ from benchmark.training import rng_state, seed_everything, set_rng_state
 
 
 def teacher_key(data_sha256: str, model: str, recipe, augment: AugmentSpec, seed: int, device_type: str) -> str:
+    # "init": the initialisation is drawn from the seed (session 5; teachers cached before were initialised from
+    # whatever the process's generator held, so they get a new key rather than a silent mismatch)
     return stable_hash({"what": "dfkd-teacher", "data": data_sha256, "model": model, "recipe": asdict(recipe),
-                        "augment": augment.as_dict(), "seed": seed, "device_type": device_type})
+                        "augment": augment.as_dict(), "seed": seed, "device_type": device_type, "init": "seeded"})
 
 
 @torch.no_grad()
@@ -100,6 +102,7 @@ def train_teacher(model, data: ArrayData, recipe, augment: AugmentSpec, device, 
 def get_teacher(name: str, data: ArrayData, mean, std, recipe, augment: AugmentSpec, device, cache_dir: Path,
                 seed: int = 0, checkpoint: str | None = None, progress: bool = True):
     """(teacher in eval mode with frozen parameters, info dict with test accuracy and provenance)."""
+    seed_everything(seed)  # the initialisation is part of what the seed fixes, whatever ran before in the process
     model = build_model(name, data.n_classes, data.channels, mean, std).to(device)
     if checkpoint:
         info = _load_user_checkpoint(model, Path(checkpoint))
