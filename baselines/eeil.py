@@ -89,8 +89,9 @@ class EEILPlugin(SupervisedPlugin):
         after_unbalanced = frozen_copy(self.net)
         groups = self.sc.group_bounds()[: k + 1]  # old groups and the new one
         r = self.recipe_for(k)
-        opt = make_optimizer(self.net.parameters(), replace(r, lr=r.lr * p["bft_lr_factor"]))
-        sched = torch.optim.lr_scheduler.StepLR(opt, p["bft_lr_step"], 0.1) if p.get("bft_lr_step") else None
+        bft = replace(r, lr=r.lr * p["bft_lr_factor"], lr_step=p.get("bft_lr_step", 0), lr_gamma=0.1, lr_milestones=())
+        opt = make_optimizer(self.net.parameters(), bft)
+        sched = bft.scheduler(opt)
         x, y = (t.to(self.device) for t in self.memory.tensors())
         gen = torch.Generator(device=self.device).manual_seed(self.seed * 1000 + k + 800)
         was = self.net.training

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from avalanche.core import SupervisedPlugin
 from avalanche.training import Naive
 
+from baselines.soft_targets import scoped_cross_entropy
 from benchmark.methods import CILMethod, make_suite_plugin, placeholder_optimizer, quiet_evaluator, register_method
 from benchmark.models.base import OutputCapture, frozen_copy
 
@@ -51,10 +52,7 @@ class LwMPlugin(SupervisedPlugin):
 
     def criterion(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """The classification term: CE over the current phase's classes (``ce_scope="new"``) or all seen ones."""
-        if self.p.get("ce_scope", "new") == "new" and self.k > 0:
-            lo, hi = self.sc.group_bounds()[self.k]
-            return F.cross_entropy(logits[:, lo:hi], y - lo)
-        return F.cross_entropy(logits, y)
+        return scoped_cross_entropy(logits, y, self.sc.group_bounds()[self.k], self.p.get("ce_scope", "new"))
 
     def before_backward(self, strategy, **kwargs):
         if self.old_model is None:

@@ -40,7 +40,7 @@ from avalanche.core import SupervisedPlugin
 from avalanche.training import Naive
 from torch import nn
 
-from baselines.soft_targets import soft_cross_entropy
+from baselines.soft_targets import scoped_cross_entropy, soft_cross_entropy
 from benchmark.augment import augment_batch
 from benchmark.errors import BenchError
 from benchmark.methods import CILMethod, make_suite_plugin, placeholder_optimizer, quiet_evaluator, register_method
@@ -131,10 +131,7 @@ class MUCPlugin(SupervisedPlugin):
         self.k = strategy.clock.train_exp_counter
 
     def criterion(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        lo, hi = self.sc.group_bounds()[self.k]
-        if self.p["ce_scope"] == "new":
-            return F.cross_entropy(logits[:, lo:hi], y - lo)
-        return F.cross_entropy(logits, y)
+        return scoped_cross_entropy(logits, y, self.sc.group_bounds()[self.k], self.p["ce_scope"])
 
     def before_backward(self, strategy, **kwargs):
         if self.old_model is None:

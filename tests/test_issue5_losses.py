@@ -59,6 +59,15 @@ def test_lwm_gradcam_and_attention_distillation_by_hand():
     assert attention_distillation(q_old, q_cur).item() == pytest.approx((0.2 + 0.2 + 0.0) / 2)
 
 
+def _lwm_step(plug, net, x):
+    """One ``before_backward`` of ``plug`` on ``net``'s forward of ``x``, from a zero loss; the strategy stand-in."""
+    s = type("Strategy", (), {})()
+    s.mb_x, s.mb_output = x, net(x)
+    s.loss = s.mb_output.sum() * 0.0
+    plug.before_backward(s)
+    return s
+
+
 def test_lwm_attention_term_trains_the_current_network():
     """Unlike FACIL's detached hooks, the attention distillation sends gradients into the current model."""
     from baselines.lwm import LwMPlugin
@@ -71,18 +80,11 @@ def test_lwm_attention_term_trains_the_current_network():
         def seen_after(self, k):
             return 2
 
-    class _S:
-        pass
-
     plug = LwMPlugin(net, _Sc(), {"beta": 0.0, "gamma": 1.0, "T": 2.0})
     old = build_model("lenet5", 4, 1, (0.5,), (0.5,))
     plug.set_old(old)
     plug.n_old = 2
-    s = _S()
-    s.mb_x = torch.rand(6, 1, 32, 32)
-    s.mb_output = net(s.mb_x)
-    s.loss = s.mb_output.sum() * 0.0
-    plug.before_backward(s)
+    s = _lwm_step(plug, net, torch.rand(6, 1, 32, 32))
     assert s.loss.item() > 0
     s.loss.backward()
     grads = [p.grad.abs().sum().item() for p in net.backbone.parameters() if p.grad is not None]
@@ -145,9 +147,6 @@ def test_lwm_ce_covers_the_current_phase_and_distillation_has_no_t2_by_default()
         def group_bounds():
             return [(0, 2), (2, 4)]
 
-    class _S:
-        pass
-
     logits, y = torch.tensor([[3.0, 1.0, 0.5, -0.5], [0.0, 2.0, 1.0, 2.0]]), torch.tensor([2, 3])
     plug = LwMPlugin(build_model("lenet5", 4, 1, (0.5,), (0.5,)), _Sc(), {"beta": 1.0, "gamma": 0.0, "T": 2.0})
     plug.k = 1
@@ -157,10 +156,10 @@ def test_lwm_ce_covers_the_current_phase_and_distillation_has_no_t2_by_default()
     assert plug.criterion(logits, y).item() == pytest.approx(want, rel=1e-6)
     plug.p = {**plug.p, "ce_scope": "seen"}
     assert plug.criterion(logits, y).item() == pytest.approx(F.cross_entropy(logits, y).item(), rel=1e-6)
-    plug.k = 0  # phase 0: all of its classes either way
+    plug.k = 0  # phase 0 (logits sliced to its classes 0-1): all of its classes either way
     plug.p = {**plug.p, "ce_scope": "new"}
-    assert plug.criterion(logits, torch.tensor([0, 1])).item() == pytest.approx(
-        F.cross_entropy(logits, torch.tensor([0, 1])).item(), rel=1e-6)
+    assert plug.criterion(logits[:, :2], torch.tensor([0, 1])).item() == pytest.approx(
+        F.cross_entropy(logits[:, :2], torch.tensor([0, 1])).item(), rel=1e-6)
 
     torch.manual_seed(0)
     net, old = build_model("lenet5", 4, 1, (0.5,), (0.5,)), build_model("lenet5", 4, 1, (0.5,), (0.5,)).eval()
@@ -169,11 +168,7 @@ def test_lwm_ce_covers_the_current_phase_and_distillation_has_no_t2_by_default()
         plug = LwMPlugin(net, _Sc(), {"beta": 1.0, "gamma": 0.0, "T": 2.0, "kd_t2": t2})
         plug.set_old(old)
         plug.n_old = 2
-        s = _S()
-        s.mb_x = torch.rand(3, 1, 32, 32)
-        s.mb_output = net(s.mb_x)
-        s.loss = s.mb_output.sum() * 0.0
-        plug.before_backward(s)
+        s = _lwm_step(plug, net, torch.rand(3, 1, 32, 32))
         with torch.no_grad():
             o = old(s.mb_x)[:, :2]
         want = F.kl_div(F.log_softmax(s.mb_output[:, :2] / 2, 1), F.softmax(o / 2, 1), reduction="batchmean")
