@@ -1,9 +1,10 @@
-"""Does a method learn its new classes within a phase? Phase 1 of a class-incremental cell, evaluated after every
-epoch: accuracy on the phase-0 classes and on the new ones (each among all seen classes, as ``acc[1][:]``), and the
-new classes' accuracy among themselves (0 among all but high among themselves: the old classes win the arg-max,
+"""Does a method learn its new classes within a phase? Phase ``--phase K`` (default 1) of a class-incremental cell,
+evaluated after every epoch: accuracy on the earlier classes and on the new ones (each among all seen classes, as
+``acc[K][:]``; "old" pools all earlier groups), and the new classes' accuracy among themselves (0 among all but high among themselves: the old classes win the arg-max,
 no label bug).  For SSRE also the mean CE weight ``1 - s`` of its prototype selection.  The figures behind the
 ``cpu`` PASS-family recipe (``benchmark/profiles.py``, ``results/README.md``); phase 0 comes from (or goes to) the
-shared phase-0 cache, so a recipe of later phases can be tried in minutes.
+shared phase-0 cache, so a recipe of later phases can be tried in minutes.  With ``--phase K > 1`` phases
+1..K-1 are trained first, quietly, with the same recipe.
 
     python benchmarks/new_class_diagnostic.py --method pass --epochs 8 --lr-step 0 --base-epochs 5 --base-lr-step 2
     python benchmarks/new_class_diagnostic.py --method ssre --epochs 25 --lr-step 19 --base-epochs 5 --base-lr-step 2
@@ -44,6 +45,7 @@ def main(argv=None) -> int:
     ap.add_argument("--phases", type=int, default=10)
     ap.add_argument("--profile", default="cpu")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--phase", type=int, default=1, help="the incremental phase to diagnose (earlier ones are trained)")
     ap.add_argument("--epochs", type=int, help="epochs of phase 1 (default: the profile's)")
     ap.add_argument("--lr-step", type=int, help="StepLR step of phase 1, 0 = no decay (default: the profile's)")
     ap.add_argument("--batch-size", type=int, help="batch size of phase 1 (default: the profile's)")
@@ -62,6 +64,7 @@ def main(argv=None) -> int:
     from benchmark.runner import CellRun, make_cells
     from benchmark.scenarios import build_scenario
     from benchmark.store import default_cache_dir
+    from benchmark.training import seed_everything
 
     (cell,) = make_cells(scenarios=[a.scenario], phases=[a.phases], methods=[a.method], seeds=[a.seed],
                          profile=a.profile, data_root=a.data_root)
@@ -90,20 +93,32 @@ def main(argv=None) -> int:
     print(f"phase 0 ({cfg['recipe']['base']['epochs']} epochs, cache {state['phase0_cache']}, {time.time() - t0:.0f} s):"
           f" accuracy {evaluate_phase(method, sc, 0, 'cpu')[method.name][0]:.3f}")
 
-    lo, hi = sc.group_bounds()[1]
+    K = a.phase
+    if not 1 <= K <= cfg["phases"]:
+        ap.error(f"--phase must be within 1..{cfg['phases']}")
+    for k in range(1, K):
+        t = time.time()
+        run._train_phase(method, sc, sc.benchmark, k, state, method.state_dict(), None)
+        row = evaluate_phase(method, sc, k, "cpu")[method.name]
+        print(f"phase {k} ({time.time() - t:.0f} s): acc[{k}][{k}] {row[k]:.3f}, acc[{k}][0] {row[0]:.3f}", flush=True)
+
+    lo, hi = sc.group_bounds()[K]
     d = sc.data
     new = (d.y_test >= lo) & (d.y_test < hi)
+    counts = [int(((d.y_test >= a_) & (d.y_test < b_)).sum()) for a_, b_ in sc.group_bounds()]
     weights = _SelectionWeights(method.selection) if hasattr(method, "selection") else None
     if weights is not None:
         method.strategy.plugins.insert(0, weights)
     inc = cfg["recipe"]["inc"]
-    print(f"phase 1: {inc['epochs']} epochs, lr {inc['lr']}, StepLR step {inc['lr_step']}, batch {inc['batch_size']}")
-    print("epoch  acc[1][0]  acc[1][1]  new among new" + ("  mean 1-s" if weights else ""))
+    seed_everything(cfg["seed"] * 1000 + K)
+    print(f"phase {K}: {inc['epochs']} epochs, lr {inc['lr']}, StepLR step {inc['lr_step']}, batch {inc['batch_size']}")
+    print("epoch  acc[K][old]  acc[K][K]  new among new" + ("  mean 1-s" if weights else ""))
     t1 = time.time()
 
     @torch.no_grad()
     def on_epoch_end(epoch):
-        row = evaluate_phase(method, sc, 1, "cpu")[method.name]
+        row = evaluate_phase(method, sc, K, "cpu")[method.name]
+        old = sum(row[g] * n for g, n in enumerate(counts[:K])) / sum(counts[:K])
         model.eval()
         scores = torch.cat([method.scores(d.x_test[new][i:i + 500])[method.name] for i in range(0, int(new.sum()), 500)])
         model.train()
@@ -111,11 +126,11 @@ def main(argv=None) -> int:
         extra = f"  {sum(weights.values) / max(len(weights.values), 1):8.3f}" if weights else ""
         if weights:
             weights.values.clear()
-        print(f"{epoch:5d}  {row[0]:9.3f}  {row[1]:9.3f}  {among:13.3f}{extra}  ({time.time() - t1:.0f} s)", flush=True)
+        print(f"{epoch:5d}  {old:11.3f}  {row[K]:9.3f}  {among:13.3f}{extra}  ({time.time() - t1:.0f} s)", flush=True)
 
     method.suite_plugin.on_epoch_end = on_epoch_end
-    method.suite_plugin.generator.manual_seed(cfg["seed"] * 1000 + 1)
-    method.train_phase(1, sc.benchmark.train_stream[1], inc["epochs"])
+    method.suite_plugin.generator.manual_seed(cfg["seed"] * 1000 + K)
+    method.train_phase(K, sc.benchmark.train_stream[K], inc["epochs"])
     return 0
 
 
