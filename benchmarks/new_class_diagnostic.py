@@ -1,13 +1,18 @@
 """Does a method learn its new classes within a phase? Phase ``--phase K`` (default 1) of a class-incremental cell,
 evaluated after every epoch: accuracy on the earlier classes and on the new ones (each among all seen classes, as
-``acc[K][:]``; "old" pools all earlier groups), and the new classes' accuracy among themselves (0 among all but high among themselves: the old classes win the arg-max,
-no label bug).  For SSRE also the mean CE weight ``1 - s`` of its prototype selection.  The figures behind the
+``acc[K][:]``; "old" pools all earlier groups), the new classes' accuracy among themselves (0 among all but high
+among themselves: the old classes win the arg-max, no label bug) and which groups the new images are predicted
+into.  For SSRE also the mean CE weight ``1 - s`` of its prototype selection.  The figures behind the
 ``cpu`` PASS-family recipe (``benchmark/profiles.py``, ``results/README.md``); phase 0 comes from (or goes to) the
 shared phase-0 cache, so a recipe of later phases can be tried in minutes.  With ``--phase K > 1`` phases
-1..K-1 are trained first, quietly, with the same recipe.
+1..K-1 are trained first, quietly, with the same recipe (the ``--epochs`` / ``--lr-step`` / ``--batch-size``
+overrides apply to them too).  ``--fresh-rows`` re-initialises the new classes' classifier rows before phase K with
+PyTorch's ``nn.Linear`` default (what the official PASS / SSRE ``Incremental_learning`` gives new rows; the suite's
+full-size head carries them from earlier phases, where Adam's weight decay drives them to ~0).
 
     python benchmarks/new_class_diagnostic.py --method pass --epochs 8 --lr-step 0 --base-epochs 5 --base-lr-step 2
     python benchmarks/new_class_diagnostic.py --method ssre --epochs 25 --lr-step 19 --base-epochs 5 --base-lr-step 2
+    python benchmarks/new_class_diagnostic.py --method ssre --phase 2 [--fresh-rows]
 
 (``--base-*`` choose the phase-0 recipe, default the profile's; other options: ``--scenario``, ``--phases``,
 ``--profile``, ``--batch-size``, ``--seed``.)
@@ -51,6 +56,7 @@ def main(argv=None) -> int:
     ap.add_argument("--batch-size", type=int, help="batch size of phase 1 (default: the profile's)")
     ap.add_argument("--base-epochs", type=int, help="epochs of phase 0 (default: the profile's)")
     ap.add_argument("--base-lr-step", type=int, help="StepLR step of phase 0 (default: the profile's)")
+    ap.add_argument("--fresh-rows", action="store_true", help="re-initialise the new classes' rows before phase K")
     ap.add_argument("--data-root")
     ap.add_argument("--cache-dir")
     a = ap.parse_args(argv)
@@ -111,6 +117,14 @@ def main(argv=None) -> int:
         method.strategy.plugins.insert(0, weights)
     inc = cfg["recipe"]["inc"]
     seed_everything(cfg["seed"] * 1000 + K)
+    if a.fresh_rows:
+        import math
+        opc = 1 if getattr(getattr(method, "reparam", None), "converted", False) else method_cls.outputs_per_class
+        with torch.no_grad():
+            w, b = model.head.weight, model.head.bias
+            bound = 1 / math.sqrt(w.shape[1])
+            w[lo * opc:hi * opc].uniform_(-bound, bound)
+            b[lo * opc:hi * opc].uniform_(-bound, bound)
     print(f"phase {K}: {inc['epochs']} epochs, lr {inc['lr']}, StepLR step {inc['lr_step']}, batch {inc['batch_size']}")
     print("epoch  acc[K][old]  acc[K][K]  new among new" + ("  mean 1-s" if weights else ""))
     t1 = time.time()
@@ -123,10 +137,12 @@ def main(argv=None) -> int:
         scores = torch.cat([method.scores(d.x_test[new][i:i + 500])[method.name] for i in range(0, int(new.sum()), 500)])
         model.train()
         among = float(((scores[:, lo:hi].argmax(1) + lo) == d.y_test[new]).float().mean())
+        pred = scores[:, :hi].argmax(1)
+        where = " ".join(f"{float(((pred >= a_) & (pred < b_)).float().mean()):.2f}" for a_, b_ in sc.group_bounds()[:K + 1])
         extra = f"  {sum(weights.values) / max(len(weights.values), 1):8.3f}" if weights else ""
         if weights:
             weights.values.clear()
-        print(f"{epoch:5d}  {old:11.3f}  {row[K]:9.3f}  {among:13.3f}{extra}  ({time.time() - t1:.0f} s)", flush=True)
+        print(f"{epoch:5d}  {old:11.3f}  {row[K]:9.3f}  {among:13.3f}{extra}  ({time.time() - t1:.0f} s)  new images predicted in groups 0..K: {where}", flush=True)
 
     method.suite_plugin.on_epoch_end = on_epoch_end
     method.suite_plugin.generator.manual_seed(cfg["seed"] * 1000 + K)

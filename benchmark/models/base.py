@@ -14,7 +14,10 @@ A model is ``backbone`` (input normalisation + convolutional body + global pooli
 ``head.active`` limits the logits to the classes seen so far: it is the official PASS / iCaRL "expanding
 classifier" (``Incremental_learning(numclass)`` copies the old rows and adds new ones) written as a slice of a
 classifier sized for every class of the scenario, so that the softmax / sigmoid of every method runs over the
-seen classes only.
+seen classes only.  Known difference: the official code gives a phase's new rows ``nn.Linear``'s default
+initialisation, here they carry whatever earlier phases left (with Adam's coupled weight decay, as in the PASS
+family, ~1e-15).  Measured on SSRE's phase 2 (``benchmarks/new_class_diagnostic.py --fresh-rows``, results/README.md):
+re-initialising them does not help the new classes, so the slice stays.
 """
 from __future__ import annotations
 
