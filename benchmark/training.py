@@ -183,8 +183,9 @@ class SuiteTrainingPlugin(SupervisedPlugin):
         if r.channels_last:
             self.net.to(memory_format=torch.channels_last)
         x, y = materialize(strategy.adapted_dataset)
-        # a plugin with a ``batch_indices`` provider (RGAL's PairedSamplingPlugin) decides how batches are formed
-        provider = next((p.batch_indices for p in strategy.plugins if getattr(p, "batch_indices", None)), None)
+        # a plugin with a ``batch_indices_for`` provider (RGAL's PairedSamplingPlugin) decides how batches are formed
+        provider = next((p.batch_indices_for(strategy) for p in strategy.plugins if hasattr(p, "batch_indices_for")),
+                        None)
         strategy.dataloader = TensorBatches(x.to(self.device), y.to(self.device), r.batch_size, self.augment,
                                             self.generator, channels_last=r.channels_last, on_batch=self._count,
                                             batch_indices=provider)

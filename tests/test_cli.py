@@ -124,6 +124,19 @@ def test_cached_phase0_gives_the_same_numbers_as_training_it(smoke_run, tmp_path
     assert hit["rows"]["pass"]["acc"] == trained["rows"]["pass"]["acc"]
 
 
+def test_rgal_plugins_leave_phase0_alone(smoke_run, tmp_path):
+    """pass+rgal training phase 0 itself (empty cache) gives PASS's phase 0: the triplet loss and the paired batches
+    act from phase 1 on, so whichever method of the family fills the shared cache, it holds the same model."""
+    out, _ = smoke_run
+    env = {"BENCH_CACHE": str(tmp_path / "cold"), "BENCH_OFFLINE": "1"}
+    p = cli(*SMOKE, "--methods", "pass+rgal", "--out", str(tmp_path / "cold_rgal"), env=env)
+    assert p.returncode == 0, p.stderr[-2000:]
+    cold = _results(tmp_path / "cold_rgal")["pass+rgal"]
+    trained = _results(out / "run")["pass"]
+    assert cold["timings"]["phase0_cache"].startswith("miss") and trained["timings"]["phase0_cache"].startswith("miss")
+    assert cold["rows"]["pass+rgal"]["acc"][0] == trained["rows"]["pass"]["acc"][0]
+
+
 def test_finished_cells_are_skipped_and_dry_run_reports_them(smoke_run):
     out, _ = smoke_run
     env = {"BENCH_CACHE": str(out / "cache"), "BENCH_OFFLINE": "1"}

@@ -56,7 +56,7 @@ def test_both_rgal_plugins_in_a_plain_avalanche_strategy_with_its_own_loader():
         def before_backward(self, strategy, **kw):
             y = strategy.mb_y
             h = len(y) // 2
-            self.pairs_ok.append(bool(torch.equal(y[:h], y[h:])))
+            self.pairs_ok.append((strategy.experience.current_experience, bool(torch.equal(y[:h], y[h:]))))
 
         def after_backward(self, strategy, **kw):
             self.losses.append(float(strategy.loss.detach()))
@@ -78,8 +78,14 @@ def test_both_rgal_plugins_in_a_plain_avalanche_strategy_with_its_own_loader():
                      evaluator=quiet_evaluator())
     for exp in sc.benchmark.train_stream:
         strategy.train(exp, eval_streams=[])
-    # 50 + 50 classes x 20 images, 16 anchors a batch: every sample once as an anchor -> ceil(1000 / 16) batches each
-    assert len(rec.pairs_ok) == 2 * 63 and all(rec.pairs_ok)
+        if exp.current_experience == 0:  # L'_s acts in incremental training only: phase 0 is the plain strategy's
+            assert triplet.last_loss is None
+    # 50 + 50 classes x 20 images: phase 0 in Avalanche's own shuffled batches of 32 (ceil(1000 / 32), same-label
+    # halves only by chance), phase 1 paired, 16 anchors a batch, every sample once as an anchor (ceil(1000 / 16))
+    phase0 = [ok for k, ok in rec.pairs_ok if k == 0]
+    phase1 = [ok for k, ok in rec.pairs_ok if k == 1]
+    assert len(phase0) == 32 and not any(phase0)
+    assert len(phase1) == 63 and all(phase1)
     assert triplet.last_loss is not None and float(triplet.last_loss) >= 0.0
     assert all(torch.isfinite(torch.tensor(rec.losses)))
     assert len(rgal_g.movement) == 1 and rgal_g.movement[0] > 0

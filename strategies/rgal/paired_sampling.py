@@ -101,19 +101,27 @@ class PairedBatchSampler(torch.utils.data.Sampler):
 
 
 class PairedSamplingPlugin(SupervisedPlugin):
-    """Makes a strategy's training batches paired (anchors + same-label positives)."""
+    """Makes a strategy's training batches paired (anchors + same-label positives) from experience ``from_phase`` on
+    (default 1: RGAL pairs the batches of *incremental* training only, like the triplet loss they serve, so that a
+    strategy's phase 0 -- and the shared phase-0 cache -- does not depend on the RGAL plugins)."""
 
     def __init__(self, positive: str = "class", generator: torch.Generator | None = None,
-                 anchor_fraction: float = 1.0):
+                 anchor_fraction: float = 1.0, from_phase: int = 1):
         super().__init__()
-        self.batch_indices = PairedBatches(positive, anchor_fraction)  # read by the suite's SuiteTrainingPlugin
+        self.batch_indices = PairedBatches(positive, anchor_fraction)
         self.generator = generator or torch.Generator()
+        self.from_phase = from_phase
+
+    def batch_indices_for(self, strategy):
+        """The batch provider for the strategy's current experience (None: ordinary batches); read by the suite's
+        ``SuiteTrainingPlugin``."""
+        return self.batch_indices if strategy.experience.current_experience >= self.from_phase else None
 
     def before_training_exp(self, strategy, **kwargs):
         from benchmark.training import SuiteTrainingPlugin
 
-        if any(isinstance(p, SuiteTrainingPlugin) for p in strategy.plugins):
-            return  # the suite's tensor loader reads ``batch_indices`` itself
+        if any(isinstance(p, SuiteTrainingPlugin) for p in strategy.plugins) or self.batch_indices_for(strategy) is None:
+            return  # the suite's tensor loader asks ``batch_indices_for`` itself
         ds = strategy.adapted_dataset
         labels = torch.as_tensor(list(ds.targets))
         sampler = PairedBatchSampler(labels, strategy.train_mb_size, self.generator, self.batch_indices.positive,

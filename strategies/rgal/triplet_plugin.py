@@ -10,6 +10,9 @@ paired (``strategies.rgal.paired_sampling``) so that every anchor has a positive
 (pooled feature), "logits" or "both" (the sum of the two losses: the paper's Table 6), ``sample_on`` "logits" or
 "embedding", any sampler of ``strategies.rgal.samplers``, ``squared`` (the paper's form), and
 ``prototypes_as_negatives`` (old-class prototypes of a bank join the batch as extra negatives only; off by default).
+The loss acts from experience ``from_phase`` on (default 1, "in incremental training"; the released RGAL code has no
+class-incremental part to say otherwise), so that phase 0 -- shared through the phase-0 cache with the strategy
+without RGAL -- does not depend on the plugin.
 """
 from __future__ import annotations
 
@@ -23,7 +26,8 @@ class TripletLossPlugin(SupervisedPlugin):
     def __init__(self, capture, weight: float = 0.1, stride: int = 1, label_scale: int = 1,
                  rotated_as_classes: bool = False, embedding: str = "feature", sample_on: str = "logits",
                  sampler: str = "distance", margin: float = 0.2, squared: bool = False, head=None, bank=None,
-                 prototypes_as_negatives: bool = False, generator: torch.Generator | None = None, sampler_kw=None):
+                 prototypes_as_negatives: bool = False, generator: torch.Generator | None = None, sampler_kw=None,
+                 from_phase: int = 1):
         """``capture``: an object whose ``features`` is the pooled embedding of the latest forward (PASS's
         ``FeatureCapturePlugin``).  ``stride``/``label_scale``: 4 and 4 for PASS's rotation (1 and 1 otherwise).
         ``head`` and ``bank`` are needed only for ``prototypes_as_negatives``."""
@@ -38,6 +42,7 @@ class TripletLossPlugin(SupervisedPlugin):
         self.loss_kw = {"margin": margin, "squared": squared}
         self.head, self.bank, self.protos_neg = head, bank, prototypes_as_negatives
         self.generator = generator
+        self.from_phase = from_phase
         self.last_loss = None
 
     def _batch(self, strategy):
@@ -48,6 +53,8 @@ class TripletLossPlugin(SupervisedPlugin):
         return f[:: self.stride], out[:: self.stride, :: self.scale], y[:: self.stride] // self.scale
 
     def before_backward(self, strategy, **kwargs):
+        if strategy.experience.current_experience < self.from_phase:
+            return
         f, logits, y = self._batch(strategy)
         if self.protos_neg and self.bank is not None and len(self.bank):
             p, c = self.bank.matrix(device=f.device)
