@@ -16,6 +16,15 @@ from pathlib import Path
 DEFAULT_METHODS = ["finetune", "lwf", "lwf-mc", "icarl", "pass", "pass+rgal"]
 
 
+def _order_seed(text: str):
+    if text == "natural":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is neither an integer seed nor 'natural'") from None
+
+
 def parse_args(argv):
     p = argparse.ArgumentParser(prog="run_benchmark.py", description=__doc__.split("\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -30,7 +39,8 @@ def parse_args(argv):
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float)
     p.add_argument("--model", help="override the profile's backbone (see --list)")
-    p.add_argument("--class-order-seed", default="1993", help="seed of the class permutation, or 'natural'")
+    p.add_argument("--class-order-seed", default="1993", type=_order_seed,
+                   help="seed of the class permutation (an integer), or 'natural'")
     p.add_argument("--spread-remaining", action="store_true",
                    help="spread all remaining classes over the phases instead of int((n-base)/phases) each")
     p.add_argument("--base-classes", type=int, help="classes in phase 0 (default: half for cifar100/tinyimagenet)")
@@ -185,7 +195,7 @@ def run(args) -> int:
     profile = args.profile or ("mini" if scenarios == ["cifar100-mini"] else "cpu")
     methods = args.methods or DEFAULT_METHODS
     device = resolve_device(args.device)
-    order_seed = args.class_order_seed if args.class_order_seed == "natural" else int(args.class_order_seed)
+    order_seed = args.class_order_seed
     cells = make_cells(scenarios=scenarios, phases=args.phases, methods=methods, seeds=args.seeds, profile=profile,
                        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, class_order_seed=order_seed,
                        data_root=args.data_root, spread_remaining=args.spread_remaining,

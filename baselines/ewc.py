@@ -12,8 +12,9 @@ from baselines.finetune import Finetune
 from benchmark.methods import register_method
 
 
-@register_method("ewc", published="EWC", defaults={"ewc_lambda": 5000.0, "mode": "separate"},
-                 description="EWC (Avalanche EWCPlugin), FACIL lambda 5000")
+@register_method("ewc", defaults={"ewc_lambda": 5000.0, "mode": "separate"},
+                 description="EWC (Avalanche EWCPlugin), FACIL lambda 5000; no published row (RGAL names it in "
+                             "its text only)")
 class EWC(Finetune):
     phase0_family = "ce"
 

@@ -35,8 +35,9 @@ class SuiteLwFPlugin(LwFPlugin):
         self.lwf = LwFWithT2(alpha, temperature)
 
 
-@register_method("lwf", published="LwF", cost=(1.0, 1.33), defaults={"alpha": 1.0, "temperature": 2.0},
-                 description="LwF (Avalanche LwFPlugin, T^2 restored), FACIL defaults lambda 1, T 2")
+@register_method("lwf", cost=(1.0, 1.33), defaults={"alpha": 1.0, "temperature": 2.0},
+                 description="LwF (Avalanche LwFPlugin, T^2 restored), FACIL defaults lambda 1, T 2; no published "
+                             "row (the papers tabulate LwF-MC)")
 class LwF(Finetune):
     phase0_family = "ce"
 

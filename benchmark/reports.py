@@ -49,13 +49,18 @@ def load_results(folder: Path, task: str = "cil") -> list[dict]:
     return out
 
 
+def row_label(result: dict, row: str) -> str:
+    """A row's name in the tables and the seen-accuracy plot; an offline row (joint training) says what it is where it is read."""
+    return f"{row} (offline upper bound: forgetting 0 by construction)" if result.get("offline") else row
+
+
 def long_frame(results: list[dict]) -> pd.DataFrame:
     recs = []
     for r in results:
         c = r["cell"]
         for row, m in r["rows"].items():
             recs.append({"scenario": c["scenario"], "dataset": DATASET_NAMES.get(c["scenario"], c["scenario"]),
-                         "phases": c["phases"], "method": row, "published_name": m.get("published_name", ""),
+                         "phases": c["phases"], "method": row_label(r, row), "published_name": m.get("published_name", ""),
                          "seed": c["seed"], "profile": c["profile"], "memory": r.get("memory", ""),
                          "average_accuracy": m["average_accuracy"] * 100,
                          "overall_accuracy": m["overall_accuracy"] * 100,
@@ -157,7 +162,7 @@ def seen_accuracy_frame(results: list[dict]) -> pd.DataFrame:
         for row, m in r["rows"].items():
             for k, s in enumerate(m["seen_acc"]):
                 recs.append({"panel": f"{c['scenario']} {c['phases']} phases", "classes": sum(sizes[: k + 1]),
-                             "accuracy (%)": s * 100, "method": row, "seed": c["seed"]})
+                             "accuracy (%)": s * 100, "method": row_label(r, row), "seed": c["seed"]})
     return pd.DataFrame.from_records(recs)
 
 

@@ -194,6 +194,8 @@ class CellRun(CellFolder):
             phase_start_method_state = copy.deepcopy(method.state_dict()) if resume_training is None else ck["method"]
             self._train_phase(method, sc, bench, k, state, phase_start_method_state, resume_training)
             resume_training = None
+            if state.get("phase0_cache") and k == 0:
+                tqdm.write(f"  {self.dir.name}: phase-0 cache {state['phase0_cache']}")
             rows = evaluate_phase(method, sc, k, self.device)
             for name, row in rows.items():
                 state["rows"].setdefault(name, []).append(row)
@@ -217,6 +219,8 @@ class CellRun(CellFolder):
             plugin.generator.manual_seed(cfg["seed"] * 1000 + k)
         if cache is not None and cache.is_file():
             cached = store.load_torch(cache, phase0_key(cfg, family), "phase-0 cache")
+            store.check_state_fits(method.phase0_state(), cached.get("model"), cache, "phase-0 cache",
+                                   "delete it and re-run (phase 0 is retrained and stored again)")
             method.load_phase0_state(cached["model"])
             state["phase0_cache"] = f"hit {cache.name}"
             plugin.on_epoch_end = None
@@ -270,6 +274,7 @@ class CellRun(CellFolder):
             notes.append("joint: one offline training on all classes; forgetting is 0 by construction")
         return {
             "key": self.cell.key, "cell": self.cfg, "rows": rows, "group_counts": counts,
+            "offline": bool(getattr(method, "offline", False)),
             "extra": method.extra_results(), "class_order": sc.order, "memory": method.memory_note, "notes": notes,
             "profile_gap_to_paper": PROFILES.get(self.cfg["profile"]).gap_to_paper,
             "timings": {"phase_seconds": state["phase_times"], "wall_seconds": sum(state["phase_times"]),

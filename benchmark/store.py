@@ -65,6 +65,18 @@ def load_torch(path: Path, key: str, what: str = "checkpoint") -> dict:
     return obj
 
 
+def check_state_fits(own: dict, state, path: Path, what: str, fix: str) -> None:
+    """One-line error unless ``state`` has exactly the tensors (names and shapes) of ``own`` (a model's state dict):
+    a cache or checkpoint of another architecture / class count would otherwise fail deep inside ``load_state_dict``."""
+    if not isinstance(state, dict):
+        raise BenchError(f"{what} {path} holds no model weights; {fix}")
+    bad = [k for k in own if k not in state or tuple(getattr(state[k], "shape", ())) != tuple(own[k].shape)]
+    extra = [k for k in state if k not in own]
+    if bad or extra:
+        first = f"{bad[0]}: expected shape {tuple(own[bad[0]].shape)}" if bad else f"unexpected tensor {extra[0]}"
+        raise BenchError(f"{what} {path} does not fit this model (first mismatch {first}); {fix}")
+
+
 def check_writable(folder: Path) -> None:
     try:
         folder.mkdir(parents=True, exist_ok=True)

@@ -130,11 +130,8 @@ def get_teacher(name: str, data: ArrayData, mean, std, recipe, augment: AugmentS
 
 
 def _load_checked(model, state: dict, path: Path) -> None:
-    own = model.state_dict()
-    bad = [k for k in own if k not in state or tuple(state[k].shape) != tuple(own[k].shape)]
-    if bad or len(state) != len(own):
-        raise BenchError(f"{path} does not fit this model (first mismatch: {bad[0] if bad else 'extra keys'}); "
-                         f"pass a checkpoint of the same --teacher architecture and number of classes")
+    store.check_state_fits(model.state_dict(), state, path, "checkpoint",
+                           "pass a checkpoint of the same --teacher architecture and number of classes")
     model.load_state_dict(state)
 
 

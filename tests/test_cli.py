@@ -34,6 +34,12 @@ def test_bad_input_gives_one_line_error(args, words, tmp_path):
     _one_line_error(cli(*args, "--out", str(tmp_path / "o"), "--dry-run"), *words)
 
 
+def test_bad_class_order_seed_is_a_usage_error():
+    p = cli("--class-order-seed", "abc", "--dry-run")
+    assert p.returncode == 2 and "Traceback" not in p.stderr
+    assert "--class-order-seed: 'abc' is neither an integer seed nor 'natural'" in p.stderr.strip().splitlines()[-1]
+
+
 def test_missing_dataset_without_network_names_both_fixes(tmp_path):
     p = cli("--scenario", "cifar100", "--data-root", str(tmp_path / "empty"), "--dry-run")
     _one_line_error(p, "cifar100", "--data-root", "BENCH_DATA", "download")
@@ -87,7 +93,8 @@ def test_run_writes_complete_results_and_reports(smoke_run):
 
 
 def test_phase0_is_shared_within_a_family(smoke_run):
-    out, _ = smoke_run
+    out, p = smoke_run
+    assert p.stdout.count("phase-0 cache hit") == 4 and p.stdout.count("phase-0 cache miss") == 2  # the run says so
     res = _results(out / "run")
     caches = {m: r["timings"]["phase0_cache"] for m, r in res.items()}
     assert caches["finetune"].startswith("miss") and caches["lwf"].startswith("hit")
@@ -167,6 +174,22 @@ def test_corrupt_checkpoint_gives_one_line_error_and_keeps_results(smoke_run, tm
     p = cli(*SMOKE, "--methods", "finetune", "lwf", "--out", str(tmp_path / "r"), env=env)
     _one_line_error(p, "corrupt", "checkpoint.pt", "delete")
     assert len(list((tmp_path / "r").rglob("result.json"))) == n_results - 1  # the other cells' results are intact
+
+
+def test_phase0_cache_of_another_shape_gives_one_line_error(smoke_run, tmp_path):
+    out, _ = smoke_run
+    import shutil
+
+    import torch
+
+    shutil.copytree(out / "cache", tmp_path / "cache")
+    for f in (tmp_path / "cache" / "phase0").glob("*.pt"):  # right key, wrong tensors (a head for other classes)
+        obj = torch.load(f, weights_only=True)
+        obj["model"]["head.weight"] = obj["model"]["head.weight"][:3]
+        torch.save(obj, f)
+    p = cli(*SMOKE, "--methods", "finetune", "--out", str(tmp_path / "r"),
+            env={"BENCH_CACHE": str(tmp_path / "cache"), "BENCH_OFFLINE": "1"})
+    _one_line_error(p, "phase-0 cache", "does not fit", "head.weight", "delete it")
 
 
 def test_killed_run_resumes_to_the_same_numbers(tmp_path):

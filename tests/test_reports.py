@@ -28,6 +28,15 @@ def test_table_cell_is_mean_and_std_over_seeds_with_the_published_number_beside(
     assert t.loc["lwf-mc", (col, "published")] == "-"
 
 
+def test_offline_row_says_so_in_tables_and_plot():
+    joint = {**_result(0, [[0.9, None, None], [0.9, 0.9, None], [0.9, 0.9, 0.9]], [0.9, 0.9, 0.9], 0.9, "joint", ""),
+             "offline": True}
+    label = "joint (offline upper bound: forgetting 0 by construction)"
+    t = metric_table(long_frame(RESULTS + [joint]), "average_accuracy")
+    assert set(t.index) == {"lwf-mc", label}
+    assert set(seen_accuracy_frame([joint])["method"]) == {label}
+
+
 def test_new_accuracy_column_is_recomputed_from_the_matrix():
     # results written before the metric existed have no "new_accuracy" field: the matrix diagonal gives it
     df = long_frame(RESULTS).set_index("seed")
