@@ -83,19 +83,23 @@ class CILMethod:
 
 def register_method(name: str, *, published: str = "", memory: str = "none", rows: list[str] | None = None,
                     defaults: dict | None = None, description: str = "", recipe_group: str | None = None,
-                    cost: tuple[float, float] = (1.0, 1.0), choices: dict | None = None):
+                    cost: tuple[float, float] = (1.0, 1.0), choices: dict | None = None,
+                    key_neutral: tuple[str, ...] = ()):
     """Class decorator: registers a ``CILMethod`` subclass with its default hyper-parameters.  ``recipe_group``
     names the profile recipes the method trains with (``Profile.group_recipes``; default: the shared recipe).
     ``cost``: training compute per image of phase 0 and of later phases, in plain forward+backward passes (PASS's
     rotation: 4; a frozen previous model's forward adds about 1/3; RGAL's paired sampling doubles an epoch); used
-    only to predict wall time.  ``choices``: parameter -> allowed values (checked by ``--set``)."""
+    only to predict wall time.  ``choices``: parameter -> allowed values (checked by ``--set``).  ``key_neutral``:
+    parameters added after results were committed whose default reproduces the earlier behaviour; a cell leaves
+    them out of its configuration (and so of its key) while they hold that default (``cell_params``,
+    ``full_params``), so that finished cells stay finished."""
 
     def deco(cls):
         cls.name = name
         cls.memory_note = memory
         METHODS.register(name, cls, description=description, published=published, memory=memory,
                          rows=rows or [name], defaults=defaults or {}, recipe_group=recipe_group,
-                         cost=tuple(cost), choices=choices or {})
+                         cost=tuple(cost), choices=choices or {}, key_neutral=tuple(key_neutral))
         return cls
 
     return deco
@@ -128,3 +132,16 @@ def placeholder_optimizer(model):
 def put_last(strategy, plugin) -> None:
     """The suite plugin restores checkpoints in ``before_training_exp`` and must run after every other plugin."""
     strategy.plugins = [p for p in strategy.plugins if p is not plugin] + [plugin]
+
+
+def cell_params(method: str, params: dict) -> dict:
+    """A method's resolved parameters as its cell records them: key-neutral ones at their default left out."""
+    extra = METHODS.entry(method).extra
+    return {k: v for k, v in params.items()
+            if not (k in extra.get("key_neutral", ()) and v == extra["defaults"][k])}
+
+
+def full_params(method: str, cell_params_: dict) -> dict:
+    """The inverse of ``cell_params``: a cell's recorded parameters completed with the key-neutral defaults."""
+    extra = METHODS.entry(method).extra
+    return {**{k: extra["defaults"][k] for k in extra.get("key_neutral", ()) if k in extra["defaults"]}, **cell_params_}

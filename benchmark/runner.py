@@ -24,7 +24,7 @@ from benchmark import metrics, store
 from benchmark.cells import Cell, CellFolder, phase0_key
 from benchmark.errors import BenchError
 from benchmark.evaluation import evaluate_phase
-from benchmark.methods import METHODS, MethodContext
+from benchmark.methods import METHODS, MethodContext, cell_params, full_params
 from benchmark.models import MODELS, build_model
 from benchmark.profiles import PROFILES, Profile
 from benchmark.scenarios import SCENARIOS, build_scenario
@@ -80,7 +80,7 @@ def make_cells(*, scenarios, phases, methods, seeds, profile, epochs=None, batch
                         "dropped_classes": sc.dropped_classes,
                         "class_order_seed": class_order_seed, "seed": seed, "profile": profile,
                         "model": model or prof.model, "recipe": {"base": base.as_dict(), "inc": inc.as_dict()},
-                        "method": m, "method_params": params, "data_sha256": sc.data.sha256,
+                        "method": m, "method_params": cell_params(m, params), "data_sha256": sc.data.sha256,
                         "device_type": device_type,
                     }))
     return cells
@@ -169,8 +169,8 @@ class CellRun(CellFolder):
         model = build_model(cfg["model"], sc.n_used_classes * method_cls.outputs_per_class, sc.data.channels,
                             sc.spec.mean, sc.spec.std)
         model.to(self.device)
-        ctx = MethodContext(model, sc, self.recipe_for, dict(cfg["method_params"]), self.device, cfg["seed"],
-                            self.data_root)
+        ctx = MethodContext(model, sc, self.recipe_for, full_params(cfg["method"], cfg["method_params"]), self.device,
+                            cfg["seed"], self.data_root)
         method = method_cls(ctx)
         bench = sc.benchmark
 

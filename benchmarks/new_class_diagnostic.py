@@ -65,7 +65,7 @@ def main(argv=None) -> int:
     import strategies  # noqa: F401
     from benchmark.cells import Cell
     from benchmark.evaluation import evaluate_phase
-    from benchmark.methods import METHODS, MethodContext
+    from benchmark.methods import METHODS, MethodContext, full_params
     from benchmark.models import build_model
     from benchmark.runner import CellRun, make_cells
     from benchmark.scenarios import build_scenario
@@ -87,8 +87,8 @@ def main(argv=None) -> int:
     method_cls = METHODS.get(cfg["method"])
     model = build_model(cfg["model"], sc.n_used_classes * method_cls.outputs_per_class, sc.data.channels,
                         sc.spec.mean, sc.spec.std)
-    ctx = MethodContext(model, sc, run.recipe_for, dict(cfg["method_params"]), torch.device("cpu"), cfg["seed"],
-                        a.data_root)
+    ctx = MethodContext(model, sc, run.recipe_for, full_params(cfg["method"], cfg["method_params"]), torch.device("cpu"),
+                        cfg["seed"], a.data_root)
     method = method_cls(ctx)
     state = {"phases_done": 0, "rows": {}, "phase_times": [], "train_images": 0, "train_seconds": 0.0,
              "phase0_cache": None}

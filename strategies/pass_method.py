@@ -65,15 +65,35 @@ class PASS(CILMethod):
 
 
 RGAL_G_DEFAULTS = {"rgal_steps": 10, "rgal_lr": 1e-3, "rgal_optimizer": "adam", "rgal_adv": 1.0, "rgal_ntri": 1.0,
-                   "rgal_oh": 1.0, "rgal_sampler": "focal", "rgal_focal_lower": 0.5, "rgal_focal_upper": 1.0}
+                   "rgal_oh": 1.0, "rgal_sampler": "focal", "rgal_focal_lower": 0.5, "rgal_focal_upper": 1.0,
+                   # added in session 6 (key-neutral: cells at these defaults keep their keys)
+                   "rgal_schedule": "step", "rgal_pool_per_class": 20, "rgal_margin": 0.2, "rgal_squared": False,
+                   "rgal_sample_on": "logits", "rgal_distance_cutoff": 0.5, "rgal_nonzero_cutoff": 1.4}
 RGAL_S_DEFAULTS = {"triplet_weight": 0.1, "triplet_margin": 0.2, "triplet_squared": False,
                    "triplet_sampler": "distance", "triplet_embedding": "feature", "triplet_sample_on": "logits",
                    "triplet_rotated_as_classes": False, "triplet_prototypes_as_negatives": False,
-                   "paired_positive": "class", "paired_anchor_fraction": 1.0}
+                   "paired_positive": "class", "paired_anchor_fraction": 1.0,
+                   # added in session 6 (key-neutral)
+                   "triplet_distance_cutoff": 0.5, "triplet_nonzero_cutoff": 1.4, "triplet_focal_lower": 0.5,
+                   "triplet_focal_upper": 1.0}
+RGAL_KEY_NEUTRAL = ("rgal_schedule", "rgal_pool_per_class", "rgal_margin", "rgal_squared", "rgal_sample_on",
+                    "rgal_distance_cutoff", "rgal_nonzero_cutoff", "triplet_distance_cutoff", "triplet_nonzero_cutoff",
+                    "triplet_focal_lower", "triplet_focal_upper")
 
 RGAL_CHOICES = {"rgal_optimizer": ("adam", "sgd"), "rgal_sampler": ("focal", "distance", "random"),
+                "rgal_schedule": ("step", "phase", "epoch"), "rgal_sample_on": ("logits", "embedding"),
                 "triplet_sampler": ("distance", "focal", "random"), "triplet_embedding": ("feature", "logits", "both"),
                 "triplet_sample_on": ("logits", "embedding"), "paired_positive": ("class", "image")}
+
+
+def sampler_kw(prm: dict, prefix: str, sampler: str) -> dict:
+    """The negative sampler's window from a method's parameters: focal ``(lower, upper)`` on the normalised
+    distance, distance-weighted ``(cutoff, nonzero_loss_cutoff)``; the random sampler has none."""
+    if sampler == "focal":
+        return {"lower": prm[f"{prefix}_focal_lower"], "upper": prm[f"{prefix}_focal_upper"]}
+    if sampler == "distance":
+        return {"cutoff": prm[f"{prefix}_distance_cutoff"], "nonzero_loss_cutoff": prm[f"{prefix}_nonzero_cutoff"]}
+    return {}
 
 
 def add_rgal_g(method: PASS, prm: dict, label_scale: int = 4):
@@ -82,13 +102,15 @@ def add_rgal_g(method: PASS, prm: dict, label_scale: int = 4):
 
     method.rgal_gen = torch.Generator()
     method.suite_plugin.generators["rgal_g"] = method.rgal_gen
-    kw = ({"sampler_kw": {"lower": prm["rgal_focal_lower"], "upper": prm["rgal_focal_upper"]}}
-          if prm["rgal_sampler"] == "focal" else {})
+    kw = {"sampler_kw": sampler_kw(prm, "rgal", prm["rgal_sampler"]), "margin": prm["rgal_margin"],
+          "squared": prm["rgal_squared"]}
     method.rgal_g = PrototypeOptimizationPlugin(
         method.proto_aug, method.old, lambda e: method.model.head(e), lambda: method.bank.radius, label_scale=label_scale,
+        schedule=prm["rgal_schedule"], pool_per_class=prm["rgal_pool_per_class"], seed=method.ctx.seed,
+        epoch_fn=lambda: method.suite_plugin.epoch,
         steps=prm["rgal_steps"], lr=prm["rgal_lr"], optimizer=prm["rgal_optimizer"], w_adv=prm["rgal_adv"],
         w_ntri=prm["rgal_ntri"], w_oh=prm["rgal_oh"], sampler=prm["rgal_sampler"], generator=method.rgal_gen,
-        triplet_kw=kw)
+        triplet_kw=kw, sample_on=prm["rgal_sample_on"])
     return method.rgal_g
 
 
@@ -104,7 +126,8 @@ def add_rgal_s(method: PASS, prm: dict, stride: int = 4, label_scale: int = 4):
         rotated_as_classes=prm["triplet_rotated_as_classes"], embedding=prm["triplet_embedding"],
         sample_on=prm["triplet_sample_on"], sampler=prm["triplet_sampler"], margin=prm["triplet_margin"],
         squared=prm["triplet_squared"], head=lambda e: method.model.head(e), bank=method.bank,
-        prototypes_as_negatives=prm["triplet_prototypes_as_negatives"], generator=method.triplet_gen)
+        prototypes_as_negatives=prm["triplet_prototypes_as_negatives"], generator=method.triplet_gen,
+        sampler_kw=sampler_kw(prm, "triplet", prm["triplet_sampler"]))
     return [method.rgal_s, PairedSamplingPlugin(prm["paired_positive"], anchor_fraction=prm["paired_anchor_fraction"])]
 
 
@@ -144,21 +167,21 @@ class PASSWithRGAL(PASS):
 
 
 @register_method("pass+rgal", published="PASS+RGAL", defaults={**PASS_DEFAULTS, **RGAL_G_DEFAULTS, **RGAL_S_DEFAULTS},
-                 recipe_group="pass", cost=(4.0, 10.7), choices=RGAL_CHOICES,
+                 recipe_group="pass", cost=(4.0, 10.7), choices=RGAL_CHOICES, key_neutral=RGAL_KEY_NEUTRAL,
                  description="PASS + RGAL: prototype optimisation (L'_g) and triplet loss with paired sampling (L'_s)")
 class PASSRGAL(PASSWithRGAL):
     pass
 
 
 @register_method("pass+rgal-g", published="PASS+RGAL L'_g only", defaults={**PASS_DEFAULTS, **RGAL_G_DEFAULTS},
-                 recipe_group="pass", cost=(4.0, 5.5), choices=RGAL_CHOICES,
+                 recipe_group="pass", cost=(4.0, 5.5), choices=RGAL_CHOICES, key_neutral=RGAL_KEY_NEUTRAL,
                  description="PASS + RGAL prototype optimisation only (L'_g; Tables 16-17 ablation)")
 class PASSRGALG(PASSWithRGAL):
     use_s = False
 
 
 @register_method("pass+rgal-s", defaults={**PASS_DEFAULTS, **RGAL_S_DEFAULTS}, recipe_group="pass", cost=(4.0, 10.7),
-                 choices=RGAL_CHOICES,
+                 choices=RGAL_CHOICES, key_neutral=RGAL_KEY_NEUTRAL,
                  description="PASS + RGAL triplet loss with paired sampling only (L'_s; ablation, not published)")
 class PASSRGALS(PASSWithRGAL):
     use_g = False
@@ -166,7 +189,7 @@ class PASSRGALS(PASSWithRGAL):
 
 @register_method("pass+rgal-random", defaults={**PASS_DEFAULTS, **RGAL_G_DEFAULTS, **RGAL_S_DEFAULTS,
                                                "rgal_sampler": "random", "triplet_sampler": "random"},
-                 recipe_group="pass", cost=(4.0, 10.7), choices=RGAL_CHOICES,
+                 recipe_group="pass", cost=(4.0, 10.7), choices=RGAL_CHOICES, key_neutral=RGAL_KEY_NEUTRAL,
                  description="PASS + RGAL with uniform negative sampling in L'_g and L'_s (sampler ablation)")
 class PASSRGALRandom(PASSWithRGAL):
     pass

@@ -21,7 +21,8 @@ import torch
 from avalanche.training import Naive
 
 from benchmark.methods import CILMethod, make_suite_plugin, placeholder_optimizer, put_last, quiet_evaluator, register_method
-from strategies.pass_method import RGAL_CHOICES, RGAL_G_DEFAULTS, RGAL_S_DEFAULTS, add_rgal_g, add_rgal_s
+from strategies.pass_method import (RGAL_CHOICES, RGAL_G_DEFAULTS, RGAL_KEY_NEUTRAL, RGAL_S_DEFAULTS, add_rgal_g,
+                                    add_rgal_s)
 from strategies.pass_plugins import (FeatureCapturePlugin, OldModelHolder, PrototypeAugmentationPlugin,
                                      PrototypeUpdatePlugin, RotationPlugin)
 from strategies.prototypes import PrototypeBank
@@ -114,7 +115,7 @@ class SSRE(CILMethod):
 
 @register_method("ssre+rgal", published="SSRE+RGAL",
                  defaults={**SSRE_DEFAULTS, "proto_noise": True, **RGAL_G_DEFAULTS, **RGAL_S_DEFAULTS},
-                 recipe_group="ssre", cost=(4.0, 2.6), choices=RGAL_CHOICES,
+                 recipe_group="ssre", cost=(4.0, 2.6), choices=RGAL_CHOICES, key_neutral=RGAL_KEY_NEUTRAL,
                  description="SSRE + RGAL: augmented prototypes optimised by L'_g, triplet loss with paired sampling")
 class SSRERGAL(SSRE):
     use_g = use_s = True

@@ -2,6 +2,7 @@
 inside PASS on a real scenario."""
 import json
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -27,12 +28,103 @@ def test_optimization_moves_samples_towards_disagreement_without_touching_models
     assert F.cross_entropy(head_old(new_oh), c) < F.cross_entropy(head_old(p), c)
 
 
-def test_pass_with_prototype_optimization_reports_movement(tmp_path):
+@pytest.mark.parametrize("schedule", ["step", "epoch"])
+def test_pass_with_prototype_optimization_reports_movement(tmp_path, schedule):
     # the embedded scenario (1 000 images a phase) and the small LeNet: about 12 s instead of 55 s on MNIST
     p = cli("--scenario", "cifar100-mini", "--phases", "1", "--model", "lenet5_half", "--profile", "smoke",
-            "--methods", "pass+rgal-g", "--no-progress", "--out", str(tmp_path / "run"))
+            "--methods", "pass+rgal-g", "--no-progress", "--out", str(tmp_path / "run"),
+            "--set", f"rgal_schedule={schedule}")
     assert p.returncode == 0, p.stderr[-3000:]
     r = json.loads(next((tmp_path / "run").rglob("result.json")).read_text())
+    # recorded in the cell only when it differs from the default (key-neutral parameter)
+    assert r["cell"]["method_params"].get("rgal_schedule", "step") == schedule
+    assert ("rgal_schedule" in r["cell"]["method_params"]) == (schedule != "step")
     mv = r["extra"]["prototype_movement_per_phase"]
     assert len(mv) == 1 and 0 < mv[0] < 10  # phase 1 only; samples move, by less than 10 radii
     assert r["rows"]["pass+rgal-g"]["published_name"] == "PASS+RGAL L'_g only"
+
+
+class _Exp:
+    def __init__(self, k):
+        self.current_experience = k
+
+
+class _Strategy:
+    def __init__(self, k=1):
+        self.experience, self.device = _Exp(k), torch.device("cpu")
+
+
+def _pool_plugin(schedule, seed=0, **kw):
+    from strategies.pass_plugins import OldModelHolder, PrototypeAugmentationPlugin
+    from strategies.prototypes import PrototypeBank
+    from strategies.rgal.prototype_optimization import PrototypeOptimizationPlugin
+
+    torch.manual_seed(0)
+    bank = PrototypeBank()
+    bank.update(torch.randn(40, 8) + torch.arange(4).repeat_interleave(10)[:, None], torch.arange(4).repeat_interleave(10))
+    old = OldModelHolder()
+    old.model = torch.nn.Module()
+    old.model.head = torch.nn.Linear(8, 6)
+    head_cur = torch.nn.Linear(8, 6)
+    proto = PrototypeAugmentationPlugin(bank, head_cur, n_samples=16, label_scale=1)
+    plug = PrototypeOptimizationPlugin(proto, old, head_cur, lambda: bank.radius, schedule=schedule, pool_per_class=5,
+                                       seed=seed, steps=5, lr=0.05, generator=torch.Generator().manual_seed(0), **kw)
+    return plug, bank
+
+
+def test_pool_schedules_draw_the_step_classes_from_a_pool_built_per_phase_or_per_epoch():
+    s = _Strategy(1)
+    for schedule, rebuilt in (("phase", False), ("epoch", True)):
+        plug, bank = _pool_plugin(schedule)
+        plug.before_training_exp(s)
+        pools = []
+        for _ in range(2):
+            plug.before_training_epoch(s)
+            pools.append(plug.pool[0].clone())
+            assert pools[-1].shape == (4 * 5, 8)
+            c = torch.tensor([3, 0, 0, 2, 1, 3])
+            got = plug.hook(torch.zeros(6, 8), c, s)
+            for x, cls in zip(got, c.tolist()):  # each sample is one of its own class's 5 pool entries
+                rows = pools[-1][5 * cls: 5 * cls + 5]
+                assert any(torch.equal(x, r) for r in rows)
+        assert (not torch.equal(pools[0], pools[1])) == rebuilt
+        assert len(plug._moves) == (2 if rebuilt else 1)
+        # the same seed builds the same pool and picks the same samples (what makes a resumed epoch exact)
+        twin, _ = _pool_plugin(schedule)
+        twin.before_training_exp(s)
+        twin.before_training_epoch(s)
+        twin.before_training_epoch(s)
+        assert torch.equal(twin.pool[0], pools[1])
+        assert torch.equal(twin.hook(None, c, s), _replay(plug, s, c))
+
+
+def _replay(plug, s, c):
+    plug._picks = plug._gen(s, 1, offset=1)  # the picks of epoch 1 from its start
+    return plug.hook(None, c, s)
+
+
+def test_phase_pool_has_no_adversarial_term_the_heads_agree_before_the_phase():
+    # before a phase the current head equals the previous one on the old classes: with L_adv alone the pool stays put
+    plug, bank = _pool_plugin("phase", w_ntri=0.0, w_oh=0.0)
+    plug.before_training_exp(_Strategy(1))
+    assert plug._moves == [0.0]
+    plug, _ = _pool_plugin("epoch", w_ntri=0.0, w_oh=0.0)  # the epoch pool faces the (different) current head
+    plug.before_training_exp(_Strategy(1))
+    plug.before_training_epoch(_Strategy(1))
+    assert plug._moves[0] > 0
+
+
+def test_sampler_windows_and_key_neutral_parameters():
+    from benchmark.methods import METHODS, cell_params, full_params
+    from strategies.pass_method import RGAL_G_DEFAULTS, RGAL_S_DEFAULTS, sampler_kw
+
+    prm = {**RGAL_G_DEFAULTS, **RGAL_S_DEFAULTS, "triplet_distance_cutoff": 0.3}
+    assert sampler_kw(prm, "triplet", "distance") == {"cutoff": 0.3, "nonzero_loss_cutoff": 1.4}
+    assert sampler_kw(prm, "rgal", "focal") == {"lower": 0.5, "upper": 1.0}
+    assert sampler_kw(prm, "rgal", "random") == {}
+    defaults = METHODS.entry("pass+rgal").extra["defaults"]
+    recorded = cell_params("pass+rgal", {**defaults, "rgal_schedule": "epoch"})
+    # a parameter added later is recorded only when it differs from its default: earlier cells keep their keys
+    assert recorded["rgal_schedule"] == "epoch" and "rgal_pool_per_class" not in recorded
+    assert "rgal_steps" in recorded  # an original parameter is always recorded
+    assert full_params("pass+rgal", recorded) == {**defaults, "rgal_schedule": "epoch"}

@@ -15,6 +15,15 @@ before training": at every step of phase t > 0 the drawn samples ``p`` (``p_c + 
 
 Only the samples move (``torch.autograd.grad`` w.r.t. the samples: no gradient reaches the models) and the stored
 class means are never modified.  ``movement`` records mean ``||p' - p|| / r`` per phase.
+
+``schedule`` (the issue's option; the paper's "before training" admits both readings): ``"step"`` (default) optimises
+each step's drawn samples; ``"phase"`` / ``"epoch"`` optimise a pool of ``pool_per_class`` augmented samples of
+every old class once before the phase / before each epoch, and each step's samples are then drawn from the pool
+(same classes as the step's draw, a uniform pick among that class's pool entries).  Before a phase the current head
+still equals the previous one on the old classes, so ``L_adv`` is 0 for the ``"phase"`` pool and only ``L_ntri`` +
+``L_oh`` move it; it is built against the previous head (that same function at the phase's start, and still
+available when a phase resumes mid-way, which keeps the resumed phase exact) with the ``L_adv`` term dropped.  Pools and the picks from them draw from generators seeded by (seed,
+phase, epoch).
 """
 from __future__ import annotations
 
@@ -28,9 +37,13 @@ from strategies.rgal.losses import sampled_triplet_loss
 def optimize_prototypes(p: torch.Tensor, c: torch.Tensor, head_old, head_cur, steps: int = 10, lr: float = 1e-3,
                         optimizer: str = "adam", w_adv: float = 1.0, w_ntri: float = 1.0, w_oh: float = 1.0,
                         label_scale: int = 1, sampler: str = "focal", generator=None, triplet_kw=None,
-                        n_old: int | None = None):
+                        n_old: int | None = None, sample_on: str = "logits"):
     """Returns the optimised samples (detached).  ``head_*``: embedding -> logits; logits ``[:, ::label_scale]``
-    are the class scores (PASS: 4); both heads are cut to the ``n_old`` old classes (default ``max(c) + 1``)."""
+    are the class scores (PASS: 4); both heads are cut to the ``n_old`` old classes (default ``max(c) + 1``).
+    ``triplet_kw``: ``margin`` / ``squared`` / ``sampler_kw`` of ``L_ntri``, whose distances are on the samples;
+    ``sample_on``: where its negatives are sampled, the old head's logits (default) or the samples themselves."""
+    if sample_on not in ("logits", "embedding"):
+        raise ValueError(f"sample_on must be logits or embedding, not {sample_on!r}")
     n_old = int(c.max()) + 1 if n_old is None else n_old
     x = p.detach().clone().requires_grad_(True)
     opt = (torch.optim.Adam if optimizer == "adam" else torch.optim.SGD)([x], lr=lr)
@@ -39,7 +52,8 @@ def optimize_prototypes(p: torch.Tensor, c: torch.Tensor, head_old, head_cur, st
         cur = head_cur(x)[:, ::label_scale][:, :n_old]
         l_adv = F.kl_div(F.log_softmax(cur, 1), F.softmax(old, 1), reduction="batchmean")
         l_oh = F.cross_entropy(old, c)
-        l_ntri = sampled_triplet_loss(x, c, sample_on=old, sampler=sampler, reverse=True, generator=generator,
+        l_ntri = sampled_triplet_loss(x, c, sample_on=old if sample_on == "logits" else None, sampler=sampler,
+                                      reverse=True, generator=generator,
                                       **(triplet_kw or {}))
         loss = -w_adv * l_adv + w_ntri * l_ntri + w_oh * l_oh
         (grad,) = torch.autograd.grad(loss, x)
@@ -49,26 +63,83 @@ def optimize_prototypes(p: torch.Tensor, c: torch.Tensor, head_old, head_cur, st
     return x.detach()
 
 
+SCHEDULES = ("step", "phase", "epoch")
+
+
 class PrototypeOptimizationPlugin(SupervisedPlugin):
     """Installs ``optimize_prototypes`` as the ``sample_hook`` of a prototype-loss plugin (e.g. PASS's
-    ``PrototypeAugmentationPlugin``): any strategy with a prototype bank, an old model and such a hook can use it."""
+    ``PrototypeAugmentationPlugin``): any strategy with a prototype bank, an old model and such a hook can use it.
+    ``schedule``/``pool_per_class``/``seed``/``epoch_fn`` select and seed the pool modes (module docstring);
+    ``epoch_fn`` gives the current epoch of the phase (default: the plugin's own count)."""
 
-    def __init__(self, proto_plugin, old_holder, head_cur, radius_fn, label_scale=1, **kw):
+    def __init__(self, proto_plugin, old_holder, head_cur, radius_fn, label_scale=1, schedule: str = "step",
+                 pool_per_class: int = 20, seed: int = 0, epoch_fn=None, **kw):
         super().__init__()
+        if schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, not {schedule!r}")
         self.old, self.head_cur, self.radius_fn, self.scale, self.kw = old_holder, head_cur, radius_fn, label_scale, kw
         self.proto_plugin = proto_plugin
+        self.schedule, self.pool_per_class, self.seed = schedule, pool_per_class, seed
+        self.epoch_fn = epoch_fn
+        self._epoch = 0
+        self.pool = None  # (optimised samples, class -> its first row)
+        self._picks = None  # generator of the picks from the pool
         self.movement: list[float] = []  # mean ||p' - p|| / r of each phase (t > 0)
         self._moves: list[float] = []
         proto_plugin.sample_hook = self.hook
 
-    def hook(self, p, c, strategy):
+    def _n_old(self):
         bank = getattr(self.proto_plugin, "bank", None)
-        n_old = max(bank.classes) + 1 if bank is not None and len(bank) else None
-        new = optimize_prototypes(p, c, self.old.model.head, self.head_cur, label_scale=self.scale, n_old=n_old,
-                                  **self.kw)
+        return max(bank.classes) + 1 if bank is not None and len(bank) else None
+
+    def _optimize(self, p, c, head_cur, **override):
+        new = optimize_prototypes(p, c, self.old.model.head, head_cur, label_scale=self.scale, n_old=self._n_old(),
+                                  **{**self.kw, **override})
         r = self.radius_fn() or 1.0
         self._moves.append(float((new - p).norm(dim=1).mean()) / r)
         return new
+
+    def _gen(self, strategy, epoch: int, offset: int = 0) -> torch.Generator:
+        return torch.Generator().manual_seed(self.seed * 1_000_000 + strategy.experience.current_experience * 1000
+                                             + epoch * 2 + offset)
+
+    def _build_pool(self, strategy, epoch: int):
+        bank = self.proto_plugin.bank
+        if self.old.model is None or len(bank) == 0:
+            self.pool = None
+            return
+        gen = self._gen(strategy, epoch)
+        protos, cls = bank.matrix()
+        k = self.pool_per_class
+        p, c = protos.repeat_interleave(k, 0), cls.repeat_interleave(k)
+        if getattr(self.proto_plugin, "noise", True):
+            p = p + torch.randn(p.shape, generator=gen) * bank.radius
+        p, c = p.to(strategy.device), c.to(strategy.device)
+        if self.schedule == "phase":  # L_adv is identically 0 (same head twice): dropped, not left to float noise,
+            new = self._optimize(p, c, self.old.model.head, w_adv=0.0)  # which Adam would scale up to full steps
+        else:
+            new = self._optimize(p, c, self.head_cur)
+        self.pool = (new, {int(v): i * k for i, v in enumerate(cls.tolist())})
+
+    def before_training_exp(self, strategy, **kwargs):
+        self._epoch = 0
+        if self.schedule == "phase":
+            self._build_pool(strategy, 0)
+
+    def before_training_epoch(self, strategy, **kwargs):
+        epoch = self.epoch_fn() if self.epoch_fn is not None else self._epoch
+        self._epoch += 1
+        if self.schedule == "epoch":
+            self._build_pool(strategy, epoch)
+        self._picks = self._gen(strategy, epoch, offset=1)  # re-seeded every epoch: a resumed epoch picks the same
+
+    def hook(self, p, c, strategy):
+        if self.schedule == "step":
+            return self._optimize(p, c, self.head_cur)
+        pool, first = self.pool
+        start = torch.tensor([first[int(v)] for v in c.tolist()])
+        idx = start + torch.randint(0, self.pool_per_class, (len(c),), generator=self._picks)
+        return pool[idx.to(pool.device)]
 
     def after_training_exp(self, strategy, **kwargs):
         if self._moves:
