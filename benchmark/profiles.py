@@ -120,8 +120,10 @@ for _p in [
             "CIFAR ResNet-20 (64-d embedding, channels_last) instead of ResNet-18 (1.6-2x the throughput of a "
             "reduced ResNet-18 here); 20 epochs in phase 0 and 8 in later phases instead of 101 (one StepLR decay "
             "at 45 % of the epochs kept); PASS family (rotation: 4 samples per image): 3 epochs in phase 0 (decay "
-            "after 2), 5 later at batch 16 (decay after 4) instead of 101 at batch 64, RGAL's paired epochs draw half of the samples as "
-            "anchors (PASS's compute); SSRE's later phases 16 epochs at batch 32 (decay after 15) instead of 60 at batch 128; UCIR, EEIL, "
+            "after 2), 5 later at batch 16 (decay after 4) instead of 101 at batch 64, so 16 prototype samples a step "
+            "instead of 64 (official: as many as the batch), RGAL's paired epochs draw half of the samples as "
+            "anchors (PASS's compute); SSRE's later phases 16 epochs at batch 32 (decay after 15, 32 prototypes a "
+            "step) instead of 60 at batch 128; UCIR, EEIL, "
             "MUC on the shared Adam recipe instead of their own SGD ones; EEIL's balanced "
             "fine-tuning 4 epochs at 0.1 of the learning rate instead of 30 (official); MUC's side classifiers trained on the features of 2 augmented "
             "views instead of fresh augmentation in each of their 80 epochs",
