@@ -103,7 +103,9 @@ def parse_settings(settings: list[str], methods: list[str], registry=None) -> di
             if default is not None and (isinstance(default, bool) != isinstance(value, bool) or (
                     numeric and not isinstance(value, (int, float))) or (isinstance(default, str) and not isinstance(value, str))):
                 raise BenchError(f"--set {item!r}: {name} takes a {type(default).__name__} like {json.dumps(default)}")
-            out.setdefault(m, {})[name] = value
+            # --set w=1 is the same cell as the default 1.0
+            coerced = float(value) if isinstance(default, float) and type(value) is int else value
+            out.setdefault(m, {})[name] = coerced
     return out
 
 

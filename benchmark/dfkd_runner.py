@@ -281,6 +281,11 @@ def predicted_dfkd_seconds(cfg: dict) -> float:
     kd = p.get("kd_steps") or d["ep_steps"]
     rounds = d["epochs"] * max(1, d["ep_steps"] // kd)
     student = steps * p.get("student_batch", 128) * (1 / ips_s + 0.33 / ips_t)
+    if 0 < kd < d["ep_steps"]:
+        # generator-based methods draw fresh images for every student step: the generator's forward pass, ~1900
+        # images/s at ngf 16 on 32x32 (measured: DFAD+AR+VI on MNIST, 42 s of student steps an epoch of which 8 s
+        # are LeNet's), cost ~ngf^2
+        student += steps * p.get("student_batch", 128) / (1900 * (16 / d.get("ngf", 64)) ** 2)
     synth = rounds * p.get("g_steps", 0) * d["synthesis_batch"] * (1 / ips_t + 1 / ips_s) * 1.5
     return student + synth
 

@@ -64,3 +64,14 @@ def test_epoch_override_scales_milestones():
     prof = PROFILES.get("paper").with_overrides(epochs=16)
     r = prof.recipes("ucir")[1]
     assert r.epochs == 16 and r.lr_milestones == (8, 12)
+
+
+def test_set_integer_for_a_float_default_is_the_default_cell():
+    """``--set ar_l=1`` names the same cell as the default 1.0 (JSON reads ``1`` as an int); ints stay ints."""
+    import strategies.dfkd  # noqa: F401  (registers the methods)
+    from strategies.dfkd.base import DFKD_METHODS
+    from run_benchmark import parse_settings
+
+    got = parse_settings(["dfad+ar+vi.ar_l=1", "dfad+ar+vi.g_steps=2"], ["dfad+ar+vi"], registry=DFKD_METHODS)
+    assert got == {"dfad+ar+vi": {"ar_l": 1.0, "g_steps": 2}}
+    assert type(got["dfad+ar+vi"]["ar_l"]) is float and type(got["dfad+ar+vi"]["g_steps"]) is int
