@@ -103,8 +103,12 @@ def parse_settings(settings: list[str], methods: list[str], registry=None) -> di
             if default is not None and (isinstance(default, bool) != isinstance(value, bool) or (
                     numeric and not isinstance(value, (int, float))) or (isinstance(default, str) and not isinstance(value, str))):
                 raise BenchError(f"--set {item!r}: {name} takes a {type(default).__name__} like {json.dumps(default)}")
-            # --set w=1 is the same cell as the default 1.0
+            # --set w=1 is the same cell as the default 1.0; an integer parameter takes whole numbers only
             coerced = float(value) if isinstance(default, float) and type(value) is int else value
+            if type(default) is int and type(value) is float:
+                if not value.is_integer():
+                    raise BenchError(f"--set {item!r}: {name} takes an integer like {default}")
+                coerced = int(value)
             out.setdefault(m, {})[name] = coerced
     return out
 

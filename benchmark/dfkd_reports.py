@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from benchmark.reports import DATASET_NAMES, _flat, _fmt, load_results, published
+from benchmark.reports import DATASET_NAMES, _flat, _fmt, load_results, published, row_label, varying_params
 
 
 def load_dfkd_results(folder: Path) -> list[dict]:
@@ -28,14 +28,15 @@ def load_dfkd_results(folder: Path) -> list[dict]:
 def dfkd_frame(results: list[dict]) -> pd.DataFrame:
     from strategies.dfkd import DFKD_METHODS
 
-    recs = []
+    recs, varying = [], varying_params(results)
     for r in results:
         c, t = r["cell"], r.get("timings") or {}
         pub = DFKD_METHODS.entry(c["method"]).extra["published"] if c["method"] in DFKD_METHODS else ""
         for row, m in r["rows"].items():
             recs.append({"scenario": c["scenario"], "dataset": DATASET_NAMES.get(c["scenario"], c["scenario"]),
                          "teacher": c["teacher"], "student": c["student"] if row != "teacher" else c["teacher"],
-                         "method": row, "published_name": pub if row == c["method"] else "", "seed": c["seed"],
+                         "method": row_label(r, row, varying) if row == c["method"] else row,
+                         "published_name": pub if row == c["method"] else "", "seed": c["seed"],
                          "profile": c["profile"], "top1": 100 * m["top1"], "best_top1": 100 * m["best_top1"],
                          "teacher_top1": 100 * r["teacher"]["test_accuracy"],
                          "wall_seconds": t.get("wall_seconds"),
@@ -90,12 +91,13 @@ def plot_curves(results: list[dict], path: Path) -> Path:
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    recs = []
+    recs, varying = [], varying_params(results)
     for r in results:
         c = r["cell"]
         for row, m in r["rows"].items():
             for pt in m.get("curve", []):
-                recs.append({"scenario": f"{c['scenario']} {c['teacher']}->{c['student']}", "method": row,
+                recs.append({"scenario": f"{c['scenario']} {c['teacher']}->{c['student']}",
+                             "method": row_label(r, row, varying) if row == c["method"] else row,
                              "seed": c["seed"], "epoch": pt["epoch"], "minutes": pt["train_seconds"] / 60,
                              "top1 (%)": 100 * pt["top1"]})
     df = pd.DataFrame.from_records(recs)
@@ -119,13 +121,13 @@ def plot_curves(results: list[dict], path: Path) -> Path:
 def diversity_table(results: list[dict]) -> pd.DataFrame | None:
     """Rows (scenario, method); columns (space, figure): mean over seeds of Eq. 13-15, with the real test images'
     figures as the row ``real data``."""
-    recs = []
+    recs, varying = [], varying_params(results)
     for r in results:
         a = r.get("extra", {}).get("analysis")
         if not a:
             continue
         c = r["cell"]
-        for who, row in (("synthetic", next(iter(r["rows"]))), ("real", "real test data")):
+        for who, row in (("synthetic", row_label(r, next(iter(r["rows"])), varying)), ("real", "real test data")):
             for space in ("images", "embeddings"):
                 for fig in ("global_diversity", "intra_class_diversity", "inter_class_distance"):
                     recs.append({"scenario": c["scenario"], "method": row, "space": space, "figure": fig,

@@ -49,18 +49,39 @@ def load_results(folder: Path, task: str = "cil") -> list[dict]:
     return out
 
 
-def row_label(result: dict, row: str) -> str:
-    """A row's name in the tables and the seen-accuracy plot; an offline row (joint training) says what it is where it is read."""
+def varying_params(results: list[dict]) -> dict[str, list[str]]:
+    """Per method, the hyper-parameters whose values differ between the given results (``--set`` sweeps; a
+    key-neutral parameter recorded by some cells only counts as differing)."""
+    names: dict[str, set] = {}
+    for r in results:
+        names.setdefault(r["cell"]["method"], set()).update(r["cell"].get("method_params", {}))
+    values: dict[str, dict[str, set]] = {m: {k: set() for k in ks} for m, ks in names.items()}
+    for r in results:
+        params = r["cell"].get("method_params", {})
+        for k, vals in values[r["cell"]["method"]].items():
+            vals.add(json.dumps(params.get(k, "<default>"), sort_keys=True))
+    return {m: sorted(k for k, vals in keys.items() if len(vals) > 1) for m, keys in values.items()}
+
+
+def row_label(result: dict, row: str, varying: dict[str, list[str]] | None = None) -> str:
+    """A row's name in the tables and the seen-accuracy plot: an offline row (joint training) says what it is where it
+    is read, and results of one method with different hyper-parameters (``varying``, from ``varying_params``) are
+    told apart instead of being averaged as if they were seeds."""
+    params = result["cell"].get("method_params", {})
+    keys = (varying or {}).get(result["cell"].get("method"), [])
+    if keys:
+        row += " [" + ", ".join(f"{k}={params.get(k, 'default')}" for k in keys) + "]"
     return f"{row} (offline upper bound: forgetting 0 by construction)" if result.get("offline") else row
 
 
 def long_frame(results: list[dict]) -> pd.DataFrame:
-    recs = []
+    recs, varying = [], varying_params(results)
     for r in results:
         c = r["cell"]
         for row, m in r["rows"].items():
             recs.append({"scenario": c["scenario"], "dataset": DATASET_NAMES.get(c["scenario"], c["scenario"]),
-                         "phases": c["phases"], "method": row_label(r, row), "published_name": m.get("published_name", ""),
+                         "phases": c["phases"], "method": row_label(r, row, varying),
+                         "published_name": m.get("published_name", ""),
                          "seed": c["seed"], "profile": c["profile"], "memory": r.get("memory", ""),
                          "average_accuracy": m["average_accuracy"] * 100,
                          "overall_accuracy": m["overall_accuracy"] * 100,
@@ -156,13 +177,14 @@ def movement_table(results: list[dict]) -> pd.DataFrame | None:
 def seen_accuracy_frame(results: list[dict]) -> pd.DataFrame:
     """The points of the seen-accuracy plot (RGAL Figures 10-11): one per (protocol, row, seed, phase), x = number
     of classes seen after the phase, y = ``seen_acc`` in %."""
-    recs = []
+    recs, varying = [], varying_params(results)
     for r in results:
         c, sizes = r["cell"], r["cell"]["phase_sizes"]
         for row, m in r["rows"].items():
             for k, s in enumerate(m["seen_acc"]):
                 recs.append({"panel": f"{c['scenario']} {c['phases']} phases", "classes": sum(sizes[: k + 1]),
-                             "accuracy (%)": s * 100, "method": row_label(r, row), "seed": c["seed"]})
+                             "accuracy (%)": s * 100, "method": row_label(r, row, varying),
+                             "seed": c["seed"]})
     return pd.DataFrame.from_records(recs)
 
 

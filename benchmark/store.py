@@ -73,7 +73,12 @@ def check_state_fits(own: dict, state, path: Path, what: str, fix: str) -> None:
     bad = [k for k in own if k not in state or tuple(getattr(state[k], "shape", ())) != tuple(own[k].shape)]
     extra = [k for k in state if k not in own]
     if bad or extra:
-        first = f"{bad[0]}: expected shape {tuple(own[bad[0]].shape)}" if bad else f"unexpected tensor {extra[0]}"
+        if not bad:
+            first = f"unexpected tensor {extra[0]}"
+        elif bad[0] not in state:
+            first = f"missing tensor {bad[0]}"
+        else:
+            first = f"{bad[0]}: shape {tuple(state[bad[0]].shape)}, expected {tuple(own[bad[0]].shape)}"
         raise BenchError(f"{what} {path} does not fit this model (first mismatch {first}); {fix}")
 
 

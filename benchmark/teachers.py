@@ -111,7 +111,9 @@ def get_teacher(name: str, data: ArrayData, mean, std, recipe, augment: AugmentS
         path = cache_dir / "teachers" / f"{key}.pt"
         if path.is_file():
             ck = store.load_torch(path, key, "teacher cache")
-            _load_checked(model, ck["model"], path)
+            store.check_state_fits(model.state_dict(), ck["model"], path, "teacher cache",
+                                   "delete it and re-run (the teacher is retrained and cached again)")
+            model.load_state_dict(ck["model"])
             info = dict(ck["info"], cache=f"hit {path.name}")
         else:
             partial = path.with_suffix(".partial.pt")

@@ -168,13 +168,17 @@ class SuiteTrainingPlugin(SupervisedPlugin):
         # generators a method owns (prototype sampling, triplet sampling, ...): their states are checkpointed with
         # every epoch so that a phase resumed mid-way draws what the uninterrupted phase would have drawn
         self.generators: dict[str, torch.Generator] = {}
+        # other per-phase state of a method's plugins (``training_state()`` / ``load_training_state(st)``), e.g. the
+        # prototype movements RGAL's L'_g has measured so far in the phase
+        self.stateful: dict[str, object] = {}
 
     # -- state -------------------------------------------------------------------------------------------------
     def training_state(self, strategy) -> dict:
         return {"model": strategy.model.state_dict(), "optimizer": strategy.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict() if self.scheduler else {}, "epoch": self.epoch,
                 "generator": self.generator.get_state(), "rng": rng_state(),
-                "generators": {name: g.get_state() for name, g in self.generators.items()}}
+                "generators": {name: g.get_state() for name, g in self.generators.items()},
+                "stateful": {name: obj.training_state() for name, obj in self.stateful.items()}}
 
     # -- callbacks ---------------------------------------------------------------------------------------------
     def before_training_exp(self, strategy, **kwargs):
@@ -202,6 +206,8 @@ class SuiteTrainingPlugin(SupervisedPlugin):
             self.generator.set_state(st["generator"])
             for name, g_state in st.get("generators", {}).items():
                 self.generators[name].set_state(g_state)
+            for name, obj_state in st.get("stateful", {}).items():
+                self.stateful[name].load_training_state(obj_state)
             set_rng_state(st["rng"])
 
     def _count(self, n: int) -> None:

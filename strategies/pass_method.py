@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 from avalanche.training import Naive
 
+from benchmark.errors import BenchError
 from benchmark.methods import CILMethod, make_suite_plugin, placeholder_optimizer, quiet_evaluator, register_method
 from strategies.pass_plugins import (FeatureCapturePlugin, FeatureDistillationPlugin, OldModelHolder,
                                      PrototypeAugmentationPlugin, PrototypeUpdatePlugin, RotationPlugin, TemperatureCE)
@@ -86,6 +87,22 @@ RGAL_CHOICES = {"rgal_optimizer": ("adam", "sgd"), "rgal_sampler": ("focal", "di
                 "triplet_sample_on": ("logits", "embedding"), "paired_positive": ("class", "image")}
 
 
+def _applies(prm: dict, name: str, applies: bool, when: str) -> None:
+    """A parameter set away from its default where it has no effect would only make a new cell with the default's
+    numbers: one-line error instead."""
+    default = {**RGAL_G_DEFAULTS, **RGAL_S_DEFAULTS}[name]
+    if not applies and prm[name] != default:
+        raise BenchError(f"{name}={prm[name]} has no effect here: it applies only {when}")
+
+
+def _applies_sampler(prm: dict, prefix: str) -> None:
+    sampler = prm[f"{prefix}_sampler"]
+    for name in ("focal_lower", "focal_upper"):
+        _applies(prm, f"{prefix}_{name}", sampler == "focal", f"with {prefix}_sampler focal")
+    for name in ("distance_cutoff", "nonzero_cutoff"):
+        _applies(prm, f"{prefix}_{name}", sampler == "distance", f"with {prefix}_sampler distance")
+
+
 def sampler_kw(prm: dict, prefix: str, sampler: str) -> dict:
     """The negative sampler's window from a method's parameters: focal ``(lower, upper)`` on the normalised
     distance, distance-weighted ``(cutoff, nonzero_loss_cutoff)``; the random sampler has none."""
@@ -97,13 +114,18 @@ def sampler_kw(prm: dict, prefix: str, sampler: str) -> dict:
 
 
 def add_rgal_g(method: PASS, prm: dict, label_scale: int = 4):
-    """RGAL L'_g: the prototype samples of every step are optimised before the prototype loss."""
+    """RGAL L'_g: the prototype samples are optimised before the prototype loss (every step's draw, or a pool built
+    before each phase / epoch: ``rgal_schedule``)."""
+    _applies(prm, "rgal_pool_per_class", prm["rgal_schedule"] != "step", "with rgal_schedule phase or epoch")
+    _applies_sampler(prm, "rgal")
     from strategies.rgal.prototype_optimization import PrototypeOptimizationPlugin
 
     method.rgal_gen = torch.Generator()
     method.suite_plugin.generators["rgal_g"] = method.rgal_gen
     kw = {"sampler_kw": sampler_kw(prm, "rgal", prm["rgal_sampler"]), "margin": prm["rgal_margin"],
           "squared": prm["rgal_squared"]}
+    if prm["rgal_pool_per_class"] < 1:
+        raise BenchError(f"rgal_pool_per_class must be at least 1, not {prm['rgal_pool_per_class']}")
     method.rgal_g = PrototypeOptimizationPlugin(
         method.proto_aug, method.old, lambda e: method.model.head(e), lambda: method.bank.radius, label_scale=label_scale,
         schedule=prm["rgal_schedule"], pool_per_class=prm["rgal_pool_per_class"], seed=method.ctx.seed,
@@ -111,11 +133,13 @@ def add_rgal_g(method: PASS, prm: dict, label_scale: int = 4):
         steps=prm["rgal_steps"], lr=prm["rgal_lr"], optimizer=prm["rgal_optimizer"], w_adv=prm["rgal_adv"],
         w_ntri=prm["rgal_ntri"], w_oh=prm["rgal_oh"], sampler=prm["rgal_sampler"], generator=method.rgal_gen,
         triplet_kw=kw, sample_on=prm["rgal_sample_on"])
+    method.suite_plugin.stateful["rgal_g"] = method.rgal_g
     return method.rgal_g
 
 
 def add_rgal_s(method: PASS, prm: dict, stride: int = 4, label_scale: int = 4):
     """RGAL L'_s: ``weight * L_tri`` on the unrotated embeddings of paired-sampled batches."""
+    _applies_sampler(prm, "triplet")
     from strategies.rgal.paired_sampling import PairedSamplingPlugin
     from strategies.rgal.triplet_plugin import TripletLossPlugin
 

@@ -1,10 +1,12 @@
 """Phase recipes: MultiStepLR milestones (UCIR's and MUC's official schedules), cell keys that stay what they were
 for recipes without milestones, and the ``paper`` profile's per-method official recipes (issue 5)."""
+import pytest
 import torch
 
 import baselines  # noqa: F401  (registers the methods)
 import strategies  # noqa: F401
 
+from benchmark.errors import BenchError
 from benchmark.profiles import PROFILES
 from benchmark.runner import make_cells
 from benchmark.training import PhaseRecipe
@@ -75,3 +77,6 @@ def test_set_integer_for_a_float_default_is_the_default_cell():
     got = parse_settings(["dfad+ar+vi.ar_l=1", "dfad+ar+vi.g_steps=2"], ["dfad+ar+vi"], registry=DFKD_METHODS)
     assert got == {"dfad+ar+vi": {"ar_l": 1.0, "g_steps": 2}}
     assert type(got["dfad+ar+vi"]["ar_l"]) is float and type(got["dfad+ar+vi"]["g_steps"]) is int
+    assert parse_settings(["g_steps=3.0"], ["dfad+ar+vi"], registry=DFKD_METHODS) == {"dfad+ar+vi": {"g_steps": 3}}
+    with pytest.raises(BenchError, match="g_steps takes an integer"):
+        parse_settings(["g_steps=2.5"], ["dfad+ar+vi"], registry=DFKD_METHODS)

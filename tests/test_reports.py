@@ -37,6 +37,18 @@ def test_offline_row_says_so_in_tables_and_plot():
     assert set(seen_accuracy_frame([joint])["method"]) == {label}
 
 
+def test_one_method_with_different_settings_gives_separate_rows_not_seeds():
+    a, b = _result(0, [[0.5]], [0.5], 0.5, "pass+rgal-g", ""), _result(0, [[0.7]], [0.7], 0.7, "pass+rgal-g", "")
+    a["cell"]["method_params"] = {"rgal_steps": 10}  # rgal_schedule at its (key-neutral) default: not recorded
+    b["cell"]["method_params"] = {"rgal_steps": 10, "rgal_schedule": "epoch"}
+    t = metric_table(long_frame([a, b]), "average_accuracy")
+    assert set(t.index) == {"pass+rgal-g [rgal_schedule=default]", "pass+rgal-g [rgal_schedule=epoch]"}
+    assert t.loc["pass+rgal-g [rgal_schedule=epoch]", ("cifar100 2ph [cpu]", "measured")] == "70.00 (n=1)"
+    # the same settings over two seeds stay one row
+    c = {**b, "cell": {**b["cell"], "seed": 1}}
+    assert len(metric_table(long_frame([b, c]), "average_accuracy")) == 1
+
+
 def test_new_accuracy_column_is_recomputed_from_the_matrix():
     # results written before the metric existed have no "new_accuracy" field: the matrix diagonal gives it
     df = long_frame(RESULTS).set_index("seed")

@@ -103,15 +103,21 @@ def _replay(plug, s, c):
     return plug.hook(None, c, s)
 
 
-def test_phase_pool_has_no_adversarial_term_the_heads_agree_before_the_phase():
+def test_pools_built_while_the_heads_agree_have_no_adversarial_term():
     # before a phase the current head equals the previous one on the old classes: with L_adv alone the pool stays put
     plug, bank = _pool_plugin("phase", w_ntri=0.0, w_oh=0.0)
     plug.before_training_exp(_Strategy(1))
     assert plug._moves == [0.0]
-    plug, _ = _pool_plugin("epoch", w_ntri=0.0, w_oh=0.0)  # the epoch pool faces the (different) current head
+    plug, _ = _pool_plugin("epoch", w_ntri=0.0, w_oh=0.0)
     plug.before_training_exp(_Strategy(1))
-    plug.before_training_epoch(_Strategy(1))
-    assert plug._moves[0] > 0
+    plug.before_training_epoch(_Strategy(1))  # epoch 0: the heads still agree, as before the phase
+    plug.before_training_epoch(_Strategy(1))  # epoch 1 faces the current head (here another one): L_adv moves it
+    assert plug._moves[0] == 0.0 and plug._moves[1] > 0
+    # the movements so far travel with a mid-phase checkpoint
+    twin, _ = _pool_plugin("epoch")
+    twin.load_training_state(plug.training_state())
+    twin.after_training_exp(None)
+    assert twin.movement == [plug._moves[1] / 2]
 
 
 def test_sampler_windows_and_key_neutral_parameters():
@@ -128,3 +134,20 @@ def test_sampler_windows_and_key_neutral_parameters():
     assert recorded["rgal_schedule"] == "epoch" and "rgal_pool_per_class" not in recorded
     assert "rgal_steps" in recorded  # an original parameter is always recorded
     assert full_params("pass+rgal", recorded) == {**defaults, "rgal_schedule": "epoch"}
+
+
+def test_rgal_options_that_cannot_act_are_refused():
+    from benchmark.errors import BenchError
+    from strategies.pass_method import RGAL_G_DEFAULTS, _applies_sampler
+
+    _applies_sampler(dict(RGAL_G_DEFAULTS), "rgal")  # defaults pass
+    _applies_sampler({**RGAL_G_DEFAULTS, "rgal_focal_lower": 0.3}, "rgal")  # the focal window with the focal sampler
+    with pytest.raises(BenchError, match="rgal_distance_cutoff=0.3 has no effect"):
+        _applies_sampler({**RGAL_G_DEFAULTS, "rgal_distance_cutoff": 0.3}, "rgal")
+
+
+def test_pool_size_without_a_pool_schedule_is_a_one_line_error(tmp_path):
+    p = cli("--scenario", "cifar100-mini", "--phases", "1", "--model", "lenet5_half", "--profile", "smoke",
+            "--methods", "pass+rgal-g", "--set", "rgal_pool_per_class=5", "--no-progress", "--out", str(tmp_path))
+    assert p.returncode == 2 and "Traceback" not in p.stderr, p.stderr[-2000:]
+    assert "rgal_pool_per_class=5 has no effect here: it applies only with rgal_schedule phase or epoch" in p.stderr

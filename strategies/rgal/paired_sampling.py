@@ -11,8 +11,8 @@ image itself, augmented independently (the released RGAL code pairs two augmenta
 
 * ``paired_batch_indices`` -- the pure function: labels in, list of index tensors out (all randomness from one
   ``torch.Generator``, so a saved generator state replays it).
-* ``PairedBatches`` -- the provider the suite's tensor loader uses (``SuiteTrainingPlugin`` looks for a plugin with
-  a ``batch_indices`` attribute).
+* ``PairedBatches`` -- the provider the suite's tensor loader uses (``SuiteTrainingPlugin`` asks a plugin's
+  ``batch_indices_for(strategy)``, which gives it from phase ``from_phase`` on).
 * ``PairedSamplingPlugin`` -- for any Avalanche strategy: the suite's loader picks it up; in a plain Avalanche
   strategy it replaces the train loader with a ``DataLoader`` over ``strategy.adapted_dataset`` driven by
   ``PairedBatchSampler``.

@@ -77,6 +77,8 @@ class PrototypeOptimizationPlugin(SupervisedPlugin):
         super().__init__()
         if schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, not {schedule!r}")
+        if pool_per_class < 1:
+            raise ValueError(f"pool_per_class must be at least 1, not {pool_per_class}")
         self.old, self.head_cur, self.radius_fn, self.scale, self.kw = old_holder, head_cur, radius_fn, label_scale, kw
         self.proto_plugin = proto_plugin
         self.schedule, self.pool_per_class, self.seed = schedule, pool_per_class, seed
@@ -115,11 +117,18 @@ class PrototypeOptimizationPlugin(SupervisedPlugin):
         if getattr(self.proto_plugin, "noise", True):
             p = p + torch.randn(p.shape, generator=gen) * bank.radius
         p, c = p.to(strategy.device), c.to(strategy.device)
-        if self.schedule == "phase":  # L_adv is identically 0 (same head twice): dropped, not left to float noise,
-            new = self._optimize(p, c, self.old.model.head, w_adv=0.0)  # which Adam would scale up to full steps
+        if self.schedule == "phase" or epoch == 0:  # the heads still agree: L_adv is identically 0 (docstring)
+            new = self._optimize(p, c, self.old.model.head, w_adv=0.0)
         else:
             new = self._optimize(p, c, self.head_cur)
         self.pool = (new, {int(v): i * k for i, v in enumerate(cls.tolist())})
+
+    def training_state(self) -> list[float]:
+        """What a mid-phase checkpoint must carry: the movements of the phase so far."""
+        return list(self._moves)
+
+    def load_training_state(self, moves: list[float]) -> None:
+        self._moves = list(moves)
 
     def before_training_exp(self, strategy, **kwargs):
         self._epoch = 0
