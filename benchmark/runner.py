@@ -166,7 +166,10 @@ class CellRun(CellFolder):
             raise BenchError(f"data under {sc.data.source} changed since the cell was planned; re-run the command")
         seed_everything(cfg["seed"])
         method_cls = METHODS.get(cfg["method"])
-        model = build_model(cfg["model"], sc.n_used_classes * method_cls.outputs_per_class, sc.data.channels,
+        # the classifier is sized for every class of the dataset, not for the classes this protocol shows (90 with
+        # 20 phases of CIFAR-100, official split): phase 0 must not depend on the number of later phases, so that
+        # 5-, 10- and 20-phase cells share one cached phase 0 (``head.active`` slices the seen classes)
+        model = build_model(cfg["model"], sc.spec.n_classes * method_cls.outputs_per_class, sc.data.channels,
                             sc.spec.mean, sc.spec.std)
         model.to(self.device)
         ctx = MethodContext(model, sc, self.recipe_for, full_params(cfg["method"], cfg["method_params"]), self.device,

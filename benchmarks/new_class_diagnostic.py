@@ -85,7 +85,7 @@ def main(argv=None) -> int:
     sc = build_scenario(cfg["scenario"], cfg["phases"], cfg["class_order_seed"], a.data_root,
                         cfg["spread_remaining"], cfg["base_classes"])
     method_cls = METHODS.get(cfg["method"])
-    model = build_model(cfg["model"], sc.n_used_classes * method_cls.outputs_per_class, sc.data.channels,
+    model = build_model(cfg["model"], sc.spec.n_classes * method_cls.outputs_per_class, sc.data.channels,
                         sc.spec.mean, sc.spec.std)
     ctx = MethodContext(model, sc, run.recipe_for, full_params(cfg["method"], cfg["method_params"]), torch.device("cpu"),
                         cfg["seed"], a.data_root)

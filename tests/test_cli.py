@@ -144,6 +144,20 @@ def test_rgal_plugins_leave_phase0_alone(smoke_run, tmp_path):
     assert cold["rows"]["pass+rgal"]["acc"][0] == trained["rows"]["pass"]["acc"][0]
 
 
+def test_twenty_phases_share_the_phase0_of_fewer_phases(smoke_run, tmp_path):
+    """20 phases show 90 of the 100 classes (official split); phase 0 is still the cached one of the 2-phase run."""
+    out, _ = smoke_run
+    import shutil
+
+    shutil.copytree(out / "cache", tmp_path / "cache")
+    p = cli("--profile", "smoke", "--phases", "20", "--methods", "finetune", "--no-progress", "--out",
+            str(tmp_path / "r"), env={"BENCH_CACHE": str(tmp_path / "cache"), "BENCH_OFFLINE": "1"})
+    assert p.returncode == 0, p.stderr[-2000:]
+    r = _results(tmp_path / "r")["finetune"]
+    assert r["timings"]["phase0_cache"].startswith("hit") and r["cell"]["dropped_classes"] == 10
+    assert r["rows"]["finetune"]["acc"][0][0] == _results(out / "run")["finetune"]["rows"]["finetune"]["acc"][0][0]
+
+
 def test_finished_cells_are_skipped_and_dry_run_reports_them(smoke_run):
     out, _ = smoke_run
     env = {"BENCH_CACHE": str(out / "cache"), "BENCH_OFFLINE": "1"}
