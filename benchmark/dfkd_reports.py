@@ -35,7 +35,7 @@ def dfkd_frame(results: list[dict]) -> pd.DataFrame:
         for row, m in r["rows"].items():
             recs.append({"scenario": c["scenario"], "dataset": DATASET_NAMES.get(c["scenario"], c["scenario"]),
                          "teacher": c["teacher"], "student": c["student"] if row != "teacher" else c["teacher"],
-                         "method": row_label(r, row, varying) if row == c["method"] else row,
+                         "method": row_label(r, row, varying),
                          "published_name": pub if row == c["method"] else "", "seed": c["seed"],
                          "profile": c["profile"], "top1": 100 * m["top1"], "best_top1": 100 * m["best_top1"],
                          "teacher_top1": 100 * r["teacher"]["test_accuracy"],
@@ -97,7 +97,7 @@ def plot_curves(results: list[dict], path: Path) -> Path:
         for row, m in r["rows"].items():
             for pt in m.get("curve", []):
                 recs.append({"scenario": f"{c['scenario']} {c['teacher']}->{c['student']}",
-                             "method": row_label(r, row, varying) if row == c["method"] else row,
+                             "method": row_label(r, row, varying),
                              "seed": c["seed"], "epoch": pt["epoch"], "minutes": pt["train_seconds"] / 60,
                              "top1 (%)": 100 * pt["top1"]})
     df = pd.DataFrame.from_records(recs)

@@ -111,9 +111,8 @@ def get_teacher(name: str, data: ArrayData, mean, std, recipe, augment: AugmentS
         path = cache_dir / "teachers" / f"{key}.pt"
         if path.is_file():
             ck = store.load_torch(path, key, "teacher cache")
-            store.check_state_fits(model.state_dict(), ck["model"], path, "teacher cache",
-                                   "delete it and re-run (the teacher is retrained and cached again)")
-            model.load_state_dict(ck["model"])
+            _load_checked(model, ck["model"], path, "teacher cache",
+                          "delete it and re-run (the teacher is retrained and cached again)")
             info = dict(ck["info"], cache=f"hit {path.name}")
         else:
             partial = path.with_suffix(".partial.pt")
@@ -131,9 +130,8 @@ def get_teacher(name: str, data: ArrayData, mean, std, recipe, augment: AugmentS
     return model, info
 
 
-def _load_checked(model, state: dict, path: Path) -> None:
-    store.check_state_fits(model.state_dict(), state, path, "checkpoint",
-                           "pass a checkpoint of the same --teacher architecture and number of classes")
+def _load_checked(model, state: dict, path: Path, what: str, fix: str) -> None:
+    store.check_state_fits(model.state_dict(), state, path, what, fix)
     model.load_state_dict(state)
 
 
@@ -151,5 +149,6 @@ def _load_user_checkpoint(model, path: Path) -> dict:
     if not isinstance(obj, dict):
         raise BenchError(f"--teacher-checkpoint {path} holds no state_dict; save one with "
                          f"torch.save(model.state_dict(), FILE)")
-    _load_checked(model, obj, path)
+    _load_checked(model, obj, path, "--teacher-checkpoint",
+                  "pass a checkpoint of the same --teacher architecture and number of classes")
     return {"source": f"user checkpoint {path}", "train_seconds": None}

@@ -87,8 +87,8 @@ def main(argv=None) -> int:
     method_cls = METHODS.get(cfg["method"])
     model = build_model(cfg["model"], sc.spec.n_classes * method_cls.outputs_per_class, sc.data.channels,
                         sc.spec.mean, sc.spec.std)
-    ctx = MethodContext(model, sc, run.recipe_for, full_params(cfg["method"], cfg["method_params"]), torch.device("cpu"),
-                        cfg["seed"], a.data_root)
+    params = full_params(cfg["method"], cfg["method_params"])
+    ctx = MethodContext(model, sc, run.recipe_for, params, torch.device("cpu"), cfg["seed"], a.data_root)
     method = method_cls(ctx)
     state = {"phases_done": 0, "rows": {}, "phase_times": [], "train_images": 0, "train_seconds": 0.0,
              "phase0_cache": None}
@@ -138,11 +138,13 @@ def main(argv=None) -> int:
         model.train()
         among = float(((scores[:, lo:hi].argmax(1) + lo) == d.y_test[new]).float().mean())
         pred = scores[:, :hi].argmax(1)
-        where = " ".join(f"{float(((pred >= a_) & (pred < b_)).float().mean()):.2f}" for a_, b_ in sc.group_bounds()[:K + 1])
+        where = " ".join(f"{float(((pred >= a_) & (pred < b_)).float().mean()):.2f}"
+                         for a_, b_ in sc.group_bounds()[:K + 1])
         extra = f"  {sum(weights.values) / max(len(weights.values), 1):8.3f}" if weights else ""
         if weights:
             weights.values.clear()
-        print(f"{epoch:5d}  {old:11.3f}  {row[K]:9.3f}  {among:13.3f}{extra}  ({time.time() - t1:.0f} s)  new images predicted in groups 0..K: {where}", flush=True)
+        print(f"{epoch:5d}  {old:11.3f}  {row[K]:9.3f}  {among:13.3f}{extra}  ({time.time() - t1:.0f} s)  "
+              f"new images predicted in groups 0..K: {where}", flush=True)
 
     method.suite_plugin.on_epoch_end = on_epoch_end
     method.suite_plugin.generator.manual_seed(cfg["seed"] * 1000 + K)

@@ -155,7 +155,8 @@ def main():
             ts, ns = suite_fn(sc, a.model, recipe)
         assert ns == nb, (ns, nb)
         ratios.append(ts / tb)
-        print(f"rep {r} ({'suite' if r % 2 == 0 else 'bare'} first): suite {ts:.2f}s bare {tb:.2f}s for {nb} images ({nb / tb:.0f} img/s bare) ratio {ts / tb:.3f}")
+        print(f"rep {r} ({'suite' if r % 2 == 0 else 'bare'} first): suite {ts:.2f}s bare {tb:.2f}s for {nb} images "
+              f"({nb / tb:.0f} img/s bare) ratio {ts / tb:.3f}")
     print(f"median suite/bare time ratio over {a.reps} interleaved reps: {statistics.median(ratios):.3f} "
           f"(target <= 1.10); command: {' '.join(sys.argv)}")
 

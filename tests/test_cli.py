@@ -63,6 +63,13 @@ def _results(folder: Path) -> dict:
     return out
 
 
+def _run(out: Path, cache: Path, *args) -> dict:
+    """``run_benchmark.py *args`` into ``out`` with the phase-0 cache ``cache``, offline; its results by method."""
+    p = cli(*args, "--out", str(out), env={"BENCH_CACHE": str(cache), "BENCH_OFFLINE": "1"})
+    assert p.returncode == 0, p.stderr[-2000:]
+    return _results(out)
+
+
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("smoke")
@@ -113,20 +120,15 @@ def test_phase0_is_shared_within_a_family(smoke_run):
 
 def test_cached_phase0_gives_the_same_numbers_as_training_it(smoke_run, tmp_path):
     out, _ = smoke_run
-    env = {"BENCH_CACHE": str(tmp_path / "cold"), "BENCH_OFFLINE": "1"}
     # warm: lwf loaded finetune's phase 0; pass trained its own.  Cold run: lwf trains phase 0, pass loads a
     # phase 0 cached by a first pass run (prototypes come from a seeded generator of their own)
-    p = cli(*SMOKE, "--methods", "lwf", "--out", str(tmp_path / "cold_run"), env=env)
-    assert p.returncode == 0, p.stderr[-2000:]
-    cold = _results(tmp_path / "cold_run")["lwf"]
+    cold = _run(tmp_path / "cold_run", tmp_path / "cold", *SMOKE, "--methods", "lwf")["lwf"]
     warm = _results(out / "run")["lwf"]
     assert cold["timings"]["phase0_cache"].startswith("miss")
     assert cold["rows"]["lwf"]["acc"] == warm["rows"]["lwf"]["acc"]
     shutil.copytree(out / "cache", tmp_path / "cache2")
-    env2 = {"BENCH_CACHE": str(tmp_path / "cache2"), "BENCH_OFFLINE": "1"}
-    p = cli(*SMOKE, "--methods", "pass", "--out", str(tmp_path / "warm_pass"), env=env2)
-    assert p.returncode == 0, p.stderr[-2000:]
-    hit, trained = _results(tmp_path / "warm_pass")["pass"], _results(out / "run")["pass"]
+    hit = _run(tmp_path / "warm_pass", tmp_path / "cache2", *SMOKE, "--methods", "pass")["pass"]
+    trained = _results(out / "run")["pass"]
     assert hit["timings"]["phase0_cache"].startswith("hit") and trained["timings"]["phase0_cache"].startswith("miss")
     assert hit["rows"]["pass"]["acc"] == trained["rows"]["pass"]["acc"]
 
@@ -135,10 +137,7 @@ def test_rgal_plugins_leave_phase0_alone(smoke_run, tmp_path):
     """pass+rgal training phase 0 itself (empty cache) gives PASS's phase 0: the triplet loss and the paired batches
     act from phase 1 on, so whichever method of the family fills the shared cache, it holds the same model."""
     out, _ = smoke_run
-    env = {"BENCH_CACHE": str(tmp_path / "cold"), "BENCH_OFFLINE": "1"}
-    p = cli(*SMOKE, "--methods", "pass+rgal", "--out", str(tmp_path / "cold_rgal"), env=env)
-    assert p.returncode == 0, p.stderr[-2000:]
-    cold = _results(tmp_path / "cold_rgal")["pass+rgal"]
+    cold = _run(tmp_path / "cold_rgal", tmp_path / "cold", *SMOKE, "--methods", "pass+rgal")["pass+rgal"]
     trained = _results(out / "run")["pass"]
     assert cold["timings"]["phase0_cache"].startswith("miss") and trained["timings"]["phase0_cache"].startswith("miss")
     assert cold["rows"]["pass+rgal"]["acc"][0] == trained["rows"]["pass"]["acc"][0]
@@ -147,13 +146,9 @@ def test_rgal_plugins_leave_phase0_alone(smoke_run, tmp_path):
 def test_twenty_phases_share_the_phase0_of_fewer_phases(smoke_run, tmp_path):
     """20 phases show 90 of the 100 classes (official split); phase 0 is still the cached one of the 2-phase run."""
     out, _ = smoke_run
-    import shutil
-
     shutil.copytree(out / "cache", tmp_path / "cache")
-    p = cli("--profile", "smoke", "--phases", "20", "--methods", "finetune", "--no-progress", "--out",
-            str(tmp_path / "r"), env={"BENCH_CACHE": str(tmp_path / "cache"), "BENCH_OFFLINE": "1"})
-    assert p.returncode == 0, p.stderr[-2000:]
-    r = _results(tmp_path / "r")["finetune"]
+    r = _run(tmp_path / "r", tmp_path / "cache", "--profile", "smoke", "--phases", "20", "--methods", "finetune",
+             "--no-progress")["finetune"]
     assert r["timings"]["phase0_cache"].startswith("hit") and r["cell"]["dropped_classes"] == 10
     assert r["rows"]["finetune"]["acc"][0][0] == _results(out / "run")["finetune"]["rows"]["finetune"]["acc"][0][0]
 
@@ -167,8 +162,6 @@ def test_finished_cells_are_skipped_and_dry_run_reports_them(smoke_run):
 
 def test_report_action_rebuilds_tables_from_results_alone(smoke_run, tmp_path):
     out, _ = smoke_run
-    import shutil
-
     shutil.copytree(out / "run", tmp_path / "copy", ignore=shutil.ignore_patterns("checkpoint.pt", "report"))
     p = cli("report", str(tmp_path / "copy"))
     assert p.returncode == 0, p.stderr
@@ -177,8 +170,6 @@ def test_report_action_rebuilds_tables_from_results_alone(smoke_run, tmp_path):
 
 def test_corrupt_checkpoint_gives_one_line_error_and_keeps_results(smoke_run, tmp_path):
     out, _ = smoke_run
-    import shutil
-
     shutil.copytree(out / "run", tmp_path / "r")
     n_results = len(list((tmp_path / "r").rglob("result.json")))
     res_dir = next(p.parent for p in (tmp_path / "r").rglob("result.json") if "lwf" in p.parent.name)
@@ -192,8 +183,6 @@ def test_corrupt_checkpoint_gives_one_line_error_and_keeps_results(smoke_run, tm
 
 def test_phase0_cache_of_another_shape_gives_one_line_error(smoke_run, tmp_path):
     out, _ = smoke_run
-    import shutil
-
     import torch
 
     shutil.copytree(out / "cache", tmp_path / "cache")

@@ -61,7 +61,8 @@ def _pool_plugin(schedule, seed=0, **kw):
 
     torch.manual_seed(0)
     bank = PrototypeBank()
-    bank.update(torch.randn(40, 8) + torch.arange(4).repeat_interleave(10)[:, None], torch.arange(4).repeat_interleave(10))
+    labels = torch.arange(4).repeat_interleave(10)
+    bank.update(torch.randn(40, 8) + labels[:, None], labels)
     old = OldModelHolder()
     old.model = torch.nn.Module()
     old.model.head = torch.nn.Linear(8, 6)

@@ -120,7 +120,8 @@ class PairedSamplingPlugin(SupervisedPlugin):
     def before_training_exp(self, strategy, **kwargs):
         from benchmark.training import SuiteTrainingPlugin
 
-        if any(isinstance(p, SuiteTrainingPlugin) for p in strategy.plugins) or self.batch_indices_for(strategy) is None:
+        suite_loader = any(isinstance(p, SuiteTrainingPlugin) for p in strategy.plugins)
+        if suite_loader or self.batch_indices_for(strategy) is None:
             return  # the suite's tensor loader asks ``batch_indices_for`` itself
         ds = strategy.adapted_dataset
         labels = torch.as_tensor(list(ds.targets))

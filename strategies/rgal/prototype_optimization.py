@@ -20,10 +20,13 @@ class means are never modified.  ``movement`` records mean ``||p' - p|| / r`` pe
 each step's drawn samples; ``"phase"`` / ``"epoch"`` optimise a pool of ``pool_per_class`` augmented samples of
 every old class once before the phase / before each epoch, and each step's samples are then drawn from the pool
 (same classes as the step's draw, a uniform pick among that class's pool entries).  Before a phase the current head
-still equals the previous one on the old classes, so ``L_adv`` is 0 for the ``"phase"`` pool and only ``L_ntri`` +
-``L_oh`` move it; it is built against the previous head (that same function at the phase's start, and still
-available when a phase resumes mid-way, which keeps the resumed phase exact) with the ``L_adv`` term dropped.  Pools and the picks from them draw from generators seeded by (seed,
-phase, epoch).
+still equals the previous one on the old classes, so ``L_adv`` is 0 for the ``"phase"`` pool and for the first
+``"epoch"`` pool and only ``L_ntri`` + ``L_oh`` move them; they are built against the previous head (that same
+function at the phase's start, and still available when a phase resumes mid-way, which keeps the resumed phase
+exact) with the ``L_adv`` term dropped, not left to float noise, which Adam would scale up to full steps.  The pools'
+noise and the picks from them draw from generators seeded by (seed, phase, epoch); ``L_ntri``'s negative sampler
+draws from the method's RGAL generator, checkpointed with every epoch.  The movement figures are checkpointed too
+(``training_state``), so a resumed phase reports what the uninterrupted one would have.
 """
 from __future__ import annotations
 
