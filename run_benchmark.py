@@ -30,7 +30,8 @@ def parse_args(argv):
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--task", choices=["cil", "dfkd"], default="cil")
     p.add_argument("--scenario", nargs="+", default=None, help="scenario name(s); default cifar100-mini")
-    p.add_argument("--phases", nargs="+", type=int, default=[10], help="incremental phases after phase 0 (5 10 20)")
+    p.add_argument("--phases", nargs="+", type=int, default=None,
+                   help="incremental phases after phase 0 (5 10 20; default 10)")
     p.add_argument("--methods", "--strategies", nargs="+", default=None, dest="methods")
     p.add_argument("--seeds", nargs="+", type=int, default=[0], help="training seeds")
     p.add_argument("--profile", default=None, help="paper | cpu | mini | smoke (default: mini for cifar100-mini, "
@@ -39,8 +40,8 @@ def parse_args(argv):
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float)
     p.add_argument("--model", help="override the profile's backbone (see --list)")
-    p.add_argument("--class-order-seed", default="1993", type=_order_seed,
-                   help="seed of the class permutation (an integer), or 'natural'")
+    p.add_argument("--class-order-seed", default=None, type=_order_seed,
+                   help="seed of the class permutation (an integer; default 1993, PASS's), or 'natural'")
     p.add_argument("--spread-remaining", action="store_true",
                    help="spread all remaining classes over the phases instead of int((n-base)/phases) each")
     p.add_argument("--base-classes", type=int, help="classes in phase 0 (default: half for cifar100/tinyimagenet)")
@@ -193,6 +194,13 @@ def run(args) -> int:
         print_list()
         return 0
     if args.task == "dfkd":
+        for flag in ("phases", "model", "class_order_seed", "memory_total", "base_classes"):
+            if getattr(args, flag) is not None:
+                hint = " (data-free runs choose models with --teacher and --student)" if flag == "model" else ""
+                raise BenchError(f"--{flag.replace('_', '-')} belongs to class-incremental runs; drop it or drop "
+                                 f"--task dfkd{hint}")
+        if args.spread_remaining:
+            raise BenchError("--spread-remaining belongs to class-incremental runs; drop it or drop --task dfkd")
         return run_dfkd(args)
     for flag in ("teacher", "student", "teacher_checkpoint", "rgal_variant"):
         if getattr(args, flag) is not None:
@@ -201,10 +209,10 @@ def run(args) -> int:
     profile = args.profile or ("mini" if scenarios == ["cifar100-mini"] else "cpu")
     methods = args.methods or DEFAULT_METHODS
     device = resolve_device(args.device)
-    order_seed = args.class_order_seed
-    cells = make_cells(scenarios=scenarios, phases=args.phases, methods=methods, seeds=args.seeds, profile=profile,
-                       epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, class_order_seed=order_seed,
-                       data_root=args.data_root, spread_remaining=args.spread_remaining,
+    order_seed = 1993 if args.class_order_seed is None else args.class_order_seed
+    cells = make_cells(scenarios=scenarios, phases=args.phases or [10], methods=methods, seeds=args.seeds,
+                       profile=profile, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                       class_order_seed=order_seed, data_root=args.data_root, spread_remaining=args.spread_remaining,
                        base_classes=args.base_classes, model=args.model, memory_total=args.memory_total,
                        device_type=device.type, method_params=parse_settings(args.settings, methods))
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -289,12 +297,14 @@ def run_dfkd(args) -> int:
     if args.dry_run:
         total = 0.0
         for c in cells:
-            r = runs[c.key]
+            cfg, r = c.config, runs[c.key]
             st = r.status()
-            sec = 0.0 if st == "finished" else predicted_dfkd_seconds(c.config)
+            sec = 0.0 if st == "finished" else predicted_dfkd_seconds(cfg)
             total += sec
-            print(f"{c.config['method']:14s} {c.config['scenario']:9s} {c.config['teacher']}->{c.config['student']} "
-                  f"seed {c.config['seed']}  {r.dir.name:50s} {st:8s} ~{sec / 60:6.1f} min")
+            teacher = ("teacher: --teacher-checkpoint" if args.teacher_checkpoint else "teacher cache: " +
+                       ("hit" if r.teacher_cache_path().is_file() else "miss (trained by the first cell needing it)"))
+            print(f"{cfg['method']:14s} {cfg['scenario']:9s} {cfg['teacher']}->{cfg['student']} "
+                  f"seed {cfg['seed']}  {r.dir.name:50s} {st:8s} ~{sec / 60:6.1f} min  {teacher}")
         print(f"{len(cells)} cells, predicted {total / 60:.1f} min plus teacher training on a cache miss (rough "
               f"2-core CPU estimate)")
         return 0

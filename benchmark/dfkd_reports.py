@@ -74,11 +74,13 @@ def table1_arvi(df: pd.DataFrame) -> pd.DataFrame:
     names = df.drop_duplicates("method").set_index("method")["published_name"].to_dict()
     cols: dict[tuple, dict] = {}
     for _, a in _agg(df, ["dataset", "teacher", "student", "profile", "method"]).iterrows():
-        col = f"{a['dataset']} [{a['profile']}]"
+        col = f"{a['dataset']} {a['teacher']}->{a['student']} [{a['profile']}]"
         cols.setdefault((col, "measured"), {})[a["method"]] = _fmt(a["mean"], 0.0 if pd.isna(a["std"]) else a["std"],
                                                                    int(a["count"]))
         p = pub[(pub["dataset"] == a["dataset"]) & (pub["method"] == names.get(a["method"], ""))]
-        cols.setdefault((col, "published"), {})[a["method"]] = f"{p['value'].iloc[0]:.2f}" if len(p) else "-"
+        # the paper's pair may differ from the measured one (cpu pairs): the published column names its own pair
+        pair = f" ({p['teacher'].iloc[0]}->{p['student'].iloc[0]})" if len(p) else ""
+        cols.setdefault((col, "published" + pair), {})[a["method"]] = f"{p['value'].iloc[0]:.2f}" if len(p) else "-"
     out = pd.DataFrame(cols)
     out.columns = pd.MultiIndex.from_tuples(out.columns)
     return out.sort_index(axis=1, level=0, sort_remaining=False).fillna("")
@@ -159,10 +161,11 @@ def plot_tsne(results: list[dict], path: Path) -> Path | None:
     fig, axes = plt.subplots(-(-n // cols), cols, figsize=(4 * cols, 4 * -(-n // cols)), squeeze=False)
     for ax, ((scen, method), t) in zip(axes.flat, sorted(panels.items())):
         real, syn = t["real"], t["synthetic"]
-        ax.scatter([p[0] for p in real], [p[1] for p in real], c=t["real_labels"], cmap="tab10", s=6, alpha=0.5,
-                   vmin=0, vmax=9)
-        ax.scatter([p[0] for p in syn], [p[1] for p in syn], c=t["synthetic_labels"], cmap="tab10", s=28,
-                   edgecolors="black", linewidths=0.6, vmin=0, vmax=9)
+        top = max([*t["real_labels"], *t["synthetic_labels"], 9])  # one colour per class, CIFAR-100 included
+        colour = {"cmap": "tab10" if top < 10 else "turbo", "vmin": 0, "vmax": top}
+        ax.scatter([p[0] for p in real], [p[1] for p in real], c=t["real_labels"], s=6, alpha=0.5, **colour)
+        ax.scatter([p[0] for p in syn], [p[1] for p in syn], c=t["synthetic_labels"], s=28, edgecolors="black",
+                   linewidths=0.6, **colour)
         ax.set_title(f"{method} ({scen})")
         ax.set_xticks([])
         ax.set_yticks([])

@@ -32,7 +32,7 @@ from benchmark.errors import BenchError
 from benchmark.models import MODELS, build_model
 from benchmark.runner import versions
 from benchmark.scenarios import SCENARIOS, _cached_arrays
-from benchmark.teachers import get_teacher, test_accuracy
+from benchmark.teachers import get_teacher, teacher_cache_path, test_accuracy
 from benchmark.training import rng_state, seed_everything, set_rng_state
 
 # augmentation of real and pool images in the distillation task: CMI's CIFAR transform (crop 4 + flip, no colour
@@ -93,6 +93,12 @@ class DFKDCellRun(CellFolder):
         self.cache_dir, self.device, self.data_root = cache_dir, device, data_root
         self.progress, self.command, self.teacher_checkpoint = progress, command, teacher_checkpoint
         versions()  # taken when the cell starts (see benchmark.runner.versions)
+
+    def teacher_cache_path(self) -> Path:
+        """Where the suite's teacher of this cell is cached (``--dry-run`` reports whether it exists)."""
+        c = self.cfg
+        return teacher_cache_path(self.cache_dir, c["data_sha256"], c["teacher"], TeacherRecipe(**c["teacher_recipe"]),
+                                  AugmentSpec(**c["augment"]), c["teacher_seed"], c["device_type"])
 
     # -- the run -------------------------------------------------------------------------------------------------
     def run(self) -> dict:
@@ -259,7 +265,9 @@ def throughput_line(res: dict) -> str:
     for row, m in res["rows"].items():
         parts.append(f"{row} top1 {100 * m['top1']:.2f}%")
     if t.get("synthesis_images_per_s"):
-        parts.append(f"synthesis {t['synthesis_images_per_s']:.0f} img/s")
+        # images through the generator's optimisation steps; pool methods keep one batch of each round
+        kept = f" ({t['pool_images_per_s']:.1f} img/s kept in the pool)" if t.get("pool_images_per_s") else ""
+        parts.append(f"synthesis {t['synthesis_images_per_s']:.0f} img/s{kept}")
     if t.get("student_images_per_s"):
         parts.append(f"student {t['student_images_per_s']:.0f} img/s")
     if t.get("wall_seconds"):

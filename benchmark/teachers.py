@@ -34,6 +34,13 @@ def teacher_key(data_sha256: str, model: str, recipe, augment: AugmentSpec, seed
                         "augment": augment.as_dict(), "seed": seed, "device_type": device_type, "init": "seeded"})
 
 
+def teacher_cache_path(cache_dir: Path, data_sha256: str, model: str, recipe, augment: AugmentSpec, seed: int,
+                       device_type: str) -> Path:
+    """Where the suite caches the teacher these arguments determine (``--dry-run`` reports whether it exists)."""
+    key = teacher_key(data_sha256, model, recipe, augment, seed, device_type)
+    return Path(cache_dir) / "teachers" / f"{key}.pt"
+
+
 @torch.no_grad()
 def test_accuracy(model, x: torch.Tensor, y: torch.Tensor, device, batch_size: int = 1000) -> float:
     was = model.training
@@ -107,8 +114,8 @@ def get_teacher(name: str, data: ArrayData, mean, std, recipe, augment: AugmentS
     if checkpoint:
         info = _load_user_checkpoint(model, Path(checkpoint))
     else:
-        key = teacher_key(data.sha256, name, recipe, augment, seed, torch.device(device).type)
-        path = cache_dir / "teachers" / f"{key}.pt"
+        path = teacher_cache_path(cache_dir, data.sha256, name, recipe, augment, seed, torch.device(device).type)
+        key = path.stem
         if path.is_file():
             ck = store.load_torch(path, key, "teacher cache")
             _load_checked(model, ck["model"], path, "teacher cache",

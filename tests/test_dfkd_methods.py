@@ -174,3 +174,78 @@ def test_diversity_metrics_by_hand():
     assert m["inter_class_distance"] == pytest.approx((1 + 4 + 1.5 + 3.5) / 4)
     one = diversity_metrics(x[:2], y[:2])
     assert one["inter_class_distance"] is None and one["classes"] == 1
+
+
+def _dfad_arvi(tmp_path, **params):
+    from benchmark.augment import AugmentSpec
+    from benchmark.dfkd_profiles import dfkd_profile
+    from benchmark.models import build_model
+    from strategies.dfkd import DFKD_METHODS, DFKDContext
+
+    torch.manual_seed(0)
+    t = build_model("lenet5", 10, 1, (0.5,), (0.5,)).eval()
+    s = build_model("lenet5_half", 10, 1, (0.5,), (0.5,))
+    entry = DFKD_METHODS.entry("dfad+ar+vi")
+    ctx = DFKDContext(t, s, {**entry.extra["defaults"], "student_batch": 12, **params},
+                      dfkd_profile("smoke", "mnist").distill, 10, (1, 32, 32), (0.5,), (0.5,), AugmentSpec(),
+                      torch.device("cpu"), torch.Generator().manual_seed(1), tmp_path, "k")
+    return DFKD_METHODS.get("dfad+ar+vi")(ctx)
+
+
+@pytest.mark.parametrize("vi,mode,criterion", [(True, "replace", "l1"), (True, "add", "l1"), (False, "replace", "l1"),
+                                               (True, "replace", "kl")])
+def test_dfad_arvi_student_learns_interpolated_images_against_mixed_teacher_logits(tmp_path, vi, mode, criterion):
+    """Eq. 4-9: x_v = lam G(z_i) + (1 - lam) G(z_j) against lam T(G(z_i)) + (1 - lam) T(G(z_j)), with the method's
+    criterion (DFAD's L1 by default; KL at T as an option) -- recomputed by hand from the same random draws."""
+    import torch.nn.functional as F
+
+    from strategies.dfkd.losses import virtual_interpolation
+
+    m = _dfad_arvi(tmp_path, vi=vi, vi_mode=mode, criterion=criterion, T=2.0)
+    m.gen.manual_seed(7)
+    loss, n = m.student_loss()
+    m.gen.manual_seed(7)
+    with torch.no_grad():
+        x = m.generator(torch.randn(12, m.nz, generator=m.gen))
+        t = m.teacher(x)
+        x_v, t_v, lam = virtual_interpolation(x, t, 1.0, m.gen)
+    crit = (lambda s, tt: F.l1_loss(s, tt)) if criterion == "l1" else (
+        lambda s, tt: F.kl_div(F.log_softmax(s / 2, 1), F.softmax(tt / 2, 1), reduction="batchmean") * 4)
+    want = crit(m.student(x_v if vi else x), t_v if vi else t)
+    if mode == "add":
+        want = want + crit(m.student(x), t)
+    assert n == 12 and loss.item() == pytest.approx(want.item(), rel=1e-5)
+    if vi:  # the target really is a mixture: lam strictly inside (0, 1) and different from both endpoints
+        assert ((lam > 0) & (lam < 1)).all() and not torch.allclose(t_v, t)
+
+
+def test_dfad_arvi_generator_loss_weights_r_l_and_r_m_and_maximises_the_l1_gap(tmp_path):
+    """L_G = ar_l * R_l + ar_m * R_m - L1(S(x), T(x)) (Eq. 1-3): R_l the teacher's CE against its own argmax, R_m
+    minus the mean absolute teacher feature."""
+    import torch.nn.functional as F
+
+    m = _dfad_arvi(tmp_path, ar_l=0.3, ar_m=0.7)
+    x = torch.rand(6, 1, 32, 32)
+    loss, parts = m.generator_loss(x)
+    t, f = m.teacher.forward_activations(x)
+    assert parts["oh"] == pytest.approx(F.cross_entropy(t, t.argmax(1)).item(), rel=1e-5)
+    assert parts["act"] == pytest.approx(-f.abs().mean().item(), rel=1e-5)
+    assert parts["adv"] == pytest.approx(-F.l1_loss(m.student(x), t).item(), rel=1e-5)
+    assert set(parts) == {"oh", "act", "adv"}
+    assert loss.item() == pytest.approx(0.3 * parts["oh"] + 0.7 * parts["act"] + parts["adv"], rel=1e-5)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_rgal_embedding_loss_paper_form_by_hand(tmp_path, reduction):
+    """L_emb = ||e_T - Fc(e_S)||^2 with a trainable linear Fc: batch mean of the squared norm ("sum") or of its
+    per-dimension mean ("mean", the default), times emb_weight."""
+    m = _rgal(tmp_path, emb_reduction=reduction, emb_weight=2.0)
+    lin = m.proj = torch.nn.Linear(2, 3)  # small dimensions to compute by hand
+    with torch.no_grad():
+        lin.weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 2.0], [1.0, 1.0]]))
+        lin.bias.zero_()
+    s_emb = torch.tensor([[1.0, 2.0], [0.0, -1.0]])
+    t_emb = torch.tensor([[1.0, 3.0, 4.0], [1.0, -2.0, 0.0]])
+    # Fc(s) = [[1, 4, 3], [0, -2, -1]]; squared gaps [[0, 1, 1], [1, 0, 1]]: per-sample sums 2 and 2
+    want = 2.0 * (2.0 if reduction == "sum" else 4.0 / 6.0)
+    assert m.embedding_loss(None, s_emb, t_emb).item() == pytest.approx(want)

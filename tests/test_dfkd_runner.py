@@ -2,6 +2,7 @@
 the same numbers as an uninterrupted one (pool-based and generator-based methods), reports put the published numbers
 beside measured ones, and bad input gets one-line errors."""
 import json
+import re
 
 import pytest
 import torch
@@ -38,6 +39,8 @@ def _cells(methods, **params):
 
 
 @pytest.mark.parametrize("method,cls_path", [("rgal", "strategies.dfkd.rgal.RGAL"),
+                                             ("cmi", "strategies.dfkd.cmi.CMI"),  # memory bank, projection head
+                                             ("deepinversion", "strategies.dfkd.deepinversion.DeepInversion"),
                                              ("dfad+ar+vi", "strategies.dfkd.dfad_arvi.DFADARVI")])
 def test_interrupted_run_resumes_to_the_same_numbers(method, cls_path, tmp_path, cache, monkeypatch):
     import importlib
@@ -72,10 +75,16 @@ def test_interrupted_run_resumes_to_the_same_numbers(method, cls_path, tmp_path,
 def test_reference_rows_and_report_with_published_numbers(tmp_path, cache, monkeypatch):
     monkeypatch.setenv("BENCH_CACHE", str(cache))
     out = tmp_path / "o"
-    p = cli("--task", "dfkd", "--scenario", "mnist", "--profile", "smoke", "--methods", "teacher", "kd-real",
+    args = ("--task", "dfkd", "--scenario", "mnist", "--profile", "smoke", "--methods", "teacher", "kd-real",
             "--data-root", str(SHARED_DATA), "--out", str(out), "--no-progress")
+    empty = in_process(*args, "--dry-run", "--cache-dir", str(tmp_path / "empty-cache"))
+    assert empty.stdout.count("teacher cache: miss") == 2, empty.stdout
+    p = cli(*args)
     assert p.returncode == 0, p.stderr
-    assert "kd-real s0, kd-real top1" in p.stdout and "student" in p.stdout  # throughput printed with the run
+    # throughput printed with the run
+    assert re.search(r"kd-real s0, kd-real top1 \d+\.\d\d%, student \d+ img/s", p.stdout), p.stdout
+    dry = in_process(*args, "--dry-run")
+    assert dry.stdout.count("finished") == 2 and dry.stdout.count("teacher cache: hit") == 2, dry.stdout
     res = [json.loads(f.read_text()) for f in out.rglob("result.json")]
     by = {r["cell"]["method"]: r for r in res}
     # 60 smoke steps: measured 0.496 with the seeded initialisation; chance is 0.1
@@ -92,6 +101,9 @@ def test_reference_rows_and_report_with_published_numbers(tmp_path, cache, monke
     (["--teacher-checkpoint", "/nonexistent.pt"], ["--teacher-checkpoint", "does not exist"]),
     (["--set", "rgal.nope=1", "--methods", "rgal"], ["no selected method has a parameter 'nope'"]),
     (["--methods", "cmi", "--set", "cmi.adv=\"high\""], ["adv takes a float"]),
+    (["--phases", "5"], ["--phases belongs to class-incremental runs"]),
+    (["--model", "lenet5"], ["--model belongs to class-incremental runs", "--teacher and --student"]),
+    (["--spread-remaining"], ["--spread-remaining belongs to class-incremental runs"]),
 ])
 def test_dfkd_bad_input_gives_one_line_error(args, words, tmp_path):
     _one_line_error(in_process("--task", "dfkd", "--data-root", str(SHARED_DATA), "--out", str(tmp_path / "o"),

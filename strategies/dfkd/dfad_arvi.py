@@ -10,7 +10,8 @@ the student) with, on the generator side,
 
 and, on the student side, virtual interpolation (Eq. 4-9): ``x_v = lam G(z_i) + (1 - lam) G(z_j)`` with
 ``lam ~ Beta(alpha, alpha)`` per sample and a random partner ``j``, trained against the *mixed teacher logits*
-``lam T(G(z_i)) + (1 - lam) T(G(z_j))`` with DFAD's L1.  ``vi_mode="replace"`` (default, as the issue describes the
+``lam T(G(z_i)) + (1 - lam) T(G(z_j))`` with DFAD's L1 (``criterion``, shared by both players; ``kl`` uses KL at
+``T``).  ``vi_mode="replace"`` (default, as the issue describes the
 student's objective) trains on ``x_v`` alone; ``"add"`` adds the plain DFAD term on ``G(z)``.
 
 The paper gives no weights.  ``ar_l`` and ``ar_m`` are options; their defaults are to be fixed by the MNIST sweep in
@@ -24,12 +25,13 @@ import torch
 
 from strategies.dfkd.base import register_dfkd_method
 from strategies.dfkd.generative import _CHOICES, _COMMON, GenerativeMethod
-from strategies.dfkd.losses import l1_logits, virtual_interpolation
+from strategies.dfkd.losses import virtual_interpolation
 
 
 @register_dfkd_method("dfad+ar+vi", published="DFAD+AR+VI", choices={**_CHOICES, "vi_mode": ["replace", "add"]},
-                      defaults={**{k: v for k, v in _COMMON.items() if k not in ("oh", "act")}, "adv": 1.0, "criterion": "l1", "ar_l": 1.0, "ar_m": 0.1, "vi": True,
-                                "vi_alpha": 1.0, "vi_mode": "replace"},
+                      defaults={**{k: v for k, v in _COMMON.items() if k not in ("oh", "act")}, "adv": 1.0,
+                                "criterion": "l1", "ar_l": 1.0, "ar_m": 0.1, "vi": True, "vi_alpha": 1.0,
+                                "vi_mode": "replace"},
                       description="DFAD + activation regularisation (R_l, R_m) + virtual interpolation "
                                   "(Qu, Wang, Xiao 2021)")
 class DFADARVI(GenerativeMethod):
@@ -47,8 +49,8 @@ class DFADARVI(GenerativeMethod):
             if self.p["vi"]:
                 x_v, t_v, _ = virtual_interpolation(x, t, self.p["vi_alpha"], self.gen)
         if not self.p["vi"]:
-            return l1_logits(self.student(x), t), len(x)
-        loss = l1_logits(self.student(x_v), t_v)
+            return self.criterion(self.student(x), t), len(x)
+        loss = self.criterion(self.student(x_v), t_v)
         if self.p["vi_mode"] == "add":
-            loss = loss + l1_logits(self.student(x), t)
+            loss = loss + self.criterion(self.student(x), t)
         return loss, len(x)

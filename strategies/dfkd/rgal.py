@@ -31,7 +31,7 @@ mean) it is about 40 times the KD term on LeNet-5 (measured: 384 against 9.7 on 
 84-d embedding is unnormalised) and the student diverges at DFAD's MNIST learning rate within 10 steps.  The default
 ``emb_reduction="mean"`` divides by the embedding dimension (an MSE, the reduction of the released code's form).  ``emb="released"``: the released ``CDLoss``, an MSE between each pooled
 block output of the teacher and the student's pooled block output through a 1x1 convolution (written as a linear map
-on the pooled vector, which is the same function), summed over blocks, at weight 0.1.
+on the pooled vector, which is the same function), summed over blocks, at the released weight 0.1 (times ``emb_weight``, which scales either form).
 """
 from __future__ import annotations
 
@@ -51,8 +51,8 @@ DEFAULTS = {
     "adv": 1.0, "bn": 1.0, "oh": 1.0, "tri_g": 0.1, "g_sampler": "focal", "focal_lower": 0.5, "focal_upper": 1.0,
     "g_sample_on": "teacher_logits", "variant": "paper", "oh_targets": "random",
     "tri_s": 0.1, "s_sampler": "distance", "dw_cutoff": 0.5, "dw_nonzero_cutoff": 1.4, "margin": 0.2,
-    "squared": False, "paired": True, "positive": "class", "emb": "paper", "emb_weight": 1.0, "emb_reduction": "mean", "pool_bound": 0,
-    "kd_steps": 0,
+    "squared": False, "paired": True, "positive": "class", "emb": "paper", "emb_weight": 1.0, "emb_reduction": "mean",
+    "pool_bound": 0, "kd_steps": 0,
 }
 CHOICES = {"g_sampler": ["focal", "distance", "random"], "s_sampler": ["distance", "focal", "random"],
            "g_sample_on": ["teacher_logits", "student_logits", "embedding"], "variant": ["paper", "released"],
@@ -108,7 +108,8 @@ class RGAL(PoolMethod):
             return self.p["emb_weight"] * (sq.mean() if self.p["emb_reduction"] == "mean" else sq.sum(1).mean())
         if self.p["emb"] == "released":
             pool = lambda b: F.adaptive_avg_pool2d(b, 1).flatten(1)  # noqa: E731
-            return 0.1 * sum(F.mse_loss(lin(pool(s)), pool(t)) for lin, s, t in zip(self.proj, s_blocks, t_blocks))
+            return self.p["emb_weight"] * 0.1 * sum(F.mse_loss(lin(pool(s)), pool(t))
+                                                    for lin, s, t in zip(self.proj, s_blocks, t_blocks))
         return s_emb.sum() * 0.0
 
     # -- synthesis ---------------------------------------------------------------------------------------------
