@@ -227,14 +227,15 @@ def run(args) -> int:
             break
     if args.dry_run:
         from benchmark.cells import phase0_key
-        from benchmark.methods import METHODS
+        from benchmark.methods import METHODS, full_params
 
         total, planned = 0.0, set()
         for c in cells:
             r = runs[c.key]
             st = r.status()
             p0_sec, rest_sec = predicted_seconds(c.config)
-            fam = METHODS.get(c.config["method"]).phase0_family
+            fam = METHODS.get(c.config["method"]).phase0_family_for(
+                full_params(c.config["method"], c.config["method_params"]))
             p0 = ""
             if fam:
                 key = phase0_key(c.config, fam)

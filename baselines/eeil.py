@@ -37,7 +37,8 @@ from torch import nn
 from baselines.exemplars import ExemplarMemory, append_memory
 from baselines.soft_targets import soft_cross_entropy
 from benchmark.augment import augment_batch
-from benchmark.methods import CILMethod, make_suite_plugin, placeholder_optimizer, quiet_evaluator, register_method
+from benchmark.methods import (CILMethod, exemplar_memory_note, make_suite_plugin, placeholder_optimizer,
+                               quiet_evaluator, register_method)
 from benchmark.models.base import frozen_copy
 from benchmark.training import make_optimizer, materialize
 
@@ -124,8 +125,7 @@ class EEIL(CILMethod):
     def __init__(self, ctx):
         super().__init__(ctx)
         net, prm = ctx.model, ctx.params
-        if prm["memory_total"]:
-            self.memory_note = f"{prm['memory_total']} exemplars in total"
+        self.memory_note = exemplar_memory_note(prm)
         self.eeil = EEILPlugin(net, ctx.scenario, ctx.recipe_for, prm, ctx.device, ctx.seed)
         self.suite_plugin = make_suite_plugin(ctx)
         self.strategy = Naive(model=net, optimizer=placeholder_optimizer(net), criterion=nn.CrossEntropyLoss(),

@@ -13,7 +13,8 @@ from avalanche.training import ICaRL as AvalancheICaRL
 from avalanche.training.losses import ICaRLLossPlugin
 
 from baselines.icarl_loss import SuiteICaRLLoss
-from benchmark.methods import CILMethod, make_suite_plugin, placeholder_optimizer, put_last, quiet_evaluator, register_method
+from benchmark.methods import (CILMethod, exemplar_memory_note, make_suite_plugin, placeholder_optimizer, put_last,
+                               quiet_evaluator, register_method)
 
 
 @register_method("icarl", cost=(1.0, 1.33), published={"icarl-cnn": "iCaRL-CNN", "icarl-ncm": "iCaRL-NCM"}, memory="20 exemplars per class (growing)", rows=["icarl-cnn", "icarl-ncm"],
@@ -24,9 +25,8 @@ class ICaRL(CILMethod):
 
     def __init__(self, ctx):
         super().__init__(ctx)
+        self.memory_note = exemplar_memory_note(ctx.params)
         total = ctx.params.get("memory_total")
-        if total:
-            self.memory_note = f"{total} exemplars in total"
         self.suite_plugin = make_suite_plugin(ctx)
         net = ctx.model
         self.strategy = AvalancheICaRL(

@@ -2,9 +2,10 @@
 distillation on Grad-CAM maps, without exemplars.  No official code was found; behaviour checked against FACIL
 (``src/approach/lwm.py``) and PyCIL (``models/lwm.py``), docs/official-code-cil-baselines.md.
 
-* Grad-CAM at the last convolutional block (``Backbone.gradcam_layer``; LeNet-5: conv2, since conv3 is 1x1) for the previous model's top class ``c`` (argmax
-  of its logits over the old classes, as the paper states): ``map = ReLU(sum_k mean_hw(d z_c / d A_k) A_k)``, for the
-  frozen previous model and for the current model with the same class, each flattened and L2-normalised.
+* Grad-CAM at the last convolutional block (``Backbone.gradcam_layer``; LeNet-5: conv2, since conv3 is 1x1) for the
+  previous model's top class ``c`` (argmax of its logits over the old classes, as the paper states):
+  ``map = ReLU(sum_k mean_hw(d z_c / d A_k) A_k)``, for the frozen previous model and for the current model with the
+  same class, each flattened and L2-normalised.
 * ``L_AD = mean_i || q_old,i - q_cur,i ||_1`` (weight ``gamma`` 1).  The current map keeps its activations in the
   graph, so the loss trains the network (FACIL's hooks detach them, which makes its attention term inert); the
   channel weights (the gradients) are treated as constants, as PyCIL does, which avoids a second-order backward.
@@ -82,7 +83,7 @@ class LwMPlugin(SupervisedPlugin):
         self.old_cap = OutputCapture(model.backbone.gradcam_layer(), leaf=True)
 
 
-@register_method("lwm", published="LwM", cost=(1.0, 2.0),
+@register_method("lwm", cost=(1.0, 2.0),  # the RGAL paper names LwM but publishes no LwM number
                  defaults={"beta": 1.0, "gamma": 1.0, "T": 2.0, "ce_scope": "new", "kd_t2": False},
                  choices={"ce_scope": ("new", "seen")},
                  description="LwM: LwF distillation + Grad-CAM attention distillation, no exemplars")

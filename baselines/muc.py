@@ -248,6 +248,16 @@ class MUCPlugin(SupervisedPlugin):
 class MUC(CILMethod):
     phase0_family = "ce"
 
+    @classmethod
+    def key_data(cls, params: dict, scenario, data_root) -> dict:
+        """The auxiliary images' fingerprint joins the cell's key (other auxiliary data, another cell)."""
+        if int(params["K"]) <= 1 or params["stage3_epochs"] <= 0:
+            return {}
+        name = aux_source(params["aux"], scenario)
+        if name == "noise":
+            return {"aux_data": "noise"}
+        return {"aux_data_sha256": _aux_arrays(name, str(data_root) if data_root else None).sha256}
+
     def __init__(self, ctx):
         super().__init__(ctx)
         groups = ctx.scenario.group_bounds()

@@ -4,7 +4,8 @@ official code behaves (hshustc/CVPR19_Incremental_Learning ``class_incremental_c
 ``Naive`` with the suite's training plugin.
 
 * Cosine-normalised classifier ``sigma * <f / |f|, w / |w|>`` with one learned scale sigma (initialised to 1 and
-  carried over); the last block of a CIFAR ResNet ends without its ReLU (official ``modified_resnet_cifar``).
+  carried over); the last block of a CIFAR ResNet ends without its ReLU (official ``modified_resnet_cifar``;
+  ``remove_last_relu=false`` keeps it, under its own cached phase 0; LeNet has no such block and is unchanged).
 * New classes' weights imprinted at the start of a phase: the normalised mean of the L2-normalised features of each
   new class's training images (current model, no augmentation), scaled by the mean norm of the old weight rows.
   The old classes' weight rows are frozen during the phase (official: fc1 with lr 0 and weight decay 0); sigma and
@@ -40,7 +41,8 @@ from torch import nn
 
 from baselines.exemplars import ExemplarMemory, append_memory, embed, nme_class_means
 from benchmark.augment import augment_batch
-from benchmark.methods import CILMethod, make_suite_plugin, placeholder_optimizer, quiet_evaluator, register_method
+from benchmark.methods import (CILMethod, exemplar_memory_note, make_suite_plugin, placeholder_optimizer,
+                               quiet_evaluator, register_method)
 from benchmark.models.base import OutputCapture, frozen_copy
 from benchmark.training import materialize
 
@@ -176,11 +178,15 @@ class UCIRPlugin(SupervisedPlugin):
 class UCIR(CILMethod):
     phase0_family = "ucir"
 
+    @classmethod
+    def phase0_family_for(cls, params: dict) -> str | None:
+        # the last block's ReLU is part of the phase-0 network: the two settings must not share a cached phase 0
+        return "ucir" if params.get("remove_last_relu", True) else "ucir-last-relu"
+
     def __init__(self, ctx):
         super().__init__(ctx)
         net, prm = ctx.model, ctx.params
-        if prm["memory_total"]:
-            self.memory_note = f"{prm['memory_total']} exemplars in total"
+        self.memory_note = exemplar_memory_note(prm)
         net.head = CosineHead(net.embed_dim, net.num_classes).to(ctx.device)
         stages = getattr(net.backbone, "stages", None)
         if prm["remove_last_relu"] and stages is not None and hasattr(stages[-1][-1], "relu_out"):

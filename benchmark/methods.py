@@ -43,6 +43,17 @@ class CILMethod:
     outputs_per_class = 1  # PASS's rotation head has 4
     memory_note = "none"
 
+    @classmethod
+    def phase0_family_for(cls, params: dict) -> str | None:
+        """The phase-0 family under these parameters (a method whose options change phase 0 refines it)."""
+        return cls.phase0_family
+
+    @classmethod
+    def key_data(cls, params: dict, scenario, data_root) -> dict:
+        """Fingerprints of data the method reads besides the scenario's (MUC's auxiliary images), added to the cell's
+        configuration so that a change of that data makes a new cell."""
+        return {}
+
     def __init__(self, ctx: MethodContext):
         self.ctx = ctx
         self.model = ctx.model
@@ -114,6 +125,14 @@ def quiet_evaluator():
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="No loggers specified")
         return EvaluationPlugin(loggers=[])
+
+
+def exemplar_memory_note(params: dict) -> str:
+    """The table note of an exemplar method's memory: ``--memory-total`` or the per-class size (profiles and
+    ``--set memory_per_class`` change it)."""
+    if params.get("memory_total"):
+        return f"{params['memory_total']} exemplars in total"
+    return f"{params['memory_per_class']} exemplars per class (growing)"
 
 
 def make_suite_plugin(ctx: MethodContext, seen_classes=None, params_for=None):

@@ -74,6 +74,7 @@ def make_cells(*, scenarios, phases, methods, seeds, profile, epochs=None, batch
                         params["memory_total"] = memory_total
                     params.update((method_params or {}).get(m, {}))
                     base, inc = prof.recipes(entry.extra.get("recipe_group"))
+                    extra_data = METHODS.get(m).key_data(params, sc, data_root)
                     cells.append(Cell({
                         "task": "cil", "scenario": scen, "phases": ph, "phase_sizes": sc.sizes,
                         "spread_remaining": spread_remaining, "base_classes": base_classes,
@@ -81,7 +82,7 @@ def make_cells(*, scenarios, phases, methods, seeds, profile, epochs=None, batch
                         "class_order_seed": class_order_seed, "seed": seed, "profile": profile,
                         "model": model or prof.model, "recipe": {"base": base.as_dict(), "inc": inc.as_dict()},
                         "method": m, "method_params": cell_params(m, params), "data_sha256": sc.data.sha256,
-                        "device_type": device_type,
+                        "device_type": device_type, **extra_data,
                     }))
     return cells
 
@@ -215,7 +216,7 @@ class CellRun(CellFolder):
         cfg, plugin = self.cfg, method.suite_plugin
         recipe = self.recipe_for(k)
         epochs = recipe.epochs
-        family = method.phase0_family if k == 0 else None
+        family = type(method).phase0_family_for(method.ctx.params) if k == 0 else None
         cache = self.phase0_cache_path(family) if family else None
         if resume_training is None:
             seed_everything(cfg["seed"] * 1000 + k)

@@ -175,3 +175,162 @@ def test_lwm_ce_covers_the_current_phase_and_distillation_has_no_t2_by_default()
         kd[t2] = (s.loss.item(), want.item())
     assert kd[False][0] == pytest.approx(kd[False][1], rel=1e-5) and kd[False][1] > 0
     assert kd[True][0] == pytest.approx(4 * kd[True][1], rel=1e-5)
+
+
+def _ucir_plugin(adapt=True):
+    from baselines.ucir import UCIRPlugin
+    from benchmark.models import build_model
+
+    torch.manual_seed(0)
+    net = build_model("lenet5", 5, 1, (0.5,), (0.5,))
+    net.head = CosineHead(net.embed_dim, 5)
+
+    class _Sc:  # phase 0: classes 0-1, phase 1: classes 2-4
+        @staticmethod
+        def group_bounds():
+            return [(0, 2), (2, 5)]
+
+    params = {"memory_per_class": 2, "memory_total": None, "lambda_base": 5.0, "adapt_lambda": adapt, "K": 2,
+              "margin": 0.5, "lw_mr": 1.0, "imprint": True, "cbf_epochs": 0}
+    plug = UCIRPlugin(net, _Sc(), params, "cpu", 0)
+    return net, plug
+
+
+@pytest.mark.parametrize("adapt", [True, False])
+def test_ucir_step_adds_adaptive_less_forget_and_margin_ranking(adapt):
+    """Phase 1 of 2 old + 3 new classes: loss += 5 * sqrt(2 / 3) * L_lf + L_mr (adapt_lambda) or 5 * L_lf."""
+    net, plug = _ucir_plugin(adapt)
+    old = _perturbed_copy(net)
+    plug.old_model, plug.n_old = old, 2
+    net.head.active = 5
+    x, y = torch.rand(6, 1, 32, 32), torch.tensor([0, 1, 2, 3, 4, 0])
+    s = type("Strategy", (), {})()
+    s.mb_x, s.mb_y = x, y
+    s.mb_output = net(x)  # the strategy's forward: the plugin reads its pooled features
+    s.loss = torch.zeros(())
+    plug.before_backward(s)
+    f = net.backbone(x)
+    lf = (1 - torch.nn.functional.cosine_similarity(f, old.backbone(x), dim=1)).mean()
+    mr = margin_ranking_loss(net.head.cosine(f), y, 2, 2, 0.5)
+    lam = 5.0 * (math.sqrt(2 / 3) if adapt else 1.0)
+    assert lf.item() > 0 and mr.item() > 0
+    assert s.loss.item() == pytest.approx((lam * lf + mr).item(), rel=1e-5)
+
+
+def _perturbed_copy(net):
+    from benchmark.models.base import frozen_copy
+
+    other = frozen_copy(net)
+    with torch.no_grad():
+        for p in other.parameters():
+            p.add_(0.05 * torch.randn_like(p))  # an "old" network that differs from the current one
+    return other
+
+
+def test_ucir_imprints_new_rows_at_the_old_rows_mean_norm_and_keeps_old_rows_frozen(monkeypatch):
+    """Phase start: new row c = normalised mean of normalised features of class c, times the mean norm of the old
+    rows; the old rows are restored after every optimiser step."""
+    import baselines.ucir as ucir
+
+    net, plug = _ucir_plugin()
+    plug.old_model, plug.n_old = _perturbed_copy(net), 2
+    with torch.no_grad():
+        net.head.weight[:2] = torch.randn(2, net.embed_dim) * 3
+    x, y = torch.rand(9, 1, 32, 32), torch.tensor([2, 3, 4] * 3)
+    monkeypatch.setattr(ucir, "materialize", lambda ds: (x, y))
+    s = type("Strategy", (), {})()
+    s.clock = type("Clock", (), {"train_exp_counter": 1})()
+    s.experience = type("Exp", (), {"dataset": None})()
+    old_rows = net.head.weight[:2].detach().clone()
+    plug.before_training_exp(s)
+    net.eval()
+    with torch.no_grad():
+        f = torch.nn.functional.normalize(net.backbone(x), dim=1)
+    norm = old_rows.norm(dim=1).mean()
+    for c in (2, 3, 4):
+        want = torch.nn.functional.normalize(f[y == c].mean(0), dim=0) * norm
+        assert torch.allclose(net.head.weight[c], want, atol=1e-5)
+    with torch.no_grad():
+        net.head.weight.add_(1.0)  # an optimiser step moves every row
+    plug.after_update(s)
+    assert torch.equal(net.head.weight[:2], old_rows) and not torch.allclose(net.head.weight[2:], want)
+
+
+def test_eeil_step_distils_only_the_old_groups_of_the_previous_model():
+    """EEIL's before_backward in phase 2 (groups [0,2), [2,4), new [4,6)): loss += lamb * distillation over the two
+    old groups against the previous model's logits; the new group is not distilled."""
+    from baselines.eeil import EEILPlugin
+    from benchmark.models import build_model
+
+    torch.manual_seed(0)
+    net = build_model("lenet5", 6, 1, (0.5,), (0.5,))
+
+    class _Sc:
+        @staticmethod
+        def group_bounds():
+            return [(0, 2), (2, 4), (4, 6)]
+
+    plug = EEILPlugin(net, _Sc(), None, {"memory_per_class": 2, "memory_total": None, "lamb": 0.7, "T": 2.0,
+                                         "bft_epochs": 0, "bft_lr_factor": 0.01}, "cpu", 0)
+    plug.old_model = _perturbed_copy(net)
+    s = type("Strategy", (), {})()
+    s.clock = type("Clock", (), {"train_exp_counter": 2})()
+    plug.before_training_exp(s)
+    x = torch.rand(5, 1, 32, 32)
+    s.mb_x, s.mb_output, s.loss = x, net(x), torch.zeros(())
+    plug.before_backward(s)
+    old = plug.old_model(x)
+    want = 0.7 * grouped_distillation(s.mb_output, old, [(0, 2), (2, 4)], 2.0)
+    wrong = 0.7 * grouped_distillation(s.mb_output, old, [(0, 2), (2, 4), (4, 6)], 2.0)
+    assert s.loss.item() == pytest.approx(want.item(), rel=1e-5)
+    assert abs(want.item() - wrong.item()) > 1e-3
+
+
+def test_lwm_grad_cam_uses_the_previous_models_top_old_class_for_both_maps():
+    """Both Grad-CAM maps are taken for c = argmax of the previous model's logits over the old classes, recomputed
+    here with plain hooks; with the current model's own top class the loss would differ."""
+    import torch.nn.functional as F
+
+    from baselines.lwm import LwMPlugin, attention_distillation, gradcam_map
+    from benchmark.models import build_model
+
+    torch.manual_seed(0)
+    net = build_model("lenet5", 6, 1, (0.5,), (0.5,))
+
+    class _Sc:
+        def seen_after(self, k):
+            return 4
+
+    plug = LwMPlugin(net, _Sc(), {"beta": 0.5, "gamma": 1.0, "T": 2.0})
+    from benchmark.models.base import frozen_copy
+
+    torch.manual_seed(1)
+    old = frozen_copy(build_model("lenet5", 6, 1, (0.5,), (0.5,)))  # an independent previous model
+    plug.set_old(old)
+    plug.n_old = 4
+    x = torch.rand(8, 1, 32, 32)
+    s = _lwm_step(plug, net, x)
+
+    def cam(model, cls):
+        acts = []
+        h = model.backbone.gradcam_layer().register_forward_hook(lambda m, i, o: acts.append(o))
+        with torch.enable_grad():
+            out = model(x)
+        h.remove()
+        g, = torch.autograd.grad(out.gather(1, cls).sum(), acts[0])
+        return gradcam_map(acts[0].detach(), g), out
+
+    with torch.enable_grad():
+        _, old_out = cam(old, torch.zeros(8, 1, dtype=torch.long))
+    c_old = old_out[:, :4].argmax(1, keepdim=True)
+    q_old, _ = cam(old, c_old)
+    q_cur, cur_out = cam(net, c_old)
+    kd = F.kl_div(F.log_softmax(cur_out[:, :4] / 2, 1), F.softmax(old_out[:, :4].detach() / 2, 1),
+                  reduction="batchmean")
+    assert s.loss.item() == pytest.approx((0.5 * kd + attention_distillation(q_old, q_cur)).item(), rel=1e-4)
+    c_cur = cur_out[:, :4].argmax(1, keepdim=True)
+    assert not torch.equal(c_cur, c_old)  # the case distinguishes the two choices
+    q_old2, _ = cam(old, c_cur)
+    q_cur2, _ = cam(net, c_cur)
+    other = 0.5 * kd + attention_distillation(q_old2, q_cur2)
+    assert abs(other.item() - s.loss.item()) > 1e-4

@@ -179,3 +179,22 @@ def test_stage1_loss_mixes_new_class_ce_and_distillation_by_phase(k_heads):
     else:
         assert g is None or g.abs().sum() == 0
     assert all(prm.grad is None for prm in old.parameters())
+
+
+def test_the_auxiliary_datas_fingerprint_is_part_of_the_cell_key():
+    """Other auxiliary images train other side classifiers: a cell records their sha256 (noise: the word), so a
+    changed auxiliary file or source makes a new cell instead of passing for a finished one."""
+    import baselines  # noqa: F401  (registers the methods)
+    from benchmark.data import load_arrays
+    from benchmark.runner import make_cells
+
+    def cell(aux, K=3):
+        (c,) = make_cells(scenarios=["cifar100-mini"], phases=[2], methods=["muc"], seeds=[0], profile="smoke",
+                          method_params={"muc": {"aux": aux, "K": K}})
+        return c
+
+    auto, noise = cell("auto"), cell("noise")
+    assert auto.config["aux_data_sha256"] == load_arrays("cifar10-mini", None).sha256
+    assert noise.config["aux_data"] == "noise" and "aux_data_sha256" not in noise.config
+    assert auto.key != noise.key
+    assert "aux_data_sha256" not in cell("auto", K=1).config  # one side head: no stage 3, no auxiliary data read
