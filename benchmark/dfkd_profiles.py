@@ -99,7 +99,7 @@ _add(DFKDProfile(
     replace(_MNIST_D, epochs=20, synthesis_batch=256, ngf=16),
     "MNIST: 20 epochs of 250 student steps instead of 40, batch 256 instead of 512, generator width ngf 16 instead of 64 "
     "(the 32x32 generator costs ~200x LeNet-5's forward pass); pool methods synthesise 1/4 of their published "
-    "generator steps per round",
+    "generator steps per round; student batch 256 for every method",
     method_params={"*": {"student_batch": 256}, "cmi": {"g_steps": 50}, "deepinversion": {"g_steps": 250},
                    "rgal": {"g_steps": 100}, "dfad": _DFAD_MNIST, "dfad+ar+vi": _DFAD_MNIST}))
 _add(DFKDProfile(
@@ -107,7 +107,8 @@ _add(DFKDProfile(
     replace(_CIFAR_D, epochs=12, ep_steps=100, synthesis_batch=128, ngf=32, channels_last=True),
     "CIFAR-10: teacher WRN-16-2 (30 epochs) instead of WRN-40-2 (200) to fit 45 min; 12 epochs of 100 student "
     "steps instead of 200 x 400; synthesis batch 128 instead of 256; generator width ngf 32 instead of 64; pool "
-    "methods synthesise 1/4 of their published generator steps per round",
+    "methods synthesise 1/4 of their published generator steps per round; student batch 128 for every method "
+    "(the generator-based ones publish 256)",
     method_params={"*": {"student_batch": 128}, "cmi": {"g_steps": 50}, "deepinversion": {"g_steps": 250},
                    "rgal": {"g_steps": 100}}))
 _add(DFKDProfile(
