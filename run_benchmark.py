@@ -194,13 +194,11 @@ def run(args) -> int:
         print_list()
         return 0
     if args.task == "dfkd":
-        for flag in ("phases", "model", "class_order_seed", "memory_total", "base_classes"):
-            if getattr(args, flag) is not None:
+        for flag in ("phases", "model", "class_order_seed", "memory_total", "base_classes", "spread_remaining"):
+            if getattr(args, flag) not in (None, False):
                 hint = " (data-free runs choose models with --teacher and --student)" if flag == "model" else ""
                 raise BenchError(f"--{flag.replace('_', '-')} belongs to class-incremental runs; drop it or drop "
                                  f"--task dfkd{hint}")
-        if args.spread_remaining:
-            raise BenchError("--spread-remaining belongs to class-incremental runs; drop it or drop --task dfkd")
         return run_dfkd(args)
     for flag in ("teacher", "student", "teacher_checkpoint", "rgal_variant"):
         if getattr(args, flag) is not None:

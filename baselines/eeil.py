@@ -37,8 +37,8 @@ from torch import nn
 from baselines.exemplars import ExemplarMemory, append_memory
 from baselines.soft_targets import soft_cross_entropy
 from benchmark.augment import augment_batch
-from benchmark.methods import (CILMethod, exemplar_memory_note, make_suite_plugin, placeholder_optimizer,
-                               quiet_evaluator, register_method)
+from benchmark.methods import (EXEMPLAR_DEFAULTS, CILMethod, exemplar_memory_note, make_suite_plugin,
+                               placeholder_optimizer, quiet_evaluator, register_method)
 from benchmark.models.base import frozen_copy
 from benchmark.training import make_optimizer, materialize
 
@@ -114,9 +114,9 @@ class EEILPlugin(SupervisedPlugin):
         self.net.train(was)
 
 
-@register_method("eeil", published="EEIL", cost=(1.0, 1.5), memory="20 exemplars per class (growing)",
+@register_method("eeil", published="EEIL", cost=(1.0, 1.5), memory=exemplar_memory_note(EXEMPLAR_DEFAULTS),
                  recipe_group="eeil",
-                 defaults={"memory_per_class": 20, "memory_total": None, "lamb": 1.0, "T": 2.0, "bft_epochs": 40,
+                 defaults={**EXEMPLAR_DEFAULTS, "lamb": 1.0, "T": 2.0, "bft_epochs": 40,
                            "bft_lr_factor": 0.01, "bft_lr_step": 0},
                  description="EEIL: CE + per-group distillation (T 2) with exemplars, then balanced fine-tuning")
 class EEIL(CILMethod):

@@ -13,12 +13,13 @@ from avalanche.training import ICaRL as AvalancheICaRL
 from avalanche.training.losses import ICaRLLossPlugin
 
 from baselines.icarl_loss import SuiteICaRLLoss
-from benchmark.methods import (CILMethod, exemplar_memory_note, make_suite_plugin, placeholder_optimizer, put_last,
-                               quiet_evaluator, register_method)
+from benchmark.methods import (EXEMPLAR_DEFAULTS, CILMethod, exemplar_memory_note, make_suite_plugin,
+                               placeholder_optimizer, put_last, quiet_evaluator, register_method)
 
 
-@register_method("icarl", cost=(1.0, 1.33), published={"icarl-cnn": "iCaRL-CNN", "icarl-ncm": "iCaRL-NCM"}, memory="20 exemplars per class (growing)", rows=["icarl-cnn", "icarl-ncm"],
-                 defaults={"memory_per_class": 20, "memory_total": None},
+@register_method("icarl", cost=(1.0, 1.33), published={"icarl-cnn": "iCaRL-CNN", "icarl-ncm": "iCaRL-NCM"},
+                 memory=exemplar_memory_note(EXEMPLAR_DEFAULTS), rows=["icarl-cnn", "icarl-ncm"],
+                 defaults=dict(EXEMPLAR_DEFAULTS),
                  description="iCaRL (Avalanche ICaRL): herding, rows icarl-cnn and icarl-ncm")
 class ICaRL(CILMethod):
     phase0_family = "bce"

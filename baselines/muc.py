@@ -93,6 +93,20 @@ def aux_source(source: str, scenario) -> str:
     return AUX_AUTO.get(scenario.spec.name, "cifar10") if source == "auto" else source
 
 
+def uses_aux(params: dict) -> bool:
+    """Stage 3 (and with it the auxiliary data) runs only with several side classifiers and some epochs."""
+    return int(params["K"]) > 1 and params["stage3_epochs"] > 0
+
+
+def aux_fingerprint(source: str, scenario, data_root) -> dict:
+    """The auxiliary data's name and, for a dataset, where it was read and the sha256 of its arrays."""
+    name = aux_source(source, scenario)
+    if name == "noise":
+        return {"aux": name}
+    d = _aux_arrays(name, str(data_root) if data_root else None)
+    return {"aux": name, "source": d.source, "sha256": d.sha256}
+
+
 def aux_images(source: str, scenario, data_root, n_noise: int = 10000, seed: int = 0) -> torch.Tensor:
     """uint8 (N, C, H, W) auxiliary images (the training split) in the scenario's format (channels, size)."""
     ds, name = scenario.spec.dataset, aux_source(source, scenario)
@@ -156,7 +170,7 @@ class MUCPlugin(SupervisedPlugin):
 
     def after_training_exp(self, strategy, **kwargs):
         k = self.k
-        if self.p["K"] > 1 and self.p["stage3_epochs"] > 0:
+        if uses_aux(self.p):
             x, y = materialize(strategy.experience.dataset)
             self.stage3_log.append({"phase": k, **self.train_side_heads(k, x, y)})
         self.emb.value = None
@@ -170,11 +184,7 @@ class MUCPlugin(SupervisedPlugin):
 
     def aux_info(self) -> dict:
         """Which auxiliary data trained the side classifiers (recorded in ``result.json``)."""
-        name = aux_source(self.p["aux"], self.sc)
-        if name == "noise":
-            return {"aux": name, "images": len(self.aux())}
-        d = _aux_arrays(name, str(self.data_root) if self.data_root else None)
-        return {"aux": name, "source": d.source, "sha256": d.sha256, "images": len(self.aux())}
+        return {**aux_fingerprint(self.p["aux"], self.sc, self.data_root), "images": len(self.aux())}
 
     @torch.no_grad()
     def _features(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
@@ -250,13 +260,12 @@ class MUC(CILMethod):
 
     @classmethod
     def key_data(cls, params: dict, scenario, data_root) -> dict:
-        """The auxiliary images' fingerprint joins the cell's key (other auxiliary data, another cell)."""
-        if int(params["K"]) <= 1 or params["stage3_epochs"] <= 0:
+        """The auxiliary images' fingerprint joins the cell's key (other auxiliary data, another cell; this changed
+        the keys of MUC cells made before it, none of which was committed)."""
+        if not uses_aux(params):
             return {}
-        name = aux_source(params["aux"], scenario)
-        if name == "noise":
-            return {"aux_data": "noise"}
-        return {"aux_data_sha256": _aux_arrays(name, str(data_root) if data_root else None).sha256}
+        fp = aux_fingerprint(params["aux"], scenario, data_root)
+        return {"aux_data": fp.get("sha256", fp["aux"])}
 
     def __init__(self, ctx):
         super().__init__(ctx)
@@ -264,7 +273,7 @@ class MUC(CILMethod):
         self.model.muc_side = SideHeads(self.model.embed_dim, groups, int(ctx.params["K"])).to(ctx.device)
         self.muc = MUCPlugin(ctx.model, self.model.muc_side, ctx.scenario, ctx.params, ctx.device, ctx.seed,
                              ctx.data_root)
-        if int(ctx.params["K"]) > 1 and ctx.params["stage3_epochs"] > 0:
+        if uses_aux(ctx.params):
             self.muc.aux()  # fail now, not after phase 0, when the auxiliary data is missing
         self.suite_plugin = make_suite_plugin(ctx)
         self.strategy = Naive(model=ctx.model, optimizer=placeholder_optimizer(ctx.model),

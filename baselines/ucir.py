@@ -41,8 +41,8 @@ from torch import nn
 
 from baselines.exemplars import ExemplarMemory, append_memory, embed, nme_class_means
 from benchmark.augment import augment_batch
-from benchmark.methods import (CILMethod, exemplar_memory_note, make_suite_plugin, placeholder_optimizer,
-                               quiet_evaluator, register_method)
+from benchmark.methods import (EXEMPLAR_DEFAULTS, CILMethod, exemplar_memory_note, make_suite_plugin,
+                               placeholder_optimizer, quiet_evaluator, register_method)
 from benchmark.models.base import OutputCapture, frozen_copy
 from benchmark.training import materialize
 
@@ -170,8 +170,8 @@ class UCIRPlugin(SupervisedPlugin):
 
 
 @register_method("ucir", published={"ucir-cnn": "UCIR", "ucir-nme": ""}, cost=(1.0, 1.6), recipe_group="ucir",
-                 memory="20 exemplars per class (growing)", rows=["ucir-cnn", "ucir-nme"],
-                 defaults={"memory_per_class": 20, "memory_total": None, "lambda_base": 5.0, "adapt_lambda": True,
+                 memory=exemplar_memory_note(EXEMPLAR_DEFAULTS), rows=["ucir-cnn", "ucir-nme"],
+                 defaults={**EXEMPLAR_DEFAULTS, "lambda_base": 5.0, "adapt_lambda": True,
                            "K": 2, "margin": 0.5, "lw_mr": 1.0, "imprint": True, "remove_last_relu": True,
                            "cbf_epochs": 0, "cbf_lr": 0.01},
                  description="UCIR/LUCIR: cosine classifier, less-forget, margin ranking, herding; CNN and NME rows")

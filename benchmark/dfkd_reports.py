@@ -77,9 +77,10 @@ def table1_arvi(df: pd.DataFrame) -> pd.DataFrame:
         col = f"{a['dataset']} {a['teacher']}->{a['student']} [{a['profile']}]"
         cols.setdefault((col, "measured"), {})[a["method"]] = _fmt(a["mean"], 0.0 if pd.isna(a["std"]) else a["std"],
                                                                    int(a["count"]))
-        p = pub[(pub["dataset"] == a["dataset"]) & (pub["method"] == names.get(a["method"], ""))]
+        ds_pub = pub[pub["dataset"] == a["dataset"]]
+        p = ds_pub[ds_pub["method"] == names.get(a["method"], "")]
         # the paper's pair may differ from the measured one (cpu pairs): the published column names its own pair
-        pair = f" ({p['teacher'].iloc[0]}->{p['student'].iloc[0]})" if len(p) else ""
+        pair = f" ({ds_pub['teacher'].iloc[0]}->{ds_pub['student'].iloc[0]})" if len(ds_pub) else ""
         cols.setdefault((col, "published" + pair), {})[a["method"]] = f"{p['value'].iloc[0]:.2f}" if len(p) else "-"
     out = pd.DataFrame(cols)
     out.columns = pd.MultiIndex.from_tuples(out.columns)

@@ -127,6 +127,10 @@ def quiet_evaluator():
         return EvaluationPlugin(loggers=[])
 
 
+# exemplar memory of the methods that keep exemplars (CONVENTIONS.md: 20 per class, growing; --memory-total M fixed)
+EXEMPLAR_DEFAULTS = {"memory_per_class": 20, "memory_total": None}
+
+
 def exemplar_memory_note(params: dict) -> str:
     """The table note of an exemplar method's memory: ``--memory-total`` or the per-class size (profiles and
     ``--set memory_per_class`` change it)."""

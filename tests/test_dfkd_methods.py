@@ -249,3 +249,17 @@ def test_rgal_embedding_loss_paper_form_by_hand(tmp_path, reduction):
     # Fc(s) = [[1, 4, 3], [0, -2, -1]]; squared gaps [[0, 1, 1], [1, 0, 1]]: per-sample sums 2 and 2
     want = 2.0 * (2.0 if reduction == "sum" else 4.0 / 6.0)
     assert m.embedding_loss(None, s_emb, t_emb).item() == pytest.approx(want)
+
+
+def test_rgal_embedding_loss_released_form_is_scaled_by_emb_weight(tmp_path):
+    """The released CDLoss (0.1 x MSE of pooled blocks through linear maps) scales with emb_weight as the paper
+    form does."""
+    x = torch.rand(4, 1, 32, 32)
+    vals = []
+    for w in (1.0, 2.5):
+        m = _rgal(tmp_path / str(w), emb="released", emb_weight=w)
+        with torch.no_grad():
+            s_emb, s_blocks = m.student.backbone(x, return_blocks=True)
+            t_emb, t_blocks = m.teacher.backbone(x, return_blocks=True)
+            vals.append(m.embedding_loss(x, s_emb, t_emb, s_blocks, t_blocks).item())
+    assert vals[0] > 0 and vals[1] == pytest.approx(2.5 * vals[0], rel=1e-5)

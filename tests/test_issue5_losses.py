@@ -198,7 +198,7 @@ def _ucir_plugin(adapt=True):
 
 @pytest.mark.parametrize("adapt", [True, False])
 def test_ucir_step_adds_adaptive_less_forget_and_margin_ranking(adapt):
-    """Phase 1 of 2 old + 3 new classes: loss += 5 * sqrt(2 / 3) * L_lf + L_mr (adapt_lambda) or 5 * L_lf."""
+    """Phase 1 of 2 old + 3 new classes: loss += 5 * sqrt(2 / 3) * L_lf + L_mr (adapt_lambda) or 5 * L_lf + L_mr."""
     net, plug = _ucir_plugin(adapt)
     old = _perturbed_copy(net)
     plug.old_model, plug.n_old = old, 2
@@ -250,10 +250,12 @@ def test_ucir_imprints_new_rows_at_the_old_rows_mean_norm_and_keeps_old_rows_fro
     for c in (2, 3, 4):
         want = torch.nn.functional.normalize(f[y == c].mean(0), dim=0) * norm
         assert torch.allclose(net.head.weight[c], want, atol=1e-5)
+    imprinted = net.head.weight[2:].detach().clone()
     with torch.no_grad():
         net.head.weight.add_(1.0)  # an optimiser step moves every row
     plug.after_update(s)
-    assert torch.equal(net.head.weight[:2], old_rows) and not torch.allclose(net.head.weight[2:], want)
+    assert torch.equal(net.head.weight[:2], old_rows)  # the old rows are restored
+    assert torch.allclose(net.head.weight[2:], imprinted + 1.0)  # the new rows keep the step
 
 
 def test_eeil_step_distils_only_the_old_groups_of_the_previous_model():

@@ -29,9 +29,10 @@ distance, margin 0.2 (one implementation with the class-incremental plugins: ``s
 paper gives the term no weight and no normalisation; taken literally (``emb_reduction="sum"``: squared norm, batch
 mean) it is about 40 times the KD term on LeNet-5 (measured: 384 against 9.7 on the first pool batch, the teacher's
 84-d embedding is unnormalised) and the student diverges at DFAD's MNIST learning rate within 10 steps.  The default
-``emb_reduction="mean"`` divides by the embedding dimension (an MSE, the reduction of the released code's form).  ``emb="released"``: the released ``CDLoss``, an MSE between each pooled
-block output of the teacher and the student's pooled block output through a 1x1 convolution (written as a linear map
-on the pooled vector, which is the same function), summed over blocks, at the released weight 0.1 (times ``emb_weight``, which scales either form).
+``emb_reduction="mean"`` divides by the embedding dimension (an MSE, the reduction of the released code's form).
+``emb="released"``: the released ``CDLoss``, an MSE between each pooled block output of the teacher and the
+student's pooled block output through a 1x1 convolution (written as a linear map on the pooled vector, which is the
+same function), summed over blocks, at the released weight 0.1 (times ``emb_weight``, which scales either form).
 """
 from __future__ import annotations
 
