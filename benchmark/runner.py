@@ -210,6 +210,7 @@ class CellRun(CellFolder):
         bar.close()
         result = self._result(sc, method, state)
         store.save_json(self.result_path, result)
+        self.ckpt_path.unlink(missing_ok=True)  # result.json holds everything; the checkpoint is dead weight now
         return result
 
     def _train_phase(self, method, sc, bench, k, state, method_state0, resume_training):

@@ -97,6 +97,7 @@ def test_run_writes_complete_results_and_reports(smoke_run):
     assert "average_accuracy" in p.stdout  # summary table
     prov = (out / "run" / "report" / "provenance.md").read_text()  # command, commit, wall time, machine per cell
     assert prov.count("run_benchmark.py") == 6 and r["versions"]["machine"] in prov
+    assert not list((out / "run").rglob("checkpoint.pt"))  # finished cells keep result.json, not checkpoints
 
 
 def test_phase0_is_shared_within_a_family(smoke_run):
