@@ -104,7 +104,7 @@ def test_rgal_generator_triplet_is_reversed_in_the_paper_variant_and_plain_in_th
 def test_rgal_synthesis_adds_the_lowest_loss_iterate_and_student_batches_are_paired(tmp_path):
     m = _rgal(tmp_path, g_steps=3, student_batch=8)
     orig, losses = m.generator_loss, []
-    m.generator_loss = lambda *a: (lambda r: (losses.append(float(r[0])), r)[1])(orig(*a))
+    m.generator_loss = lambda *a: (lambda r: (losses.append(float(r[0].detach())), r)[1])(orig(*a))
     info = m.synthesize()
     assert len(m.pool) == 16 and info["loss_g"] == pytest.approx(min(losses))
     idx = m._next_indices()
