@@ -59,6 +59,28 @@ def test_lwm_gradcam_and_attention_distillation_by_hand():
     assert attention_distillation(q_old, q_cur).item() == pytest.approx((0.2 + 0.2 + 0.0) / 2)
 
 
+def _lwm_setup(n_classes: int, n_old: int, beta: float):
+    """A LeNet-5 current model (seed 0), an independent frozen previous model (seed 1) and an LwM plugin in a later
+    phase with ``n_old`` old classes (gamma 1, T 2)."""
+    from baselines.lwm import LwMPlugin
+    from benchmark.models import build_model
+    from benchmark.models.base import frozen_copy
+
+    torch.manual_seed(0)
+    net = build_model("lenet5", n_classes, 1, (0.5,), (0.5,))
+
+    class _Sc:
+        def seen_after(self, k):
+            return n_old
+
+    plug = LwMPlugin(net, _Sc(), {"beta": beta, "gamma": 1.0, "T": 2.0})
+    torch.manual_seed(1)
+    old = frozen_copy(build_model("lenet5", n_classes, 1, (0.5,), (0.5,)))
+    plug.set_old(old)
+    plug.n_old = n_old
+    return net, plug, old
+
+
 def _lwm_step(plug, net, x):
     """One ``before_backward`` of ``plug`` on ``net``'s forward of ``x``, from a zero loss; the strategy stand-in."""
     s = type("Strategy", (), {})()
@@ -70,20 +92,7 @@ def _lwm_step(plug, net, x):
 
 def test_lwm_attention_term_trains_the_current_network():
     """Unlike FACIL's detached hooks, the attention distillation sends gradients into the current model."""
-    from baselines.lwm import LwMPlugin
-    from benchmark.models import build_model
-
-    torch.manual_seed(0)
-    net = build_model("lenet5", 4, 1, (0.5,), (0.5,))
-
-    class _Sc:
-        def seen_after(self, k):
-            return 2
-
-    plug = LwMPlugin(net, _Sc(), {"beta": 0.0, "gamma": 1.0, "T": 2.0})
-    old = build_model("lenet5", 4, 1, (0.5,), (0.5,))
-    plug.set_old(old)
-    plug.n_old = 2
+    net, plug, _ = _lwm_setup(4, 2, beta=0.0)
     s = _lwm_step(plug, net, torch.rand(6, 1, 32, 32))
     assert s.loss.item() > 0
     s.loss.backward()
@@ -293,23 +302,9 @@ def test_lwm_grad_cam_uses_the_previous_models_top_old_class_for_both_maps():
     here with plain hooks; with the current model's own top class the loss would differ."""
     import torch.nn.functional as F
 
-    from baselines.lwm import LwMPlugin, attention_distillation, gradcam_map
-    from benchmark.models import build_model
+    from baselines.lwm import attention_distillation, gradcam_map
 
-    torch.manual_seed(0)
-    net = build_model("lenet5", 6, 1, (0.5,), (0.5,))
-
-    class _Sc:
-        def seen_after(self, k):
-            return 4
-
-    plug = LwMPlugin(net, _Sc(), {"beta": 0.5, "gamma": 1.0, "T": 2.0})
-    from benchmark.models.base import frozen_copy
-
-    torch.manual_seed(1)
-    old = frozen_copy(build_model("lenet5", 6, 1, (0.5,), (0.5,)))  # an independent previous model
-    plug.set_old(old)
-    plug.n_old = 4
+    net, plug, old = _lwm_setup(6, 4, beta=0.5)
     x = torch.rand(8, 1, 32, 32)
     s = _lwm_step(plug, net, x)
 
