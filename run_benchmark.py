@@ -101,8 +101,9 @@ def parse_settings(settings: list[str], methods: list[str], registry=None) -> di
             if allowed is not None and value not in allowed:
                 raise BenchError(f"--set {item!r}: {name} must be one of {', '.join(map(str, allowed))}")
             numeric = isinstance(default, (int, float)) and not isinstance(default, bool)
-            if default is not None and (isinstance(default, bool) != isinstance(value, bool) or (
-                    numeric and not isinstance(value, (int, float))) or (isinstance(default, str) and not isinstance(value, str))):
+            if default is not None and (isinstance(default, bool) != isinstance(value, bool)
+                                        or (numeric and not isinstance(value, (int, float)))
+                                        or (isinstance(default, str) and not isinstance(value, str))):
                 raise BenchError(f"--set {item!r}: {name} takes a {type(default).__name__} like {json.dumps(default)}")
             # --set w=1 is the same cell as the default 1.0; an integer parameter takes whole numbers only
             coerced = float(value) if isinstance(default, float) and type(value) is int else value
@@ -114,9 +115,14 @@ def parse_settings(settings: list[str], methods: list[str], registry=None) -> di
     return out
 
 
-def print_list():
+def _set_line(defaults: dict) -> str:
+    """The ``--list`` line showing a method's parameters as ``--set`` would take them (defaults as JSON values)."""
     import json
 
+    return " " * 19 + "--set " + " ".join(f"{k}={json.dumps(v)}" for k, v in defaults.items())
+
+
+def print_list():
     from benchmark.methods import METHODS
     from benchmark.models import MODELS
     from benchmark.profiles import PROFILES
@@ -132,7 +138,7 @@ def print_list():
         print(f"  {e.name:16s} [{pub or '-'}] rows {', '.join(e.extra['rows'])}; memory "
               f"{e.extra['memory']}  -- {e.description}")
         if e.extra["defaults"]:
-            print("  " + " " * 16 + " --set " + " ".join(f"{k}={json.dumps(v)}" for k, v in e.extra["defaults"].items()))
+            print(_set_line(e.extra["defaults"]))
     from strategies.dfkd import DFKD_METHODS
     from benchmark.dfkd_profiles import dfkd_profile, dfkd_scenarios
 
@@ -141,7 +147,7 @@ def print_list():
         print(f"  {e.name:16s} [{e.extra['published'] or '-'}]{' reference row' if e.extra['reference'] else ''}"
               f"  -- {e.description}")
         if e.extra["defaults"]:
-            print("  " + " " * 16 + " --set " + " ".join(f"{k}={json.dumps(v)}" for k, v in e.extra["defaults"].items()))
+            print(_set_line(e.extra["defaults"]))
     print("dfkd default pairs (teacher -> student) per profile:")
     for sc in dfkd_scenarios():
         pairs = []

@@ -1,5 +1,6 @@
 """EEIL, End-to-End Incremental Learning (Castro et al., ECCV 2018), following the official code
-(fmcp/EndToEndIncrementalLearning) where it and FACIL's re-implementation disagree (docs/official-code-cil-baselines.md).
+(fmcp/EndToEndIncrementalLearning) where it and FACIL's re-implementation disagree
+(docs/official-code-cil-baselines.md).
 
 * Unbalanced stage (phase t > 0, new data + exemplars): ``CE`` over all seen classes plus, for every old class
   group j < t (the classes of phase j), a distillation term: the soft cross-entropy between the group's softmax at

@@ -9,7 +9,8 @@ from baselines.icarl_loss import SuiteICaRLLoss
 from benchmark.methods import CILMethod, make_suite_plugin, placeholder_optimizer, quiet_evaluator, register_method
 
 
-@register_method("lwf-mc", published="LwF-MC", cost=(1.0, 1.33), description="LwF-MC (iCaRL paper): sigmoid BCE + old-model targets")
+@register_method("lwf-mc", published="LwF-MC", cost=(1.0, 1.33),
+                 description="LwF-MC (iCaRL paper): sigmoid BCE + old-model targets")
 class LwFMC(CILMethod):
     phase0_family = "bce"
 

@@ -97,7 +97,8 @@ _add(DFKDProfile("paper", "mnist", "lenet5", "lenet5_half", _MNIST_T, _MNIST_D,
 _add(DFKDProfile(
     "cpu", "mnist", "lenet5", "lenet5_half", _MNIST_T,
     replace(_MNIST_D, epochs=20, synthesis_batch=256, ngf=16),
-    "MNIST: 20 epochs of 250 student steps instead of 40, batch 256 instead of 512, generator width ngf 16 instead of 64 "
+    "MNIST: 20 epochs of 250 student steps instead of 40, batch 256 instead of 512, generator width ngf 16 instead "
+    "of 64 "
     "(the 32x32 generator costs ~200x LeNet-5's forward pass); pool methods synthesise 1/4 of their published "
     "generator steps per round; student batch 256 for every method",
     method_params={"*": {"student_batch": 256}, "cmi": {"g_steps": 50}, "deepinversion": {"g_steps": 250},

@@ -42,7 +42,8 @@ DFKD_AUGMENT = {"cifar10": AugmentSpec(crop_padding=4, flip=True), "cifar100": A
 
 
 def make_dfkd_cells(*, scenarios, methods, seeds, profile, teacher=None, student=None, epochs=None, batch_size=None,
-                    lr=None, data_root=None, device_type="cpu", method_params=None, teacher_checkpoint=None) -> list[Cell]:
+                    lr=None, data_root=None, device_type="cpu", method_params=None,
+                    teacher_checkpoint=None) -> list[Cell]:
     from strategies.dfkd import DFKD_METHODS
 
     for m in methods:

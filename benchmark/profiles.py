@@ -7,8 +7,8 @@ method's own official code trains otherwise and the published row comes from it:
 MUC (each on its own SGD recipe, ``group_recipes``); LwM has no official code (FACIL's validation-driven schedule is
 not reproduced) and keeps the shared recipe.  ``cpu`` keeps
 the losses, optimiser and the shape of the schedule (one decay by 10 at 45 % of the epochs) and shrinks the
-backbone and the epochs to fit CONVENTIONS.md's budget (one CIFAR-100 10-phase cell <= 45 min on 2 cores).  Measured here
-(``python benchmarks/throughput.py``: side-by-side runs, batch 64, channels_last): ResNet-20 about 430 training
+backbone and the epochs to fit CONVENTIONS.md's budget (one CIFAR-100 10-phase cell <= 45 min on 2 cores).  Measured
+here (``python benchmarks/throughput.py``: side-by-side runs, batch 64, channels_last): ResNet-20 about 430 training
 images/s, reduced ResNet-18 210-260 (two runs), so ResNet-20 buys 1.6-2x the epochs.
 """
 from __future__ import annotations
@@ -125,7 +125,8 @@ for _p in [
             "anchors (PASS's compute); SSRE's later phases 16 epochs at batch 32 (decay after 15, 32 prototypes a "
             "step) instead of 60 at batch 128; UCIR, EEIL, "
             "MUC on the shared Adam recipe instead of their own SGD ones; EEIL's balanced "
-            "fine-tuning 4 epochs at 0.1 of the learning rate instead of 30 (official); MUC's side classifiers trained on the features of 2 augmented "
+            "fine-tuning 4 epochs at 0.1 of the learning rate instead of 30 (official); MUC's side classifiers "
+            "trained on the features of 2 augmented "
             "views instead of fresh augmentation in each of their 80 epochs",
             method_params={"eeil": {"bft_epochs": 4, "bft_lr_factor": 0.1}, "muc": {"stage3_views": 2},
                            "*": {"paired_anchor_fraction": 0.5}},

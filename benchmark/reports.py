@@ -1,9 +1,9 @@
 """Reports built only from ``result.json`` files (never from training state): RGAL-paper-shaped tables
 (Tables 14 / 15 / 16 / 17: rows methods, columns dataset x phases) for average accuracy, ``forgetting_max``, overall
-accuracy and the RGAL ablation, mean +- std over seeds with the published number beside each measured one, as CSV, Markdown and LaTeX;
-seaborn plots of accuracy on seen classes against the number of classes (Figures 10 / 11) and accuracy-matrix
-heatmaps.  ``write_reports(DIR)`` rebuilds everything from a folder alone, so folders from many machines merge by
-copying.
+accuracy and the RGAL ablation, mean +- std over seeds with the published number beside each measured one, as CSV,
+Markdown and LaTeX; seaborn plots of accuracy on seen classes against the number of classes (Figures 10 / 11) and
+accuracy-matrix heatmaps.  ``write_reports(DIR)`` rebuilds everything from a folder alone, so folders from many
+machines merge by copying.
 """
 from __future__ import annotations
 
@@ -106,7 +106,8 @@ def _fmt(mean, std, n):
     return f"{mean:.2f} ± {std:.2f} (n={n})" if n > 1 else f"{mean:.2f} (n=1)"
 
 
-def metric_table(df: pd.DataFrame, metric: str, pub_metric: str | None = None, table: int | None = None) -> pd.DataFrame:
+def metric_table(df: pd.DataFrame, metric: str, pub_metric: str | None = None,
+                 table: int | None = None) -> pd.DataFrame:
     """Rows: method; columns: (dataset, phases, measured | published)."""
     pub = published()
     if pub_metric is None:

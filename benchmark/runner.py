@@ -106,7 +106,8 @@ def machine() -> str:
     except (OSError, ValueError, IndexError):
         pass
     gpu = f", {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""
-    return f"{cpu}, {len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()} cores{mem}{gpu}"
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return f"{cpu}, {cores} cores{mem}{gpu}"
 
 
 @functools.lru_cache(maxsize=1)

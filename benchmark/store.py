@@ -60,7 +60,8 @@ def load_torch(path: Path, key: str, what: str = "checkpoint") -> dict:
         raise BenchError(f"{what} {path} is corrupt or not a suite file ({type(e).__name__}); delete it to "
                          f"recompute it") from None
     if not isinstance(obj, dict) or obj.get("key") != key:
-        raise BenchError(f"{what} {path} belongs to another configuration (key {obj.get('key') if isinstance(obj, dict) else '?'}"
+        found = obj.get("key") if isinstance(obj, dict) else "?"
+        raise BenchError(f"{what} {path} belongs to another configuration (key {found}"
                          f", expected {key}); delete it or use another --out / --cache-dir")
     return obj
 
@@ -88,4 +89,5 @@ def check_writable(folder: Path) -> None:
         with tempfile.NamedTemporaryFile(dir=folder):
             pass
     except OSError as e:
-        raise BenchError(f"output folder {folder} is not writable ({e.strerror}); pass --out to a writable folder") from None
+        raise BenchError(f"output folder {folder} is not writable ({e.strerror}); "
+                         "pass --out to a writable folder") from None

@@ -75,7 +75,8 @@ def main(argv=None) -> int:
     (cell,) = make_cells(scenarios=[a.scenario], phases=[a.phases], methods=[a.method], seeds=[a.seed],
                          profile=a.profile, data_root=a.data_root)
     cfg = dict(cell.config)
-    for part, ep, step, bs in (("base", a.base_epochs, a.base_lr_step, None), ("inc", a.epochs, a.lr_step, a.batch_size)):
+    for part, ep, step, bs in (("base", a.base_epochs, a.base_lr_step, None),
+                               ("inc", a.epochs, a.lr_step, a.batch_size)):
         r = dict(cfg["recipe"][part])
         r.update({k: v for k, v in (("epochs", ep), ("lr_step", step), ("batch_size", bs)) if v is not None})
         cfg["recipe"] = {**cfg["recipe"], part: r}
@@ -96,8 +97,8 @@ def main(argv=None) -> int:
     run._save_checkpoint = lambda *args, **kwargs: None
     t0 = time.time()
     run._train_phase(method, sc, sc.benchmark, 0, state, method.state_dict(), None)
-    print(f"phase 0 ({cfg['recipe']['base']['epochs']} epochs, cache {state['phase0_cache']}, {time.time() - t0:.0f} s):"
-          f" accuracy {evaluate_phase(method, sc, 0, 'cpu')[method.name][0]:.3f}")
+    print(f"phase 0 ({cfg['recipe']['base']['epochs']} epochs, cache {state['phase0_cache']}, "
+          f"{time.time() - t0:.0f} s): accuracy {evaluate_phase(method, sc, 0, 'cpu')[method.name][0]:.3f}")
 
     K = a.phase
     if not 1 <= K <= cfg["phases"]:
@@ -134,7 +135,8 @@ def main(argv=None) -> int:
         row = evaluate_phase(method, sc, K, "cpu")[method.name]
         old = sum(row[g] * n for g, n in enumerate(counts[:K])) / sum(counts[:K])
         model.eval()
-        scores = torch.cat([method.scores(d.x_test[new][i:i + 500])[method.name] for i in range(0, int(new.sum()), 500)])
+        scores = torch.cat([method.scores(d.x_test[new][i:i + 500])[method.name]
+                            for i in range(0, int(new.sum()), 500)])
         model.train()
         among = float(((scores[:, lo:hi].argmax(1) + lo) == d.y_test[new]).float().mean())
         pred = scores[:, :hi].argmax(1)

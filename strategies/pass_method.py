@@ -40,8 +40,8 @@ class PASS(CILMethod):
         self.suite_plugin = make_suite_plugin(ctx, seen_classes=lambda k: 4 * sc.seen_after(k))
         update = PrototypeUpdatePlugin(self.bank, self.old, net, ctx.recipe_for(0).batch_size, sc.spec.augment,
                                        lambda: ctx.seed * 1000 + self.suite_plugin.phase + 500, ctx.device)
-        self.strategy = Naive(model=net, optimizer=placeholder_optimizer(net), criterion=TemperatureCE(prm["temperature"]),
-                              train_mb_size=batch, device=ctx.device,
+        self.strategy = Naive(model=net, optimizer=placeholder_optimizer(net),
+                              criterion=TemperatureCE(prm["temperature"]), train_mb_size=batch, device=ctx.device,
                               plugins=[RotationPlugin(), self.capture, self.proto_aug, self.kd, *extra_plugins,
                                        update, self.suite_plugin], evaluator=quiet_evaluator())
 
@@ -127,9 +127,9 @@ def add_rgal_g(method: PASS, prm: dict, label_scale: int = 4):
     if prm["rgal_pool_per_class"] < 1:
         raise BenchError(f"rgal_pool_per_class must be at least 1, not {prm['rgal_pool_per_class']}")
     method.rgal_g = PrototypeOptimizationPlugin(
-        method.proto_aug, method.old, lambda e: method.model.head(e), lambda: method.bank.radius, label_scale=label_scale,
-        schedule=prm["rgal_schedule"], pool_per_class=prm["rgal_pool_per_class"], seed=method.ctx.seed,
-        epoch_fn=lambda: method.suite_plugin.epoch,
+        method.proto_aug, method.old, lambda e: method.model.head(e), lambda: method.bank.radius,
+        label_scale=label_scale, schedule=prm["rgal_schedule"], pool_per_class=prm["rgal_pool_per_class"],
+        seed=method.ctx.seed, epoch_fn=lambda: method.suite_plugin.epoch,
         steps=prm["rgal_steps"], lr=prm["rgal_lr"], optimizer=prm["rgal_optimizer"], w_adv=prm["rgal_adv"],
         w_ntri=prm["rgal_ntri"], w_oh=prm["rgal_oh"], sampler=prm["rgal_sampler"], generator=method.rgal_gen,
         triplet_kw=kw, sample_on=prm["rgal_sample_on"])

@@ -20,7 +20,8 @@ from __future__ import annotations
 import torch
 from avalanche.training import Naive
 
-from benchmark.methods import CILMethod, make_suite_plugin, placeholder_optimizer, put_last, quiet_evaluator, register_method
+from benchmark.methods import (CILMethod, make_suite_plugin, placeholder_optimizer, put_last, quiet_evaluator,
+                               register_method)
 from strategies.pass_method import (RGAL_CHOICES, RGAL_G_DEFAULTS, RGAL_KEY_NEUTRAL, RGAL_S_DEFAULTS, add_rgal_g,
                                     add_rgal_s)
 from strategies.pass_plugins import (FeatureCapturePlugin, OldModelHolder, PrototypeAugmentationPlugin,
@@ -58,9 +59,9 @@ class SSRE(CILMethod):
             ctx, seen_classes=lambda k: (1 if self.reparam.converted else 4) * sc.seen_after(k),
             params_for=lambda s: [p for p in s.model.parameters() if p.requires_grad])
         self.suite_plugin.generators["prototypes"] = self.proto_gen
-        update = PrototypeUpdatePlugin(self.bank, self.old, net, lambda: ctx.recipe_for(self.suite_plugin.phase).batch_size,
-                                       sc.spec.augment, lambda: ctx.seed * 1000 + self.suite_plugin.phase + 500,
-                                       ctx.device)
+        update = PrototypeUpdatePlugin(self.bank, self.old, net,
+                                       lambda: ctx.recipe_for(self.suite_plugin.phase).batch_size, sc.spec.augment,
+                                       lambda: ctx.seed * 1000 + self.suite_plugin.phase + 500, ctx.device)
         rotation = RotationPlugin(active=lambda: not self.reparam.converted)
         extra = []
         if self.use_g:
@@ -69,7 +70,8 @@ class SSRE(CILMethod):
         if self.use_s:
             extra.extend(add_rgal_s(self, prm, stride=1, label_scale=1))
         self.strategy = Naive(
-            model=net, optimizer=placeholder_optimizer(net), criterion=SelectionWeightedCE(self.selection, prm["temperature"]),
+            model=net, optimizer=placeholder_optimizer(net),
+            criterion=SelectionWeightedCE(self.selection, prm["temperature"]),
             train_mb_size=ctx.recipe_for(0).batch_size, device=ctx.device,
             plugins=[rotation, self.capture, self.proto_aug,
                      SelectionDistillationPlugin(self.selection, self.capture, self.old, prm["kd_weight"]),

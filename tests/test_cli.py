@@ -111,7 +111,8 @@ def test_phase0_is_shared_within_a_family(smoke_run):
     assert res["lwf"]["rows"]["lwf"]["acc"][0] == res["finetune"]["rows"]["finetune"]["acc"][0]
     # the PASS family shares PASS's phase 0: RGAL and SSRE load it (SSRE evaluates it after folding BatchNorm,
     # which computes the same function up to float rounding)
-    assert caches["pass"].startswith("miss") and caches["pass+rgal"].startswith("hit") and caches["ssre"].startswith("hit")
+    assert caches["pass"].startswith("miss")
+    assert caches["pass+rgal"].startswith("hit") and caches["ssre"].startswith("hit")
     assert res["pass+rgal"]["rows"]["pass+rgal"]["acc"][0] == res["pass"]["rows"]["pass"]["acc"][0]
     assert res["ssre"]["rows"]["ssre"]["acc"][0][0] == pytest.approx(res["pass"]["rows"]["pass"]["acc"][0][0], abs=0.01)
     assert len(res["pass+rgal"]["extra"]["prototype_movement_per_phase"]) == 2
@@ -138,10 +139,12 @@ def test_rgal_plugins_leave_phase0_alone(smoke_run, tmp_path):
     """pass+rgal training phase 0 itself (empty cache) gives PASS's phase 0: the triplet loss and the paired batches
     act from phase 1 on, so whichever method of the family fills the shared cache, it holds the same model."""
     out, _ = smoke_run
-    cold = _run(tmp_path / "cold_rgal", tmp_path / "cold", *SMOKE, "--methods", "pass+rgal")["pass+rgal"]
+    # one incremental phase is enough: phase 0 (50 classes) does not depend on how the rest is split
+    cold = _run(tmp_path / "cold_rgal", tmp_path / "cold", "--profile", "smoke", "--phases", "1", "--no-progress",
+                "--methods", "pass+rgal")["pass+rgal"]
     trained = _results(out / "run")["pass"]
     assert cold["timings"]["phase0_cache"].startswith("miss") and trained["timings"]["phase0_cache"].startswith("miss")
-    assert cold["rows"]["pass+rgal"]["acc"][0] == trained["rows"]["pass"]["acc"][0]
+    assert cold["rows"]["pass+rgal"]["acc"][0][0] == trained["rows"]["pass"]["acc"][0][0]
 
 
 def test_twenty_phases_share_the_phase0_of_fewer_phases(smoke_run, tmp_path):
@@ -197,7 +200,7 @@ def test_phase0_cache_of_another_shape_gives_one_line_error(smoke_run, tmp_path)
 
 
 def test_killed_run_resumes_to_the_same_numbers(tmp_path):
-    args = ["--profile", "smoke", "--phases", "2", "--epochs", "3", "--methods", "lwf", "--no-progress"]
+    args = ["--profile", "smoke", "--phases", "1", "--epochs", "3", "--methods", "lwf", "--no-progress"]
     env = dict(os.environ, BENCH_CACHE=str(tmp_path / "c1"), BENCH_OFFLINE="1")
     ref = cli(*args, "--out", str(tmp_path / "ref"), env={"BENCH_CACHE": str(tmp_path / "c0")})
     assert ref.returncode == 0, ref.stderr[-2000:]

@@ -72,8 +72,8 @@ def test_both_rgal_plugins_in_a_plain_avalanche_strategy_with_its_own_loader():
     triplet = TripletLossPlugin(capture, weight=0.1, generator=torch.Generator().manual_seed(0))
     rgal_g = PrototypeOptimizationPlugin(proto, old, net.head, lambda: bank.radius, steps=2)
     rec = Record()
-    strategy = Naive(model=net, optimizer=torch.optim.Adam(net.parameters(), 1e-3), criterion=torch.nn.CrossEntropyLoss(),
-                     train_mb_size=32, train_epochs=1, device="cpu",
+    strategy = Naive(model=net, optimizer=torch.optim.Adam(net.parameters(), 1e-3),
+                     criterion=torch.nn.CrossEntropyLoss(), train_mb_size=32, train_epochs=1, device="cpu",
                      plugins=[capture, proto, rgal_g, triplet, PairedSamplingPlugin(), update, rec],
                      evaluator=quiet_evaluator())
     for exp in sc.benchmark.train_stream:

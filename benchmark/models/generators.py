@@ -82,6 +82,9 @@ def reset_generator(gen: nn.Module) -> None:
             nn.init.zeros_(m.bias)
 
 
-GENERATORS = {"cmi": lambda **kw: CMIGenerator(stage_mult=2, **{k: v for k, v in kw.items() if k not in ("mean", "std")}),
-              "cmi-large": lambda **kw: CMIGenerator(stage_mult=4, **{k: v for k, v in kw.items() if k not in ("mean", "std")}),
-              "dfad": lambda **kw: DFADGenerator(**kw)}
+def _cmi(stage_mult: int):
+    """CMI's generator outputs sigmoid images in [0, 1]: it takes no normalisation statistics."""
+    return lambda **kw: CMIGenerator(stage_mult=stage_mult, **{k: v for k, v in kw.items() if k not in ("mean", "std")})
+
+
+GENERATORS = {"cmi": _cmi(2), "cmi-large": _cmi(4), "dfad": lambda **kw: DFADGenerator(**kw)}

@@ -39,7 +39,8 @@ class WideResNet(Backbone):
         self.conv1 = nn.Conv2d(in_channels, widths[0], 3, 1, 1, bias=False)
         stages, in_planes = [], widths[0]
         for i, w in enumerate(widths[1:]):
-            stages.append(nn.Sequential(*[WideBlock(in_planes if b == 0 else w, w, (1 if i == 0 else 2) if b == 0 else 1)
+            stride = 1 if i == 0 else 2
+            stages.append(nn.Sequential(*[WideBlock(in_planes if b == 0 else w, w, stride if b == 0 else 1)
                                           for b in range(n)]))
             in_planes = w
         self.stages = nn.ModuleList(stages)

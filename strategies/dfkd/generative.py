@@ -8,8 +8,9 @@ student's criterion.
 * Generator step (student in eval mode; nothing is augmented):
   ``oh * CE(t, argmax t) + act * (-mean|f_T|) + adv * (-crit(s, t)) + balance * sum p_mean log p_mean + bn * L_bn``
   with ``f_T`` the teacher's activation features (``Backbone.activation_features``: the pooled embedding; on LeNet-5
-  conv3's 120-d output, DAFL's ``feature``), ``crit`` the KL divergence at T = 1 (CMI overwrites ``--T`` to 1 for these methods) or, for DFAD, the mean
-  absolute error between logits.  The adversarial term is *not* masked here (CMI masks it only in CMI / RGAL).
+  conv3's 120-d output, DAFL's ``feature``), ``crit`` the KL divergence at T = 1 (CMI overwrites ``--T`` to 1 for
+  these methods) or, for DFAD, the mean absolute error between logits.  The adversarial term is *not* masked here
+  (CMI masks it only in CMI / RGAL).
 * Student step: fresh ``z``, ``x = G(z)`` without gradients, ``crit(S(x), T(x))``.
 
 Weights (the issue's table, from CMI's scripts): DAFL oh 1, act 1e-3, balance 20, z 512-d; ZSKT adv 1; DFQ adv 1,
