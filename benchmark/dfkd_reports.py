@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from benchmark.reports import DATASET_NAMES, _flat, _fmt, load_results, published, row_label, varying_params
+from benchmark.reports import (DATASET_NAMES, _flat, _fmt, load_results, profile_notes, published, row_label,
+                               varying_params)
 
 
 def load_dfkd_results(folder: Path) -> list[dict]:
@@ -193,10 +194,9 @@ def write_dfkd_reports(folder: Path, rep: Path) -> list[Path]:
           "## Student top-1 (%), RGAL Table 1 layout (mean ± std over seeds; last epoch)", "", t1.to_markdown(), "",
           "## Top-1 (%), activation-regularisation paper Table 1 layout", "", _flat(t2).to_markdown(), "",
           "## Notes", ""]
-    notes = set()
+    notes = profile_notes(results, lambda c: f"profile {c['profile']} ({c['scenario']})")
     for r in results:
         c = r["cell"]
-        notes.add(f"profile {c['profile']} ({c['scenario']}): {r.get('profile_gap_to_paper', '')}")
         notes.add(f"teacher {c['teacher']} on {c['scenario']}: {100 * r['teacher']['test_accuracy']:.2f}% "
                   f"({r['teacher'].get('source', '')})")
         if c["scenario"] == "cifar100":

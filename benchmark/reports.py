@@ -144,11 +144,31 @@ def summary_table(results: list[dict]) -> str:
     return agg.mean().round(2).to_string()
 
 
+def profile_notes(results: list[dict], label=lambda c: f"profile {c['profile']}") -> set[str]:
+    """One note per profile (``label`` of the cell): the gap-to-paper text of its most recently finished cell.  A
+    profile's text grows as methods are added or retuned while a sweep runs over sessions; cells that finished earlier
+    under the same key ran the same recipe (the recipe is part of the key and of each cell.json), so the newest text
+    describes them."""
+    newest: dict[str, tuple[str, str]] = {}
+    texts: dict[str, set[str]] = {}
+    for r in results:
+        prof, text = label(r["cell"]), r.get("profile_gap_to_paper", "")
+        texts.setdefault(prof, set()).add(text)
+        if prof not in newest or r.get("finished", "") >= newest[prof][0]:
+            newest[prof] = (r.get("finished", ""), text)
+    out = set()
+    for prof, (_, text) in newest.items():
+        older = len(texts[prof]) - 1
+        more = (f" (the newest of {older + 1} texts these cells recorded; each cell's recipe is in its cell.json)"
+                if older else "")
+        out.add(f"{prof}: {text}{more}")
+    return out
+
+
 def _notes(results: list[dict]) -> list[str]:
-    notes = set()
+    notes = profile_notes(results)
     for r in results:
         c = r["cell"]
-        notes.add(f"profile {c['profile']}: {r.get('profile_gap_to_paper', '')}")
         if c["scenario"] == "cifar100":
             notes.add("CIFAR-100 from ../shared/data uses a stand-in train/test split (not the official one): "
                       "numbers are not directly comparable to the published ones")

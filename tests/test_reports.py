@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from benchmark.reports import long_frame, mean_accuracy_matrices, metric_table, seen_accuracy_frame
+from benchmark.reports import _notes, long_frame, mean_accuracy_matrices, metric_table, seen_accuracy_frame
 
 
 def _result(seed, acc, seen, avg, method="lwf-mc", published="LwF-MC"):
@@ -78,3 +78,12 @@ def test_published_number_comes_from_the_reference_csv():
     t = metric_table(long_frame([r]), "average_accuracy")
     assert t.loc["lwf-mc", ("cifar100 10ph [cpu]", "measured")] == "30.00 (n=1)"
     assert t.loc["lwf-mc", ("cifar100 10ph [cpu]", "published")] == "27.43"  # RGAL Table 14, CIFAR-100, 10 phases
+
+
+def test_a_profile_gets_one_note_the_text_of_its_newest_cell():
+    old = {**RESULTS[0], "profile_gap_to_paper": "20 epochs", "finished": "2026-11-20T10:00:00"}
+    new = {**RESULTS[1], "profile_gap_to_paper": "20 epochs; PASS 5 epochs", "finished": "2026-11-24T10:00:00"}
+    notes = [n for n in _notes([new, old]) if n.startswith("profile cpu")]
+    assert notes == ["profile cpu: 20 epochs; PASS 5 epochs (the newest of 2 texts these cells recorded; each cell's "
+                     "recipe is in its cell.json)"]
+    assert [n for n in _notes([old, old]) if n.startswith("profile")] == ["profile cpu: 20 epochs"]
