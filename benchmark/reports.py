@@ -71,7 +71,7 @@ def row_label(result: dict, row: str, varying: dict[str, list[str]] | None = Non
     keys = (varying or {}).get(result["cell"].get("method"), [])
     if keys:
         row += " [" + ", ".join(f"{k}={params.get(k, 'default')}" for k in keys) + "]"
-    return f"{row} (offline upper bound: forgetting 0 by construction)" if result.get("offline") else row
+    return f"{row} (offline upper bound: one training on all classes)" if result.get("offline") else row
 
 
 def long_frame(results: list[dict]) -> pd.DataFrame:

@@ -277,7 +277,8 @@ class CellRun(CellFolder):
             notes.append(f"{self.cfg['dropped_classes']} classes never shown: int((n - base) / phases) classes per "
                          f"phase, as the official PASS code")
         if getattr(method, "offline", False):
-            notes.append("joint: one offline training on all classes; forgetting is 0 by construction")
+            notes.append("joint: one offline training on all classes, the same model evaluated after every phase among "
+                         "the classes seen so far; its forgetting is only the cost of more candidate classes")
         return {
             "key": self.cell.key, "cell": self.cfg, "rows": rows, "group_counts": counts,
             "offline": bool(getattr(method, "offline", False)),

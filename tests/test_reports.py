@@ -31,7 +31,7 @@ def test_table_cell_is_mean_and_std_over_seeds_with_the_published_number_beside(
 def test_offline_row_says_so_in_tables_and_plot():
     joint = {**_result(0, [[0.9, None, None], [0.9, 0.9, None], [0.9, 0.9, 0.9]], [0.9, 0.9, 0.9], 0.9, "joint", ""),
              "offline": True}
-    label = "joint (offline upper bound: forgetting 0 by construction)"
+    label = "joint (offline upper bound: one training on all classes)"
     t = metric_table(long_frame(RESULTS + [joint]), "average_accuracy")
     assert set(t.index) == {"lwf-mc", label}
     assert set(seen_accuracy_frame([joint])["method"]) == {label}
