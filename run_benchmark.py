@@ -4,6 +4,7 @@
     python run_benchmark.py                                  # embedded cifar100-mini demo, profile mini
     python run_benchmark.py --scenario cifar100 --phases 10  # the main job (profile cpu)
     python run_benchmark.py report DIR                        # tables and plots from DIR's result.json files
+    python run_benchmark.py report DIR1 DIR2 --out OUT        # several sweeps' rows in one report
 """
 from __future__ import annotations
 
@@ -166,17 +167,26 @@ def print_list():
         print(f"  {e.name:16s} {e.description}")
 
 
+def parse_report_args(argv):
+    p = argparse.ArgumentParser(prog="run_benchmark.py report",
+                                description="Tables and plots from the result.json files below one or more folders.")
+    p.add_argument("folders", nargs="+", type=Path, metavar="DIR", help="result folders (made by --out)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="report folder (default DIR/report; required with several DIRs: a merged report, a cell "
+                        "present in two folders counted once)")
+    return p.parse_args(argv)
+
+
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     from benchmark.errors import BenchError
 
     try:
         if argv[:1] == ["report"]:
-            if len(argv) != 2:
-                raise BenchError("usage: run_benchmark.py report DIR")
             from benchmark.reports import write_reports
 
-            paths = write_reports(Path(argv[1]))
+            args = parse_report_args(argv[1:])
+            paths = write_reports(args.folders, args.out)
             print("\n".join(str(p) for p in paths))
             return 0
         return run(parse_args(argv))

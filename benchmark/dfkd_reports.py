@@ -22,8 +22,8 @@ from benchmark.reports import (DATASET_NAMES, _flat, _fmt, load_results, profile
                                varying_params)
 
 
-def load_dfkd_results(folder: Path) -> list[dict]:
-    return load_results(folder, "dfkd")
+def load_dfkd_results(folders: Path | list[Path]) -> list[dict]:
+    return load_results(folders, "dfkd")
 
 
 def dfkd_frame(results: list[dict]) -> pd.DataFrame:
@@ -180,8 +180,8 @@ def plot_tsne(results: list[dict], path: Path) -> Path | None:
     return path
 
 
-def write_dfkd_reports(folder: Path, rep: Path) -> list[Path]:
-    results = load_dfkd_results(folder)
+def write_dfkd_reports(results: list[dict], rep: Path) -> list[Path]:
+    """The data-free tables and plots of ``results`` (from ``load_dfkd_results``) into ``rep``."""
     if not results:
         return []
     df = dfkd_frame(results)

@@ -3,7 +3,8 @@
 accuracy and the RGAL ablation, mean +- std over seeds with the published number beside each measured one, as CSV,
 Markdown and LaTeX; seaborn plots of accuracy on seen classes against the number of classes (Figures 10 / 11) and
 accuracy-matrix heatmaps.  ``write_reports(DIR)`` rebuilds everything from a folder alone, so folders from many
-machines merge by copying.
+machines merge by copying; ``write_reports([DIR, ...], out)`` puts several sweeps' rows in one report (a cell found in
+two folders, same key, counts once).
 """
 from __future__ import annotations
 
@@ -35,15 +36,21 @@ TABLES = [
 ]
 
 
-def load_results(folder: Path, task: str = "cil") -> list[dict]:
-    """Every ``result.json`` of ``task`` below ``folder`` (unreadable files are skipped)."""
-    out = []
-    for p in sorted(Path(folder).rglob("result.json")):
-        try:
-            res = json.loads(p.read_text())
-        except ValueError:
-            continue
-        if res.get("cell", {}).get("task") == task:
+def load_results(folders: Path | list[Path], task: str = "cil") -> list[dict]:
+    """Every ``result.json`` of ``task`` below ``folders`` (one folder or several; unreadable files are skipped).
+
+    A cell copied into two folders (same key: same recipe, seed and data) is read once, from the first folder, so
+    merged reports do not count a seed twice."""
+    out, seen = [], set()
+    for folder in [folders] if isinstance(folders, (str, Path)) else folders:
+        for p in sorted(Path(folder).rglob("result.json")):
+            try:
+                res = json.loads(p.read_text())
+            except ValueError:
+                continue
+            if res.get("cell", {}).get("task") != task or res.get("key") in seen:
+                continue
+            seen.add(res.get("key"))
             res["_path"] = str(p)
             out.append(res)
     return out
@@ -288,22 +295,28 @@ def write_provenance(results: list[dict], path: Path) -> Path:
     return path
 
 
-def write_reports(folder: Path) -> list[Path]:
+def write_reports(folders: Path | list[Path], out: Path | None = None) -> list[Path]:
+    """Tables and plots of the results below ``folders`` into ``out`` (default: ``<folder>/report`` of a single
+    folder; required for several)."""
     from benchmark.errors import BenchError
 
     from benchmark.dfkd_reports import load_dfkd_results, write_dfkd_reports
 
-    folder = Path(folder)
-    results = load_results(folder)
-    if not results and not load_dfkd_results(folder):
-        raise BenchError(f"no result.json under {folder}; run cells first (python run_benchmark.py --out {folder})")
-    rep = folder / "report"
+    folders = [Path(folders)] if isinstance(folders, (str, Path)) else [Path(f) for f in folders]
+    if out is None and len(folders) != 1:
+        raise BenchError("several result folders need --out REPORT_DIR for the merged report")
+    for f in folders:
+        if not f.is_dir():
+            raise BenchError(f"no result folder {f}; give a folder made by run_benchmark.py --out")
+    results, dfkd = load_results(folders), load_dfkd_results(folders)
+    if not results and not dfkd:
+        names = " ".join(map(str, folders))
+        raise BenchError(f"no result.json under {names}; run cells first (python run_benchmark.py --out {folders[0]})")
+    rep = Path(out) if out is not None else folders[0] / "report"
     rep.mkdir(parents=True, exist_ok=True)
-    from benchmark.dfkd_reports import load_dfkd_results as _dfkd
-
-    prov = write_provenance(results + _dfkd(folder), rep / "provenance.md")
+    prov = write_provenance(results + dfkd, rep / "provenance.md")
     if not results:
-        return [prov] + write_dfkd_reports(folder, rep)
+        return [prov] + write_dfkd_reports(dfkd, rep)
     df = long_frame(results)
     paths = [prov]
     df.to_csv(rep / "results_long.csv", index=False)
@@ -330,4 +343,4 @@ def write_reports(folder: Path) -> list[Path]:
     paths.append(rep / "tables.md")
     paths.append(plot_seen_accuracy(results, rep / "seen_accuracy.png"))
     paths += plot_heatmaps(results, rep)
-    return paths + write_dfkd_reports(folder, rep)
+    return paths + write_dfkd_reports(dfkd, rep)

@@ -172,6 +172,24 @@ def test_report_action_rebuilds_tables_from_results_alone(smoke_run, tmp_path):
     assert (tmp_path / "copy" / "report" / "table15_forgetting_max.tex").is_file()
 
 
+def test_report_merges_several_folders_counting_a_shared_cell_once(smoke_run, tmp_path):
+    out, _ = smoke_run
+    cells = sorted(p.parent for p in (out / "run").rglob("result.json"))
+    a, b = tmp_path / "a", tmp_path / "b"
+    for i, cell in enumerate(cells):  # first cell in both folders, the others split between them
+        for dest in ([a, b] if i == 0 else [a if i % 2 else b]):
+            shutil.copytree(cell, dest / cell.name, ignore=shutil.ignore_patterns("checkpoint.pt"))
+    p = cli("report", str(a), str(b))
+    assert p.returncode != 0 and "--out" in p.stderr and len(p.stderr.strip().splitlines()) == 1
+    p = cli("report", str(a), str(b), "--out", str(tmp_path / "merged"))
+    assert p.returncode == 0, p.stderr
+    import pandas as pd
+
+    df = pd.read_csv(tmp_path / "merged" / "results_long.csv")
+    one = pd.read_csv(out / "run" / "report" / "results_long.csv")
+    assert len(df) == len(one) and sorted(df["method"]) == sorted(one["method"])
+
+
 def test_corrupt_checkpoint_gives_one_line_error_and_keeps_results(smoke_run, tmp_path):
     out, _ = smoke_run
     shutil.copytree(out / "run", tmp_path / "r")
