@@ -69,7 +69,8 @@ def test_epoch_override_scales_milestones():
 
 
 def test_set_integer_for_a_float_default_is_the_default_cell():
-    """``--set ar_l=1`` names the same cell as the default 1.0 (JSON reads ``1`` as an int); ints stay ints."""
+    """``--set ar_l=1`` is stored as the float 1.0 of a float option (JSON reads ``1`` as an int), so it names the same
+    cell as ``ar_l=1.0``; ints stay ints."""
     import strategies.dfkd  # noqa: F401  (registers the methods)
     from strategies.dfkd.base import DFKD_METHODS
     from run_benchmark import parse_settings
