@@ -202,6 +202,47 @@ def movement_table(results: list[dict]) -> pd.DataFrame | None:
     return df.pivot_table(index=["method", "scenario", "phases"], columns="phase", values="movement").round(3)
 
 
+# (with, without): the comparisons the RGAL paper makes (Tables 14-17: RGAL on PASS and SSRE, the L'_g-only ablation)
+RGAL_PAIRS = (("pass+rgal", "pass"), ("ssre+rgal", "ssre"), ("pass+rgal-g", "pass"))
+
+
+def _published_value(pub: pd.DataFrame, dataset: str, phases: int, name: str, metric: str) -> float | None:
+    pub_metric = METRICS[metric][0]
+    p = pub[(pub["task"] == "cil") & (pub["metric"] == pub_metric) & (pub["dataset"] == dataset)
+            & (pub["method"] == name) & (pub["phases"] == phases)]
+    return float(p["value"].iloc[0]) if len(p) and name else None
+
+
+def _sign(v: float) -> int:
+    return (v > 0) - (v < 0)
+
+
+def paired_gain_table(df: pd.DataFrame, pairs=RGAL_PAIRS) -> pd.DataFrame | None:
+    """The effect of adding RGAL as the paper states it (with minus without), paired by seed: both runs of a seed share
+    the phase-0 model and the class order, so the per-seed difference removes their variance.  Per comparison,
+    protocol and metric: mean ± std of the differences over the seeds both rows have, the published difference, and in
+    how many seeds the measured difference has the published sign (what a cpu recipe reproduces of the paper's claim;
+    a lower ``forgetting_max`` is better, so its published sign is negative)."""
+    pub, recs = published(), []
+    names = df.drop_duplicates("method").set_index("method")["published_name"].to_dict()
+    keys = ["scenario", "dataset", "phases", "profile", "seed"]
+    for with_, without in pairs:
+        both = df[df["method"] == with_].merge(df[df["method"] == without], on=keys, suffixes=("", "_base"))
+        for (scen, ds, ph, prof), g in both.groupby(keys[:-1]):
+            for metric in METRICS:
+                d = g[metric] - g[f"{metric}_base"]
+                a = _published_value(pub, ds, ph, names.get(with_, ""), metric)
+                b = _published_value(pub, ds, ph, names.get(without, ""), metric)
+                gap = None if a is None or b is None else a - b
+                recs.append({"comparison": f"{with_} - {without}", "protocol": f"{scen} {ph}ph [{prof}]",
+                             "metric": metric, "measured": ("+" if d.mean() > 0 else "")
+                             + _fmt(d.mean(), 0.0 if len(d) < 2 else d.std(), len(d)),
+                             "published": "-" if gap is None else f"{gap:+.2f}",
+                             "seeds with the published sign":
+                                 "-" if gap is None else f"{int((d.apply(_sign) == _sign(gap)).sum())}/{len(d)}"})
+    return pd.DataFrame.from_records(recs).set_index(["comparison", "protocol", "metric"]) if recs else None
+
+
 def seen_accuracy_frame(results: list[dict]) -> pd.DataFrame:
     """The points of the seen-accuracy plot (RGAL Figures 10-11): one per (protocol, row, seed, phase), x = number
     of classes seen after the phase, y = ``seen_acc`` in %."""
@@ -332,6 +373,12 @@ def write_reports(folders: Path | list[Path], out: Path | None = None) -> list[P
         paths += [rep / f"{stem}.csv", rep / f"{stem}.tex"]
         md += [f"## {title} (%; RGAL Table {table} layout; mean ± std over seeds, published beside)", "",
                _flat(t).to_markdown(), ""]
+    gains = paired_gain_table(df)
+    if gains is not None:
+        gains.to_csv(rep / "rgal_paired_gain.csv")
+        paths.append(rep / "rgal_paired_gain.csv")
+        md += ["## RGAL's effect, paired by seed (with minus without, percentage points; published beside)", "",
+               gains.reset_index().to_markdown(index=False), ""]
     moves = movement_table(results)
     if moves is not None:
         moves.to_csv(rep / "prototype_movement.csv")

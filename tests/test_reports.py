@@ -4,7 +4,8 @@ import math
 
 import pytest
 
-from benchmark.reports import _notes, long_frame, mean_accuracy_matrices, metric_table, seen_accuracy_frame
+from benchmark.reports import (_notes, long_frame, mean_accuracy_matrices, metric_table, paired_gain_table,
+                               seen_accuracy_frame)
 
 
 def _result(seed, acc, seen, avg, method="lwf-mc", published="LwF-MC"):
@@ -87,3 +88,25 @@ def test_a_profile_gets_one_note_the_text_of_its_newest_cell():
     assert notes == ["profile cpu: 20 epochs; PASS 5 epochs (the newest of 2 texts these cells recorded; each cell's "
                      "recipe is in its cell.json)"]
     assert [n for n in _notes([old, old]) if n.startswith("profile")] == ["profile cpu: 20 epochs"]
+
+
+def test_rgal_gain_is_paired_by_seed_with_the_published_difference_and_sign_count():
+    def cell(method, published, seed, avg, forget):
+        r = _result(seed, [[0.5]], [0.5], avg, method, published)
+        r["cell"]["phases"] = 10
+        r["rows"][method]["forgetting_max"] = forget
+        return r
+
+    # seeds differ a lot (0.20 vs 0.40) but RGAL adds +2 and +1 points in each: paired, 1.50 ± 0.71
+    runs = [cell("pass", "PASS", 0, 0.20, 0.10), cell("pass+rgal", "PASS+RGAL", 0, 0.22, 0.12),
+            cell("pass", "PASS", 1, 0.40, 0.30), cell("pass+rgal", "PASS+RGAL", 1, 0.41, 0.20),
+            cell("pass+rgal", "PASS+RGAL", 2, 0.50, 0.10)]  # no PASS run of seed 2: not paired, left out
+    t = paired_gain_table(long_frame(runs)).loc[("pass+rgal - pass", "cifar100 10ph [cpu]")]
+    assert t.loc["average_accuracy", "measured"] == "+1.50 ± 0.71 (n=2)"
+    assert t.loc["average_accuracy", "published"] == "+3.63"  # 65.47 - 61.84 (RGAL Table 14, 10 phases)
+    assert t.loc["average_accuracy", "seeds with the published sign"] == "2/2"
+    # forgetting: +2 and -10 points; published 22.16 - 30.25 = -8.09, so one seed of two has its sign
+    assert t.loc["forgetting_max", "measured"] == "-4.00 ± 8.49 (n=2)"
+    assert t.loc["forgetting_max", "published"] == "-8.09"
+    assert t.loc["forgetting_max", "seeds with the published sign"] == "1/2"
+    assert paired_gain_table(long_frame(runs[:1])) is None  # nothing to pair
