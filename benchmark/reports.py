@@ -107,6 +107,19 @@ def published() -> pd.DataFrame:
     return pd.read_csv(PUBLISHED_CSV)
 
 
+def published_cil_value(pub: pd.DataFrame, dataset: str, phases: int, name: str, pub_metric: str,
+                        table: int | None = None) -> float | None:
+    """The published class-incremental number of ``name`` (its published method name) for a protocol, from ``table``
+    or, without one, from the first table that has it (Tables 14 and 17 repeat the same figures)."""
+    if not name:
+        return None
+    p = pub[(pub["task"] == "cil") & (pub["metric"] == pub_metric) & (pub["dataset"] == dataset)
+            & (pub["method"] == name) & (pub["phases"] == phases)]
+    if table is not None:
+        p = p[p["table"] == table]
+    return float(p["value"].iloc[0]) if len(p) else None
+
+
 def _fmt(mean, std, n):
     if mean is None or (isinstance(mean, float) and math.isnan(mean)):
         return ""
@@ -127,10 +140,8 @@ def metric_table(df: pd.DataFrame, metric: str, pub_metric: str | None = None,
         col = f"{a['scenario']} {a['phases']}ph [{a['profile']}]"
         cols.setdefault((col, "measured"), {})[a["method"]] = _fmt(a["mean"], 0.0 if pd.isna(a["std"]) else a["std"],
                                                                    int(a["count"]))
-        p = pub[(pub["task"] == "cil") & (pub["table"] == table) & (pub["metric"] == pub_metric)
-                & (pub["dataset"] == a["dataset"]) & (pub["method"] == names.get(a["method"], ""))
-                & (pub["phases"] == a["phases"])]
-        cols.setdefault((col, "published"), {})[a["method"]] = f"{p['value'].iloc[0]:.2f}" if len(p) else "-"
+        v = published_cil_value(pub, a["dataset"], a["phases"], names.get(a["method"], ""), pub_metric, table)
+        cols.setdefault((col, "published"), {})[a["method"]] = "-" if v is None else f"{v:.2f}"
     out = pd.DataFrame(cols)
     out.columns = pd.MultiIndex.from_tuples(out.columns)
     return out.sort_index(axis=1, level=0, sort_remaining=False).fillna("")
@@ -206,13 +217,6 @@ def movement_table(results: list[dict]) -> pd.DataFrame | None:
 RGAL_PAIRS = (("pass+rgal", "pass"), ("ssre+rgal", "ssre"), ("pass+rgal-g", "pass"))
 
 
-def _published_value(pub: pd.DataFrame, dataset: str, phases: int, name: str, metric: str) -> float | None:
-    pub_metric = METRICS[metric][0]
-    p = pub[(pub["task"] == "cil") & (pub["metric"] == pub_metric) & (pub["dataset"] == dataset)
-            & (pub["method"] == name) & (pub["phases"] == phases)]
-    return float(p["value"].iloc[0]) if len(p) and name else None
-
-
 def _sign(v: float) -> int:
     return (v > 0) - (v < 0)
 
@@ -231,8 +235,8 @@ def paired_gain_table(df: pd.DataFrame, pairs=RGAL_PAIRS) -> pd.DataFrame | None
         for (scen, ds, ph, prof), g in both.groupby(keys[:-1]):
             for metric in METRICS:
                 d = g[metric] - g[f"{metric}_base"]
-                a = _published_value(pub, ds, ph, names.get(with_, ""), metric)
-                b = _published_value(pub, ds, ph, names.get(without, ""), metric)
+                a = published_cil_value(pub, ds, ph, names.get(with_, ""), METRICS[metric][0])
+                b = published_cil_value(pub, ds, ph, names.get(without, ""), METRICS[metric][0])
                 gap = None if a is None or b is None else a - b
                 recs.append({"comparison": f"{with_} - {without}", "protocol": f"{scen} {ph}ph [{prof}]",
                              "metric": metric, "measured": ("+" if d.mean() > 0 else "")

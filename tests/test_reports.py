@@ -110,3 +110,15 @@ def test_rgal_gain_is_paired_by_seed_with_the_published_difference_and_sign_coun
     assert t.loc["forgetting_max", "published"] == "-8.09"
     assert t.loc["forgetting_max", "seeds with the published sign"] == "1/2"
     assert paired_gain_table(long_frame(runs[:1])) is None  # nothing to pair
+
+
+def test_dfkd_frame_gives_last_epoch_best_epoch_and_mean_of_the_last_five():
+    from benchmark.dfkd_reports import dfkd_frame
+
+    curve = [{"epoch": e, "top1": t} for e, t in enumerate([0.1, 0.5, 0.9, 0.8, 0.7, 0.6, 0.7], start=1)]
+    r = {"cell": {"scenario": "mnist", "teacher": "lenet5", "student": "lenet5_half", "method": "dfad", "seed": 0,
+                  "profile": "cpu"},
+         "rows": {"dfad": {"top1": 0.7, "best_top1": 0.9, "curve": curve}}, "teacher": {"test_accuracy": 0.99}}
+    row = dfkd_frame([r]).iloc[0]
+    assert row["top1"] == pytest.approx(70) and row["best_top1"] == pytest.approx(90)
+    assert row["last5_top1"] == pytest.approx((90 + 80 + 70 + 60 + 70) / 5)  # epochs 3-7
