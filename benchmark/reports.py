@@ -48,9 +48,10 @@ def load_results(folders: Path | list[Path], task: str = "cil") -> list[dict]:
                 res = json.loads(p.read_text())
             except ValueError:
                 continue
-            if res.get("cell", {}).get("task") != task or res.get("key") in seen:
+            key = res.get("key")
+            if res.get("cell", {}).get("task") != task or (key is not None and key in seen):
                 continue
-            seen.add(res.get("key"))
+            seen.add(key)
             res["_path"] = str(p)
             out.append(res)
     return out

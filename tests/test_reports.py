@@ -122,3 +122,18 @@ def test_dfkd_frame_gives_last_epoch_best_epoch_and_mean_of_the_last_five():
     row = dfkd_frame([r]).iloc[0]
     assert row["top1"] == pytest.approx(70) and row["best_top1"] == pytest.approx(90)
     assert row["last5_top1"] == pytest.approx((90 + 80 + 70 + 60 + 70) / 5)  # epochs 3-7
+
+
+def test_merged_folders_read_a_shared_key_once_and_keep_results_without_a_key(tmp_path):
+    import json
+
+    from benchmark.reports import load_results
+
+    def put(folder, name, key):
+        (tmp_path / folder / name).mkdir(parents=True)
+        res = {"cell": {"task": "cil"}, **({"key": key} if key else {})}
+        (tmp_path / folder / name / "result.json").write_text(json.dumps(res))
+
+    put("a", "c1", "k1"), put("b", "c1-copy", "k1"), put("a", "old1", None), put("b", "old2", None)
+    got = load_results([tmp_path / "a", tmp_path / "b"])
+    assert sorted(r["_path"].split("/")[-2] for r in got) == ["c1", "old1", "old2"]
