@@ -116,7 +116,9 @@ def versions() -> dict:
     commit checked out later, while a long sweep runs, is not the code that ran)."""
     import importlib.metadata as md
 
-    out = {"python": platform.python_version(), "platform": platform.platform(), "machine": machine()}
+    out = {"python": platform.python_version(), "platform": platform.platform(), "machine": machine(),
+           # intra-op threads (OMP_NUM_THREADS / torch default): times are comparable only at equal thread counts
+           "torch_threads": torch.get_num_threads()}
     for pkg in ("torch", "torchvision", "avalanche-lib", "numpy"):
         try:
             out[pkg] = md.version(pkg)
