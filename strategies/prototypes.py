@@ -3,24 +3,29 @@
 Official PASS behaviour (``protoSave`` in Impression2805/CVPR21_PASS): after a phase, the class mean of the
 embedding over the phase's training loader (augmented, partial batches dropped) is stored for each new class;
 the radius ``r = sqrt(mean_c trace(cov_c) / dim)`` (``np.cov``: unbiased) is computed in phase 0 only
-(``recompute_radius=True`` recomputes it from every phase's classes).  Prototype augmentation draws an old class
+(``recompute_radius=True``, our option, recomputes it after every phase as the same mean over *all* classes stored so
+far, each class counted once with the spread measured when it was learned; a phase of 5 classes does not weigh as
+much as the 50 base classes).  Prototype augmentation draws an old class
 uniformly at random for each sample and adds ``N(0, I) * r`` (``np.random.normal(0, 1, dim) * radius``).
 """
 from __future__ import annotations
 
 import torch
 
+from benchmark.errors import BenchError
 
-def class_means_and_radius(features: torch.Tensor, labels: torch.Tensor) -> tuple[dict[int, torch.Tensor], float]:
-    """Per-class mean embedding, and ``mean_c trace(cov_c) / dim`` (the squared radius before the mean's sqrt)."""
-    means, traces = {}, []
+
+def class_means_and_spreads(features: torch.Tensor, labels: torch.Tensor
+                            ) -> tuple[dict[int, torch.Tensor], dict[int, float]]:
+    """Per-class mean embedding, and per class ``trace(cov_c) / dim`` (the radius is the sqrt of their mean)."""
+    means, spreads = {}, {}
     d = features.shape[1]
     for c in labels.unique().tolist():
         f = features[labels == c].double()
         means[c] = f.mean(0).float()
         if len(f) > 1:
-            traces.append(float(f.var(0, unbiased=True).sum()) / d)  # trace(cov) = sum of per-dimension variances
-    return means, (sum(traces) / len(traces) if traces else 0.0)
+            spreads[c] = float(f.var(0, unbiased=True).sum()) / d  # trace(cov) = sum of per-dimension variances
+    return means, spreads
 
 
 class PrototypeBank:
@@ -30,7 +35,7 @@ class PrototypeBank:
         self.means: dict[int, torch.Tensor] = {}
         self.radius: float | None = None
         self.recompute_radius = recompute_radius
-        self._sq_radii: list[float] = []
+        self._spreads: dict[int, float] = {}  # class -> trace(cov_c) / dim, of the classes the radius is taken over
 
     def __len__(self):
         return len(self.means)
@@ -41,11 +46,12 @@ class PrototypeBank:
 
     def update(self, features: torch.Tensor, labels: torch.Tensor) -> None:
         """Adds the classes of one phase from their embeddings (official: after the phase's training)."""
-        means, sq = class_means_and_radius(features.detach().cpu(), labels.detach().cpu())
+        means, spreads = class_means_and_spreads(features.detach().cpu(), labels.detach().cpu())
         self.means.update(means)
         if self.radius is None or self.recompute_radius:
-            self._sq_radii.append(sq)
-            self.radius = (sum(self._sq_radii) / len(self._sq_radii)) ** 0.5
+            self._spreads.update(spreads)
+            vals = list(self._spreads.values())
+            self.radius = (sum(vals) / len(vals) if vals else 0.0) ** 0.5
 
     def matrix(self, device=None) -> tuple[torch.Tensor, torch.Tensor]:
         cs = self.classes
@@ -63,9 +69,14 @@ class PrototypeBank:
 
     def state_dict(self) -> dict:
         return {"means": {int(c): m for c, m in self.means.items()}, "radius": self.radius,
-                "sq_radii": list(self._sq_radii), "recompute_radius": self.recompute_radius}
+                "spreads": {int(c): v for c, v in self._spreads.items()}, "recompute_radius": self.recompute_radius}
 
     def load_state_dict(self, st: dict) -> None:
         self.means = {int(c): m for c, m in st["means"].items()}
-        self.radius, self._sq_radii = st["radius"], list(st["sq_radii"])
-        self.recompute_radius = st["recompute_radius"]
+        self.radius, self.recompute_radius = st["radius"], st["recompute_radius"]
+        # checkpoints before session 10 kept one value per phase ("sq_radii"); with the radius fixed after phase 0
+        # (the default) nothing reads them again
+        if "spreads" not in st and self.recompute_radius:
+            raise BenchError("this checkpoint's prototype bank predates per-class radii and cannot resume with "
+                             "recompute_radius; rerun the cell from the start (delete its checkpoint.pt)")
+        self._spreads = {int(c): v for c, v in st.get("spreads", {}).items()}

@@ -23,7 +23,7 @@ from avalanche.training import Naive
 from benchmark.methods import (CILMethod, make_suite_plugin, placeholder_optimizer, put_last, quiet_evaluator,
                                register_method)
 from strategies.pass_method import (RGAL_CHOICES, RGAL_G_DEFAULTS, RGAL_KEY_NEUTRAL, RGAL_S_DEFAULTS, add_rgal_g,
-                                    add_rgal_s)
+                                    add_rgal_s, pass_phase0_family)
 from strategies.pass_plugins import (FeatureCapturePlugin, OldModelHolder, PrototypeAugmentationPlugin,
                                      PrototypeUpdatePlugin, RotationPlugin)
 from strategies.prototypes import PrototypeBank
@@ -41,6 +41,10 @@ class SSRE(CILMethod):
     phase0_family = "pass"
     outputs_per_class = 4  # phase 0 is PASS's rotation head; cut to one row per class after it
     use_g = use_s = False
+
+    @classmethod
+    def phase0_family_for(cls, params: dict) -> str:
+        return pass_phase0_family(params)
 
     def __init__(self, ctx):
         super().__init__(ctx)

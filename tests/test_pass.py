@@ -60,3 +60,20 @@ def test_feature_distillation_is_the_frobenius_norm_of_the_whole_batch_differenc
     # differences: [[1, 3], [0, 1]] -> Frobenius norm sqrt(11), not averaged
     assert s.loss.item() == pytest.approx(10 * math.sqrt(11), rel=1e-6)
     assert old.model.backbone._forward_hooks == {}  # the copy does not write into the capture
+
+
+def test_a_non_default_temperature_gets_its_own_cached_phase0(tmp_path, capsys):
+    """PASS's phase 0 is CE(logits / T, 4y + k): a PASS cell at another temperature must not load (or fill) the phase
+    0 that SSRE and default PASS cells share."""
+    import run_benchmark
+    import strategies  # noqa: F401  (registers the methods)
+
+    base = ["--methods", "pass", "ssre", "--dry-run", "--cache-dir", str(tmp_path), "--out", str(tmp_path / "o")]
+    assert run_benchmark.main(base) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert [ln.split("phase-0 cache: ")[1] for ln in out if "phase-0 cache" in ln] == [
+        "miss (pass)", "hit (trained by an earlier cell)"]
+    assert run_benchmark.main(base + ["--set", "pass.temperature=0.5"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert [ln.split("phase-0 cache: ")[1] for ln in out if "phase-0 cache" in ln] == [
+        "miss (pass-T0.5)", "miss (pass)"]

@@ -31,6 +31,25 @@ def test_radius_is_kept_from_phase_0_unless_recomputed():
     assert bank.radius == r0 and again.radius > 3 * r0 and bank.classes == [0, 1, 2, 3]
 
 
+def test_recomputed_radius_weighs_every_class_once_not_every_phase():
+    # phase 0: 3 classes of spread 1 per dimension; phase 1: 1 class of spread 9.  Mean over classes:
+    # (1 + 1 + 1 + 9) / 4 = 3 (a mean of the two phases' means would give 5)
+    n = 4
+    unit = torch.tensor([[1.0, 1, 1], [-1, -1, -1]] * (n // 2))  # per-dimension unbiased variance 4/3
+    scale = (3 / 4) ** 0.5  # -> variance 1 per dimension, trace / d = 1
+    f0 = torch.cat([scale * unit + c for c in range(3)])
+    y0 = torch.arange(3).repeat_interleave(n)
+    bank = PrototypeBank(recompute_radius=True)
+    bank.update(f0, y0)
+    assert bank.radius == pytest.approx(1.0)
+    bank.update(3 * scale * unit + 10, torch.full((n,), 3))
+    assert bank.radius == pytest.approx(3 ** 0.5)
+    again = PrototypeBank()
+    again.load_state_dict(bank.state_dict())
+    again.update(3 * scale * unit - 10, torch.full((n,), 4))  # (1 + 1 + 1 + 9 + 9) / 5
+    assert again.radius == pytest.approx((21 / 5) ** 0.5)
+
+
 def test_sampling_draws_classes_uniformly_with_gaussian_noise_of_radius_r():
     bank = PrototypeBank()
     bank.means = {0: torch.zeros(64), 1: torch.full((64,), 10.0), 2: torch.full((64,), -10.0)}
