@@ -8,7 +8,11 @@ before training": at every step of phase t > 0 the drawn samples ``p`` (``p_c + 
 * ``L_adv = KL(p_old || p_cur)`` over the old classes at temperature 1, between the frozen previous model's head and
   the current head (for PASS the unrotated outputs ``[:, ::4]``) -- maximised, so the samples move to where the two
   heads disagree;
-* ``L_oh = CE(head_old(p), c)`` keeps each sample recognisable as its class;
+* ``L_oh = CE(head_old(p), c)`` keeps each sample recognisable as its class; for PASS on the same unrotated old-class
+  scores ``[:, ::4]`` as ``L_adv``, label ``c`` (deliberate: the issue leaves open whether it runs over the rotated
+  head with label ``4c`` like PASS's own prototype loss; both terms then judge the samples by the scores the
+  evaluation uses, and a sample of class ``c`` is an unrotated embedding, whose rotated rows ``4c+1..4c+3`` PASS's
+  loss never asks for);
 * ``L_ntri``: the reversed triplet hinge (Eq. 3; positive and negative swapped inside the hinge), negatives drawn by
   focal-weighted sampling on the L2-normalised old-model logits, pushing same-class samples apart and pulling
   different classes together.
