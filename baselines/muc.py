@@ -24,6 +24,16 @@ against; notes in docs/official-code-cil-baselines.md).
 * Cost: since stage 3 sees only frozen features, the features of ``stage3_views`` augmented views of the phase's
   data and of as many auxiliary subsets are computed once and the epochs cycle over them (``cpu``: 2 views);
   ``stage3_views = 0`` recomputes them every epoch, as the official code (``paper``).
+* Side-head initialisation (``side_init``): the official code creates a group's K heads with PyTorch's default
+  ``nn.Linear`` initialisation when the network expands, and stage 1's SGD weight decay only shrinks them a little
+  before their stage 3, so the K heads start *different* and the discrepancy term can pull them apart.  Here the side
+  heads of every group live in one matrix from the start and stage 1 trains with the profile's optimiser; under
+  Adam (``cpu``), whose coupled weight decay drives zero-gradient rows to ~0 within a phase, the heads of groups not
+  yet trained reached exactly 0: the K heads of a group were then identical, got identical gradients and stayed
+  identical, the discrepancy was exactly 0 and its gradient too (measured: CIFAR-100 cpu seed 0, phases 3-10).  The
+  default ``"stage3"`` therefore gives the group's K heads the default ``nn.Linear`` initialisation (drawn from the
+  stage's seeded generator) when its stage 3 starts, which restores the official starting point whatever the
+  optimiser; ``"keep"`` trains the rows as stage 1 left them (the earlier behaviour).
 
 Stage-1 recipe: the ``paper`` profile's ``muc`` group is the official one (``cifar100_MUC_LwF.py``: SGD lr 0.1,
 momentum 0.9, wd 5e-4, batch 128, 200 epochs -- hard-coded, the ``--epochs`` flag is unused -- MultiStepLR [120,
@@ -220,6 +230,11 @@ class MUCPlugin(SupervisedPlugin):
             return cache[v]
 
         w = self.side.fc
+        if p["side_init"] == "stage3":  # module docstring: K distinct random heads, as the official expansion
+            bound = 1.0 / w.in_features ** 0.5  # nn.Linear's default (kaiming_uniform a=sqrt(5)) for weight and bias
+            with torch.no_grad():
+                for t in (w.weight, w.bias):
+                    t[rows] = torch.empty_like(t[rows]).uniform_(-bound, bound, generator=gen)
         opt = torch.optim.SGD(w.parameters(), lr=p["stage3_lr"], momentum=0.9, weight_decay=5e-4)
         ms = [round(p["stage3_epochs"] * f) for f in (0.5, 0.75, 0.875)]  # official 40, 60, 70 of 80
         sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=ms, gamma=0.1)
@@ -250,9 +265,10 @@ class MUCPlugin(SupervisedPlugin):
 
 @register_method("muc", published="MUC", cost=(1.0, 1.4), recipe_group="muc",
                  defaults={"K": 3, "T": 2.0, "side_kd": "previous", "ce_scope": "new", "aux": "auto",
-                           "stage3_epochs": 80, "stage3_views": 0, "stage3_lr": 0.1, "stage3_batch": 128},
+                           "stage3_epochs": 80, "stage3_views": 0, "stage3_lr": 0.1, "stage3_batch": 128,
+                           "side_init": "stage3"},
                  choices={"side_kd": ("previous", "all"), "ce_scope": ("new", "seen"),
-                          "aux": AUX_CHOICES},
+                          "aux": AUX_CHOICES, "side_init": ("stage3", "keep")},
                  description="MUC (LwF variant): K side classifiers per phase trained for maximum discrepancy on "
                              "auxiliary OOD data, distilled with the main head; no exemplars")
 class MUC(CILMethod):

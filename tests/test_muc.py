@@ -77,7 +77,7 @@ def test_stage3_fits_the_new_classes_and_separates_the_side_heads_on_aux_data(mo
     # an untrained backbone's features are large (norm ~19): lr 0.01 here; the official 0.1 suits trained features
     # (measured on a trained CIFAR-100 ResNet-20: CE 0.29, discrepancy 0.74 of at most 1.2 after 80 epochs)
     params = {"K": 3, "T": 2.0, "side_kd": "previous", "ce_scope": "new", "aux": "auto", "stage3_epochs": 80,
-              "stage3_views": 1, "stage3_lr": 0.01, "stage3_batch": 128}
+              "stage3_views": 1, "stage3_lr": 0.01, "stage3_batch": 128, "side_init": "stage3"}
     plug = muc.MUCPlugin(net, side, sc, params, torch.device("cpu"), 0, None)
     lo, hi = sc.group_bounds()[1]
     keep = (sc.data.y_train >= lo) & (sc.data.y_train < hi)
@@ -111,6 +111,41 @@ def test_stage3_fits_the_new_classes_and_separates_the_side_heads_on_aux_data(mo
     assert ce_mcd < 0.8 * ce0 and ce_plain < 0.8 * ce0
     # measured 0.27 vs 0.065; the discrepancy term makes the heads disagree on out-of-distribution images
     assert dis_mcd > dis_plain + 0.1
+
+
+@pytest.mark.parametrize("side_init", ["stage3", "keep"])
+def test_side_heads_that_reached_zero_restart_from_a_random_init_or_stay_identical(side_init):
+    """Adam's coupled weight decay in stage 1 drives a future group's side rows to 0 (measured on CIFAR-100): with
+    ``keep`` its K heads are identical, get identical gradients and stay so (discrepancy exactly 0); ``stage3``
+    re-draws them with nn.Linear's default init, so stage 3 separates them on the auxiliary data."""
+    import baselines.muc as muc
+    from benchmark.models import build_model
+
+    torch.manual_seed(0)
+    sc = build_scenario("cifar100-mini", 10)
+    net = build_model("resnet20", sc.n_used_classes, 3, sc.spec.mean, sc.spec.std)
+    net.muc_side = side = SideHeads(net.embed_dim, sc.group_bounds(), 3)
+    params = {"K": 3, "T": 2.0, "side_kd": "previous", "ce_scope": "new", "aux": "auto", "stage3_epochs": 10,
+              "stage3_views": 1, "stage3_lr": 0.01, "stage3_batch": 128, "side_init": side_init}
+    plug = muc.MUCPlugin(net, side, sc, params, torch.device("cpu"), 0, None)
+    lo, hi = sc.group_bounds()[1]
+    keep = (sc.data.y_train >= lo) & (sc.data.y_train < hi)
+    with torch.no_grad():
+        side.fc.weight.zero_()
+        side.fc.bias.zero_()
+    plug.train_side_heads(1, sc.data.x_train[keep], sc.data.y_train[keep])
+    net.eval()
+    with torch.no_grad():
+        heads = side.heads(net.backbone(plug.aux()[:256]), 1)
+        dis = classifier_discrepancy(heads).item()
+    w = side.fc.weight.detach()[3 * lo:3 * hi].view(3, hi - lo, -1)
+    assert w.abs().sum() > 0  # stage 3 trained them either way
+    if side_init == "keep":
+        assert torch.equal(w[0], w[1]) and torch.equal(w[1], w[2]) and dis == 0.0
+    else:
+        bound = 1 / net.embed_dim ** 0.5
+        assert not torch.equal(w[0], w[1]) and dis > 0.05
+        assert w.abs().max() < 3 * bound  # a default-init scale, not a blow-up
 
 
 class _Backbone(torch.nn.Module):  # the embedding is the input itself, so every term can be written out
