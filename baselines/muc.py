@@ -24,16 +24,21 @@ against; notes in docs/official-code-cil-baselines.md).
 * Cost: since stage 3 sees only frozen features, the features of ``stage3_views`` augmented views of the phase's
   data and of as many auxiliary subsets are computed once and the epochs cycle over them (``cpu``: 2 views);
   ``stage3_views = 0`` recomputes them every epoch, as the official code (``paper``).
-* Side-head initialisation (``side_init``): the official code creates a group's K heads with PyTorch's default
-  ``nn.Linear`` initialisation when the network expands, and stage 1's SGD weight decay only shrinks them a little
-  before their stage 3, so the K heads start *different* and the discrepancy term can pull them apart.  Here the side
-  heads of every group live in one matrix from the start and stage 1 trains with the profile's optimiser; under
-  Adam (``cpu``), whose coupled weight decay drives zero-gradient rows to ~0 within a phase, the heads of groups not
-  yet trained reached exactly 0: the K heads of a group were then identical, got identical gradients and stayed
-  identical, the discrepancy was exactly 0 and its gradient too (measured: CIFAR-100 cpu seed 0, phases 3-10).  The
-  default ``"stage3"`` therefore gives the group's K heads the default ``nn.Linear`` initialisation (drawn from the
-  stage's seeded generator) when its stage 3 starts, which restores the official starting point whatever the
-  optimiser; ``"keep"`` trains the rows as stage 1 left them (the earlier behaviour).
+* Side-head initialisation (``side_init``, ``side_init_scale``).  Official: a group's K heads get PyTorch's default
+  ``nn.Linear`` initialisation when the network expands; stage 1 trains every parameter with SGD and the new rows,
+  which no loss reaches, only decay: by a factor ~0.08 (10 classes a task) to ~0.007 (20 classes a task) over the
+  200 epochs (simulated with the official optimiser and schedule), so they enter stage 3 *distinct* but small (group
+  0's heads are frozen in phase 0 and keep the full scale); stage 3 never re-initialises them.  Here the side heads
+  of every group live in one matrix from the start and stage 1 trains with the profile's optimiser; under Adam
+  (``cpu``), whose coupled weight decay drives zero-gradient rows to ~0 within a phase, the rows of groups not yet
+  trained reached exactly 0: the K heads of a group were identical, got identical gradients and stayed identical,
+  and the discrepancy term was exactly 0, its gradient too (measured: CIFAR-100 cpu seed 0, phases 3-10).  The
+  default ``"stage3"`` redraws the group's K heads with the default ``nn.Linear`` initialisation, times
+  ``side_init_scale`` (default 1: full scale, as the official group 0; ~0.08 is the official later groups' scale with
+  10 classes a task), from the stage's seeded generator when its stage 3 starts: what matters, K distinct heads, holds
+  whatever the optimiser; the scale at which stage 3's 80 SGD epochs start is a deliberate difference.  ``"keep"``
+  trains the rows as stage 1 left them (the suite's behaviour before session 10; not official either: the rows
+  decay over every earlier phase, not one).
 
 Stage-1 recipe: the ``paper`` profile's ``muc`` group is the official one (``cifar100_MUC_LwF.py``: SGD lr 0.1,
 momentum 0.9, wd 5e-4, batch 128, 200 epochs -- hard-coded, the ``--epochs`` flag is unused -- MultiStepLR [120,
@@ -231,7 +236,8 @@ class MUCPlugin(SupervisedPlugin):
 
         w = self.side.fc
         if p["side_init"] == "stage3":  # module docstring: K distinct random heads, as the official expansion
-            bound = 1.0 / w.in_features ** 0.5  # nn.Linear's default (kaiming_uniform a=sqrt(5)) for weight and bias
+            # nn.Linear's default (kaiming_uniform a=sqrt(5)) bound for weight and bias
+            bound = p["side_init_scale"] / w.in_features ** 0.5
             with torch.no_grad():
                 for t in (w.weight, w.bias):
                     t[rows] = torch.empty_like(t[rows]).uniform_(-bound, bound, generator=gen)
@@ -266,7 +272,8 @@ class MUCPlugin(SupervisedPlugin):
 @register_method("muc", published="MUC", cost=(1.0, 1.4), recipe_group="muc",
                  defaults={"K": 3, "T": 2.0, "side_kd": "previous", "ce_scope": "new", "aux": "auto",
                            "stage3_epochs": 80, "stage3_views": 0, "stage3_lr": 0.1, "stage3_batch": 128,
-                           "side_init": "stage3"},
+                           "side_init": "stage3", "side_init_scale": 1.0},
+                 key_neutral=("side_init_scale",),
                  choices={"side_kd": ("previous", "all"), "ce_scope": ("new", "seen"),
                           "aux": AUX_CHOICES, "side_init": ("stage3", "keep")},
                  description="MUC (LwF variant): K side classifiers per phase trained for maximum discrepancy on "

@@ -24,7 +24,7 @@ def pass_phase0_family(params: dict) -> str:
     """PASS's phase 0 is ``CE(logits / T, 4y + k)``: a temperature other than the official 0.1 trains another phase-0
     model, so it must not share the cache entry (SSRE reads the same phase 0 and uses this too)."""
     t = float(params.get("temperature", PASS_DEFAULTS["temperature"]))
-    return "pass" if t == PASS_DEFAULTS["temperature"] else f"pass-T{t:g}"
+    return "pass" if t == PASS_DEFAULTS["temperature"] else f"pass-T{t!r}"  # repr: 0.5 and 0.5000001 differ
 
 
 @register_method("pass", published="PASS", defaults=PASS_DEFAULTS, recipe_group="pass", cost=(4.0, 5.3),
