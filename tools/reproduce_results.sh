@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Re-runs the sweeps behind results/ (the commands results/README.md quotes), in an order that keeps each seed's
+# cached phase 0 / teacher in use while it is needed.  Every command resumes: cells whose result.json is committed
+# are skipped, a cell with a checkpoint continues from it, so this both reproduces the committed tables on a new
+# machine (delete a folder's cells first to recompute them) and carries unfinished sweeps forward.
+#
+#   tools/reproduce_results.sh                 # every sweep, in the order below
+#   tools/reproduce_results.sh issue5 mnist    # only these (names: baselines issue5 mnist arvi cifar10 pass10 pass5 pass20)
+#   DRY=1 tools/reproduce_results.sh           # what is finished, cached or still to run (run_benchmark --dry-run)
+#
+# Needs the datasets (BENCH_DATA or ~/.cache/rgal-bench/data: python ../shared/data/expand.py DIR) and .venv
+# (make install).  Numbers repeat at the thread count the result files record (`torch_threads`, 2 here).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PY:-.venv/bin/python}
+DRYRUN=${DRY:+--dry-run}
+CIL="$PY run_benchmark.py --profile cpu --scenario cifar100 --no-progress $DRYRUN"
+DFKD="$PY run_benchmark.py --profile cpu --task dfkd --no-progress $DRYRUN"
+
+sweep() {
+  case "$1" in
+    baselines) for s in 0 1 2; do $CIL --phases 10 --seeds $s --methods finetune lwf-mc icarl ewc joint \
+                 --out results/cil-baselines-cpu; done ;;
+    issue5)    for s in 0 1 2; do $CIL --phases 10 --seeds $s --methods ucir eeil lwm muc \
+                 --out results/cil-issue5-cpu; done ;;
+    mnist)     for s in 0 1 2; do $DFKD --scenario mnist --seeds $s --out results/dfkd-mnist-cpu
+                 $DFKD --scenario mnist --seeds $s --methods rgal --rgal-variant released \
+                 --out results/dfkd-mnist-cpu; done ;;
+    arvi)      for p in "1 1" "1 0.1" "0.1 0.1" "1 0.01" "0.1 0.01" "0 0"; do set -- $p
+                 $DFKD --scenario mnist --seeds 0 --methods dfad+ar+vi --set dfad+ar+vi.ar_l=$1 \
+                 --set dfad+ar+vi.ar_m=$2 --out results/dfkd-mnist-arvi-sweep; done
+               $DFKD --scenario mnist --seeds 1 2 --methods dfad+ar+vi --set dfad+ar+vi.ar_l=0 \
+                 --set dfad+ar+vi.ar_m=0 --out results/dfkd-mnist-arvi-sweep ;;
+    cifar10)   $DFKD --scenario cifar10 --seeds 0 --methods teacher kd-real rgal cmi dfad dfad+ar+vi dafl \
+                 --out results/dfkd-cifar10-cpu ;;
+    pass10|pass5|pass20)
+               for s in 0 1 2; do $CIL --phases "${1#pass}" --seeds $s \
+                 --methods pass pass+rgal ssre ssre+rgal pass+rgal-g --out results/cil-pass-family-cpu; done ;;
+    *) echo "error: unknown sweep '$1'; choose from baselines issue5 mnist arvi cifar10 pass10 pass5 pass20" >&2
+       exit 2 ;;
+  esac
+}
+
+names=("$@")
+[ ${#names[@]} -eq 0 ] && names=(baselines issue5 mnist arvi cifar10 pass10 pass5 pass20)
+for n in "${names[@]}"; do sweep "$n"; done
