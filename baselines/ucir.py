@@ -177,11 +177,7 @@ class UCIRPlugin(SupervisedPlugin):
                  description="UCIR/LUCIR: cosine classifier, less-forget, margin ranking, herding; CNN and NME rows")
 class UCIR(CILMethod):
     phase0_family = "ucir"
-
-    @classmethod
-    def phase0_family_for(cls, params: dict) -> str | None:
-        # the last block's ReLU is part of the phase-0 network: the two settings must not share a cached phase 0
-        return "ucir" if params.get("remove_last_relu", True) else "ucir-last-relu"
+    phase0_params = {"remove_last_relu": True}  # the last block's ReLU is part of the phase-0 network
 
     def __init__(self, ctx):
         super().__init__(ctx)

@@ -10,7 +10,9 @@ information, exemplars, ...) so that checkpoints load with ``torch.load(weights_
 Phase 0 of methods that train it identically (same loss family and recipe) is shared through a cache:
 ``phase0_family`` names the loss of phase 0 ("ce": softmax cross-entropy, "bce": iCaRL's sigmoid binary
 cross-entropy); the cached weights are loaded and the method's end-of-phase work (copying the old model, Fisher,
-herding) runs on them.
+herding) runs on them.  ``phase0_params`` lists the method's hyper-parameters that change phase 0 (PASS's
+temperature, UCIR's last ReLU) with the value at which the plain family applies; any other value gets a family of its
+own (``pass-temperature=0.5``), so that it neither loads nor fills the shared entry.
 """
 from __future__ import annotations
 
@@ -40,13 +42,18 @@ class MethodContext:
 class CILMethod:
     name = "method"
     phase0_family: str | None = "ce"
+    phase0_params: dict = {}  # hyper-parameter -> its value in the plain family (module docstring)
     outputs_per_class = 1  # PASS's rotation head has 4
     memory_note = "none"
 
     @classmethod
     def phase0_family_for(cls, params: dict) -> str | None:
-        """The phase-0 family under these parameters (a method whose options change phase 0 refines it)."""
-        return cls.phase0_family
+        """The phase-0 family under these parameters: ``phase0_family``, refined by every ``phase0_params`` entry set
+        away from its plain value (``repr``: 0.5 and 0.5000001 are different families)."""
+        if cls.phase0_family is None:
+            return None
+        odd = [f"{k}={params[k]!r}" for k, plain in cls.phase0_params.items() if k in params and params[k] != plain]
+        return "-".join([cls.phase0_family, *odd])
 
     @classmethod
     def key_data(cls, params: dict, scenario, data_root) -> dict:

@@ -20,22 +20,13 @@ PASS_DEFAULTS = {"temperature": 0.1, "proto_weight": 10.0, "kd_weight": 10.0, "p
                  "recompute_radius": False}
 
 
-def pass_phase0_family(params: dict) -> str:
-    """PASS's phase 0 is ``CE(logits / T, 4y + k)``: a temperature other than the official 0.1 trains another phase-0
-    model, so it must not share the cache entry (SSRE reads the same phase 0 and uses this too)."""
-    t = float(params.get("temperature", PASS_DEFAULTS["temperature"]))
-    return "pass" if t == PASS_DEFAULTS["temperature"] else f"pass-T{t!r}"  # repr: 0.5 and 0.5000001 differ
-
-
 @register_method("pass", published="PASS", defaults=PASS_DEFAULTS, recipe_group="pass", cost=(4.0, 5.3),
                  description="PASS: rotation labels, prototype augmentation, feature distillation (official code)")
 class PASS(CILMethod):
     phase0_family = "pass"
+    # PASS's phase 0 is CE(logits / T, 4y + k): another temperature trains another phase-0 model
+    phase0_params = {"temperature": PASS_DEFAULTS["temperature"]}
     outputs_per_class = 4
-
-    @classmethod
-    def phase0_family_for(cls, params: dict) -> str:
-        return pass_phase0_family(params)
 
     def __init__(self, ctx, extra_plugins=()):
         super().__init__(ctx)

@@ -22,8 +22,8 @@ from avalanche.training import Naive
 
 from benchmark.methods import (CILMethod, make_suite_plugin, placeholder_optimizer, put_last, quiet_evaluator,
                                register_method)
-from strategies.pass_method import (RGAL_CHOICES, RGAL_G_DEFAULTS, RGAL_KEY_NEUTRAL, RGAL_S_DEFAULTS, add_rgal_g,
-                                    add_rgal_s, pass_phase0_family)
+from strategies.pass_method import (PASS, RGAL_CHOICES, RGAL_G_DEFAULTS, RGAL_KEY_NEUTRAL, RGAL_S_DEFAULTS,
+                                    add_rgal_g, add_rgal_s)
 from strategies.pass_plugins import (FeatureCapturePlugin, OldModelHolder, PrototypeAugmentationPlugin,
                                      PrototypeUpdatePlugin, RotationPlugin)
 from strategies.prototypes import PrototypeBank
@@ -40,11 +40,8 @@ SSRE_DEFAULTS = {"temperature": 0.1, "proto_weight": 10.0, "kd_weight": 1.0, "pr
 class SSRE(CILMethod):
     phase0_family = "pass"
     outputs_per_class = 4  # phase 0 is PASS's rotation head; cut to one row per class after it
+    phase0_params = PASS.phase0_params  # SSRE's phase 0 is PASS's, at SSRE's own temperature
     use_g = use_s = False
-
-    @classmethod
-    def phase0_family_for(cls, params: dict) -> str:
-        return pass_phase0_family(params)
 
     def __init__(self, ctx):
         super().__init__(ctx)

@@ -53,4 +53,4 @@ def test_ucir_keeping_the_last_relu_gets_its_own_cached_phase0(tmp_path, capsys)
     assert run_benchmark.main(base) == 0
     assert "phase-0 cache: miss (ucir)" in capsys.readouterr().out
     assert run_benchmark.main(base + ["--set", "ucir.remove_last_relu=false"]) == 0
-    assert "phase-0 cache: miss (ucir-last-relu)" in capsys.readouterr().out
+    assert "phase-0 cache: miss (ucir-remove_last_relu=False)" in capsys.readouterr().out

@@ -131,6 +131,7 @@ def test_side_heads_that_reached_zero_restart_from_a_random_init_or_stay_identic
     plug = muc.MUCPlugin(net, side, sc, params, torch.device("cpu"), 0, None)
     lo, hi = sc.group_bounds()[1]
     keep = (sc.data.y_train >= lo) & (sc.data.y_train < hi)
+
     def stage3_from_zero():
         with torch.no_grad():
             side.fc.weight.zero_()

@@ -76,4 +76,4 @@ def test_a_non_default_temperature_gets_its_own_cached_phase0(tmp_path, capsys):
     assert run_benchmark.main(base + ["--set", "pass.temperature=0.5"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert [ln.split("phase-0 cache: ")[1] for ln in out if "phase-0 cache" in ln] == [
-        "miss (pass-T0.5)", "miss (pass)"]
+        "miss (pass-temperature=0.5)", "miss (pass)"]
