@@ -26,8 +26,10 @@ against; notes in docs/official-code-cil-baselines.md).
   ``stage3_views = 0`` recomputes them every epoch, as the official code (``paper``).
 * Side-head initialisation (``side_init``, ``side_init_scale``).  Official: a group's K heads get PyTorch's default
   ``nn.Linear`` initialisation when the network expands; stage 1 trains every parameter with SGD and the new rows,
-  which no loss reaches, only decay: by a factor ~0.08 (10 classes a task) to ~0.007 (20 classes a task) over the
-  200 epochs (simulated with the official optimiser and schedule), so they enter stage 3 *distinct* but small (group
+  which no loss reaches, only decay: SGD with momentum m shrinks a zero-gradient weight by about
+  ``exp(-wd / (1 - m) * sum_t lr_t)``, with the official schedule ``sum_t lr_t = 12.422 S`` for S steps an epoch
+  (0.1 x 120 + 0.01 x 40 + 0.001 x 20 + 0.0001 x 20 epochs), i.e. ``exp(-0.0621 S)``: ~0.08 at 10 classes a task
+  (S = 40), ~0.007 at 20 (S = 79; a step-by-step simulation gives the same), so they enter stage 3 *distinct* but small (group
   0's heads are frozen in phase 0 and keep the full scale); stage 3 never re-initialises them.  Here the side heads
   of every group live in one matrix from the start and stage 1 trains with the profile's optimiser; under Adam
   (``cpu``), whose coupled weight decay drives zero-gradient rows to ~0 within a phase, the rows of groups not yet

@@ -117,8 +117,8 @@ def versions() -> dict:
     import importlib.metadata as md
 
     out = {"python": platform.python_version(), "platform": platform.platform(), "machine": machine(),
-           # intra-op threads (OMP_NUM_THREADS / torch default) of the process that finished the cell: float
-           # reductions, hence numbers, and times are comparable only at equal thread counts
+           # intra-op threads (OMP_NUM_THREADS / torch default) of the process that ran the cell (of a resumed cell:
+           # the last process): float reductions, hence numbers, and times are comparable only at equal thread counts
            "torch_threads": torch.get_num_threads()}
     for pkg in ("torch", "torchvision", "avalanche-lib", "numpy"):
         try:
