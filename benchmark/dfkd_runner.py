@@ -12,6 +12,10 @@ states, accuracy curve, timings) is saved atomically after every epoch and after
 The reported accuracy is the student's after the last epoch (``top1``); ``best_top1`` (the best over the evaluated
 epochs) is also stored because DFAD's official scripts report it, but it is selected on the test set and the tables
 mark it so.
+
+Seeds vary the distillation only: every seed of a scenario distils the same teacher (``teacher_seed`` 0), as the
+papers distil one pre-trained teacher and as a user's ``--teacher-checkpoint`` does; a table's ``teacher`` row is
+therefore one network, repeated per seed.
 """
 from __future__ import annotations
 
