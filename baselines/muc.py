@@ -24,23 +24,22 @@ against; notes in docs/official-code-cil-baselines.md).
 * Cost: since stage 3 sees only frozen features, the features of ``stage3_views`` augmented views of the phase's
   data and of as many auxiliary subsets are computed once and the epochs cycle over them (``cpu``: 2 views);
   ``stage3_views = 0`` recomputes them every epoch, as the official code (``paper``).
-* Side-head initialisation (``side_init``, ``side_init_scale``).  Official: a group's K heads get PyTorch's default
+* Side-head initialisation (``side_init``, ``side_init_scale``). Official: a group's K heads get PyTorch's default
   ``nn.Linear`` initialisation when the network expands; stage 1 trains every parameter with SGD and the new rows,
-  which no loss reaches, only decay: SGD with momentum m shrinks a zero-gradient weight by about
-  ``exp(-wd / (1 - m) * sum_t lr_t)``, with the official schedule ``sum_t lr_t = 12.422 S`` for S steps an epoch
-  (0.1 x 120 + 0.01 x 40 + 0.001 x 20 + 0.0001 x 20 epochs), i.e. ``exp(-0.0621 S)``: ~0.08 at 10 classes a task
-  (S = 40), ~0.007 at 20 (S = 79; a step-by-step simulation gives the same), so they enter stage 3 *distinct* but small (group
-  0's heads are frozen in phase 0 and keep the full scale); stage 3 never re-initialises them.  Here the side heads
-  of every group live in one matrix from the start and stage 1 trains with the profile's optimiser; under Adam
-  (``cpu``), whose coupled weight decay drives zero-gradient rows to ~0 within a phase, the rows of groups not yet
-  trained reached exactly 0: the K heads of a group were identical, got identical gradients and stayed identical,
-  and the discrepancy term was exactly 0, its gradient too (measured: CIFAR-100 cpu seed 0, phases 3-10).  The
-  default ``"stage3"`` redraws the group's K heads with the default ``nn.Linear`` initialisation, times
-  ``side_init_scale`` (default 1: full scale, as the official group 0; ~0.08 is the official later groups' scale with
-  10 classes a task), from the stage's seeded generator when its stage 3 starts: what matters, K distinct heads, holds
-  whatever the optimiser; the scale at which stage 3's 80 SGD epochs start is a deliberate difference.  ``"keep"``
-  trains the rows as stage 1 left them (the suite's behaviour before session 10; not official either: the rows
-  decay over every earlier phase, not one).
+  which no loss reaches, only decay: SGD with momentum m shrinks a zero-gradient weight by about ``exp(-wd / (1 - m) *
+  sum_t lr_t)``; the official wd 5e-4, m 0.9 and schedule (``sum_t lr_t = 12.422 S`` for S steps an epoch: 0.1 x 120 +
+  0.01 x 40 + 0.001 x 20 + 0.0001 x 20 epochs) give ``exp(-0.0621 S)``: ~0.08 at 10 classes a task (S = 40), ~0.007 at
+  20 (S = 79; a step-by-step simulation gives the same), so they enter stage 3 *distinct* but small (group 0's heads
+  are frozen in phase 0 and keep the full scale); stage 3 never re-initialises them. Here the side heads of every
+  group live in one matrix from the start and stage 1 trains with the profile's optimiser; under Adam (``cpu``), whose
+  coupled weight decay drives zero-gradient rows to ~0 within a phase, the rows of groups not yet trained reached
+  exactly 0: the K heads of a group were identical, got identical gradients and stayed identical, and the discrepancy
+  term was exactly 0, its gradient too (measured: CIFAR-100 cpu seed 0, phases 3-10). The default ``"stage3"`` redraws
+  the group's K heads with the default ``nn.Linear`` initialisation, times ``side_init_scale`` (default 1: full scale,
+  as the official group 0; ~0.08 is the official later groups' scale with 10 classes a task), from the stage's seeded
+  generator when its stage 3 starts: what matters, K distinct heads, holds whatever the optimiser; the scale at which
+  stage 3's 80 SGD epochs start is a deliberate difference. ``"keep"`` trains the rows as stage 1 left them (the
+  suite's behaviour before session 10; not official either: the rows decay over every earlier phase, not one).
 
 Stage-1 recipe: the ``paper`` profile's ``muc`` group is the official one (``cifar100_MUC_LwF.py``: SGD lr 0.1,
 momentum 0.9, wd 5e-4, batch 128, 200 epochs -- hard-coded, the ``--epochs`` flag is unused -- MultiStepLR [120,
