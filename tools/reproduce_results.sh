@@ -8,10 +8,15 @@
 #   tools/reproduce_results.sh issue5 mnist    # only these (names: baselines issue5 mnist arvi cifar10 pass10 pass5 pass20)
 #   DRY=1 tools/reproduce_results.sh           # what is finished, cached or still to run (run_benchmark --dry-run)
 #
+# Threads: OMP_NUM_THREADS (default 2, what the result files record as `torch_threads`, save where a command below
+# says otherwise).  ARVI_CACHE: the arvi sweep's own teacher cache (default: BENCH_CACHE's folder + "-arvi").
+#
 # Needs the datasets (BENCH_DATA or ~/.cache/rgal-bench/data: python ../shared/data/expand.py DIR) and .venv
-# (make install).  Numbers repeat at the thread count the result files record (`torch_threads`, 2 here).
+# (make install).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
+ARVI_CACHE=${ARVI_CACHE:-${BENCH_CACHE:-$HOME/.cache/rgal-bench/cache}-arvi}
 PY=${PY:-.venv/bin/python}
 DRYRUN=${DRY:+--dry-run}
 CIL="$PY run_benchmark.py --profile cpu --scenario cifar100 --no-progress $DRYRUN"
@@ -37,7 +42,7 @@ sweep() {
     # The sweep's seed-0 cells distil a teacher trained with two threads (98.83 %): a cache of their own keeps it
     # apart from the one above.
     arvi)      for p in "1 1" "1 0.1" "0.1 0.1" "1 0.01" "0.1 0.01" "0 0"; do set -- $p
-                 BENCH_CACHE="${ARVI_CACHE:-$HOME/.cache/rgal-bench/cache-arvi}" $DFKD --scenario mnist --seeds 0 \
+                 BENCH_CACHE="$ARVI_CACHE" $DFKD --scenario mnist --seeds 0 \
                  --methods dfad+ar+vi --set dfad+ar+vi.ar_l=$1 --set dfad+ar+vi.ar_m=$2 \
                  --out results/dfkd-mnist-arvi-sweep; done ;;
     cifar10)   $DFKD --scenario cifar10 --seeds 0 --methods teacher kd-real rgal cmi dfad dfad+ar+vi dafl \
