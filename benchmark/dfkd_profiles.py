@@ -61,6 +61,14 @@ class DFKDProfile:
     def as_dict(self) -> dict:
         return {"teacher_recipe": asdict(self.teacher_recipe), "distill": asdict(self.distill)}
 
+    def params_for(self, method: str, defaults: dict) -> dict:
+        """A method's hyper-parameters under this profile: its own ``defaults`` with the profile's overrides (scope
+        ``*`` for every method, then the method's own) of the keys it has."""
+        params = dict(defaults)
+        for scope in ("*", method):
+            params.update({k: v for k, v in self.method_params.get(scope, {}).items() if k in params})
+        return params
+
     def with_overrides(self, epochs=None, batch_size=None, lr=None) -> "DFKDProfile":
         kw = {k: v for k, v in (("epochs", epochs), ("lr", lr)) if v is not None}
         prof = replace(self, distill=replace(self.distill, **kw)) if kw else self

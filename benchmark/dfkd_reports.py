@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from benchmark.dfkd_profiles import dfkd_profile
+from benchmark.errors import BenchError
 from benchmark.reports import (DATASET_NAMES, _flat, _fmt, load_results, profile_notes, published, row_label,
                                varying_params)
 
@@ -28,15 +30,15 @@ def load_dfkd_results(folders: Path | list[Path]) -> list[dict]:
 
 
 def dfkd_frame(results: list[dict]) -> pd.DataFrame:
-    from strategies.dfkd import DFKD_METHODS
-
     recs, varying = [], varying_params(results)
     for r in results:
         c, t = r["cell"], r.get("timings") or {}
-        pub = DFKD_METHODS.entry(c["method"]).extra["published"] if c["method"] in DFKD_METHODS else ""
+        pub = _published_name(c)
         for row, m in r["rows"].items():
             recs.append({"scenario": c["scenario"], "dataset": DATASET_NAMES.get(c["scenario"], c["scenario"]),
                          "teacher": c["teacher"], "student": c["student"] if row != "teacher" else c["teacher"],
+                         # the pair the cell distils, the teacher's own row included (the AR+VI table's column)
+                         "pair": f"{c['teacher']}->{c['student']}",
                          "method": row_label(r, row, varying),
                          "published_name": pub if row == c["method"] else "", "seed": c["seed"],
                          "profile": c["profile"], "top1": 100 * m["top1"], "best_top1": 100 * m["best_top1"],
@@ -46,6 +48,24 @@ def dfkd_frame(results: list[dict]) -> pd.DataFrame:
                          "synthesis_images_per_s": t.get("synthesis_images_per_s"),
                          "student_images_per_s": t.get("student_images_per_s")})
     return pd.DataFrame.from_records(recs)
+
+
+def _published_name(cell: dict) -> str:
+    """The published row a cell stands beside: its method's, unless the cell changed the method's hyper-parameters
+    from the profile's (a ``--set`` ablation such as DFAD + VI with AR off is not the published method; the student
+    batch is a recipe matter, ``--batch-size``, and does not count)."""
+    from strategies.dfkd import DFKD_METHODS
+
+    if cell["method"] not in DFKD_METHODS:
+        return ""
+    entry = DFKD_METHODS.entry(cell["method"])
+    try:
+        defaults = dfkd_profile(cell["profile"], cell["scenario"]).params_for(cell["method"], entry.extra["defaults"])
+    except BenchError:  # a profile this version does not know: nothing to compare with
+        return entry.extra["published"]
+    params = cell.get("method_params", {})
+    changed = [k for k in set(defaults) | set(params) if k != "student_batch" and params.get(k) != defaults.get(k)]
+    return "" if changed else entry.extra["published"]
 
 
 def _last_mean(curve: list[dict] | None, n: int) -> float:
@@ -82,14 +102,15 @@ def table1_arvi(df: pd.DataFrame) -> pd.DataFrame:
     pub = pub[pub["source"].str.startswith("DFAD+AR+VI")]
     names = df.drop_duplicates("method").set_index("method")["published_name"].to_dict()
     cols: dict[tuple, dict] = {}
-    for _, a in _agg(df, ["dataset", "teacher", "student", "profile", "method"]).iterrows():
-        col = f"{a['dataset']} {a['teacher']}->{a['student']} [{a['profile']}]"
+    for _, a in _agg(df, ["dataset", "pair", "profile", "method"]).iterrows():
+        col = f"{a['dataset']} {a['pair']} [{a['profile']}]"
         cols.setdefault((col, "measured"), {})[a["method"]] = _fmt(a["mean"], 0.0 if pd.isna(a["std"]) else a["std"],
                                                                    int(a["count"]))
         ds_pub = pub[pub["dataset"] == a["dataset"]]
         p = ds_pub[ds_pub["method"] == names.get(a["method"], "")]
         # the paper's pair may differ from the measured one (cpu pairs): the published column names its own pair
-        pair = f" ({ds_pub['teacher'].iloc[0]}->{ds_pub['student'].iloc[0]})" if len(ds_pub) else ""
+        theirs = f"{ds_pub['teacher'].iloc[0]}->{ds_pub['student'].iloc[0]}" if len(ds_pub) else a["pair"]
+        pair = f" ({theirs})" if theirs != a["pair"] else ""
         cols.setdefault((col, "published" + pair), {})[a["method"]] = f"{p['value'].iloc[0]:.2f}" if len(p) else "-"
     out = pd.DataFrame(cols)
     out.columns = pd.MultiIndex.from_tuples(out.columns)

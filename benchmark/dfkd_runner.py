@@ -74,9 +74,7 @@ def make_dfkd_cells(*, scenarios, methods, seeds, profile, teacher=None, student
         for seed in seeds:
             for m in methods:
                 entry = DFKD_METHODS.entry(m)
-                params = dict(entry.extra["defaults"])
-                for scope in ("*", m):
-                    params.update({k: v for k, v in prof.method_params.get(scope, {}).items() if k in params})
+                params = prof.params_for(m, entry.extra["defaults"])
                 params.update((method_params or {}).get(m, {}))
                 cells.append(Cell({
                     "task": "dfkd", "scenario": scen, "phases": 0, "seed": seed, "profile": profile,

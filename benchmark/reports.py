@@ -76,7 +76,8 @@ def row_label(result: dict, row: str, varying: dict[str, list[str]] | None = Non
     is read, and results of one method with different hyper-parameters (``varying``, from ``varying_params``) are
     told apart instead of being averaged as if they were seeds."""
     params = result["cell"].get("method_params", {})
-    keys = (varying or {}).get(result["cell"].get("method"), [])
+    # a value the row's name already shows in brackets (``rgal[released]``) is not repeated
+    keys = [k for k in (varying or {}).get(result["cell"].get("method"), []) if f"[{params.get(k)}]" not in row]
     if keys:
         row += " [" + ", ".join(f"{k}={params.get(k, 'default')}" for k in keys) + "]"
     return f"{row} (offline upper bound: one training on all classes)" if result.get("offline") else row

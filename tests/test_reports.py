@@ -137,3 +137,32 @@ def test_merged_folders_read_a_shared_key_once_and_keep_results_without_a_key(tm
     put("a", "c1", "k1"), put("b", "c1-copy", "k1"), put("a", "old1", None), put("b", "old2", None)
     got = load_results([tmp_path / "a", tmp_path / "b"])
     assert sorted(r["_path"].split("/")[-2] for r in got) == ["c1", "old1", "old2"]
+
+
+def test_dfkd_arvi_table_puts_the_teacher_in_its_pair_column_and_no_published_number_beside_an_ablation():
+    from strategies.dfkd import DFKD_METHODS
+
+    from benchmark.dfkd_profiles import dfkd_profile
+    from benchmark.dfkd_reports import dfkd_frame, table1_arvi
+
+    prof = dfkd_profile("cpu", "mnist")
+
+    def res(method, row, top1, **changed):
+        params = {**prof.params_for(method, DFKD_METHODS.entry(method).extra["defaults"]), **changed}
+        return {"cell": {"scenario": "mnist", "teacher": "lenet5", "student": "lenet5_half", "method": method,
+                         "method_params": params, "seed": 0, "profile": "cpu"},
+                "rows": {row: {"top1": top1, "best_top1": top1}}, "teacher": {"test_accuracy": 0.99}}
+
+    t = table1_arvi(dfkd_frame([res("teacher", "teacher", 0.99), res("dfad+ar+vi", "dfad+ar+vi", 0.95),
+                                res("dfad+ar+vi", "dfad+ar+vi", 0.94, ar_l=0.0, ar_m=0.0),
+                                res("rgal", "rgal", 0.96), res("rgal", "rgal[released]", 0.93, variant="released")]))
+    col = "MNIST lenet5->lenet5_half [cpu]"
+    assert list(t.columns) == [(col, "measured"), (col, "published")]  # one pair: the teacher is not a column
+    assert t.loc["teacher", (col, "measured")] == "99.00 (n=1)"
+    assert t.loc["teacher", (col, "published")] == "98.89"
+    d = prof.params_for("dfad+ar+vi", DFKD_METHODS.entry("dfad+ar+vi").extra["defaults"])
+    on, off = f"dfad+ar+vi [ar_l={d['ar_l']}, ar_m={d['ar_m']}]", "dfad+ar+vi [ar_l=0.0, ar_m=0.0]"
+    assert t.loc[on, (col, "published")] == "98.41"
+    assert t.loc[off, (col, "published")] == "-"  # AR off is an ablation, not the published DFAD+AR+VI
+    # the released variant's name already says so; the paper one is told apart by its parameter
+    assert {"rgal[released]", "rgal [variant=paper]"} <= set(t.index)
