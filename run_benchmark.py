@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import difflib
+import math
 import sys
 from pathlib import Path
 
 # the no-flag run (<= 3 min on 2 cores, CONVENTIONS.md): the cheapest informative subset; ewc and joint by flag
 DEFAULT_METHODS = ["finetune", "lwf", "lwf-mc", "icarl", "pass", "pass+rgal"]
+DEFAULT_DFKD_METHODS = ["teacher", "kd-real", "dafl", "zskt", "dfq", "dfad", "dfad+ar+vi", "deepinversion", "cmi",
+                        "rgal"]
 
 
 def _order_seed(text: str):
@@ -26,33 +30,70 @@ def _order_seed(text: str):
         raise argparse.ArgumentTypeError(f"{text!r} is neither an integer seed nor 'natural'") from None
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with the suite's one-line errors (CONVENTIONS.md) instead of the usage block."""
+
+    def error(self, message):
+        self.exit(2, f"error: {message}; see {self.prog} --help\n")
+
+
+def _count(minimum: int):
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if v < minimum:
+            raise argparse.ArgumentTypeError(f"{v} is below {minimum}")
+        return v
+
+    return parse
+
+
+def _positive_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (v > 0 and math.isfinite(v)):
+        raise argparse.ArgumentTypeError(f"{text} is not a positive finite number")
+    return v
+
+
 def parse_args(argv):
-    p = argparse.ArgumentParser(prog="run_benchmark.py", description=__doc__.split("\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--task", choices=["cil", "dfkd"], default="cil")
-    p.add_argument("--scenario", nargs="+", default=None, help="scenario name(s); default cifar100-mini")
-    p.add_argument("--phases", nargs="+", type=int, default=None,
-                   help="incremental phases after phase 0 (5 10 20; default 10)")
-    p.add_argument("--methods", "--strategies", nargs="+", default=None, dest="methods")
-    p.add_argument("--seeds", nargs="+", type=int, default=[0], help="training seeds")
+    p = _Parser(prog="run_benchmark.py", description=__doc__.split("\n")[0],
+                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--task", choices=["cil", "dfkd"], default="cil",
+                   help="cil: class-incremental learning (default); dfkd: data-free knowledge distillation")
+    p.add_argument("--scenario", nargs="+", default=None,
+                   help="scenario name(s) (see --list); default cifar100-mini, with --task dfkd mnist")
+    p.add_argument("--phases", nargs="+", type=_count(0), default=None,
+                   help="incremental phases after phase 0 (5 10 20; default 10; 0: phase 0 alone)")
+    p.add_argument("--methods", "--strategies", nargs="+", default=None, dest="methods",
+                   help=f"methods (see --list); default {' '.join(DEFAULT_METHODS)}, with --task dfkd "
+                        f"{' '.join(DEFAULT_DFKD_METHODS)}")
+    p.add_argument("--seeds", nargs="+", type=_count(0), default=[0], help="training seeds (default 0)")
     p.add_argument("--profile", default=None, help="paper | cpu | mini | smoke (default: mini for cifar100-mini, "
                                                    "else cpu)")
-    p.add_argument("--epochs", type=int, help="override the epochs of every phase")
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr", type=float)
+    p.add_argument("--epochs", type=_count(1), help="override the epochs of every phase (dfkd: of distillation)")
+    p.add_argument("--batch-size", type=_count(1), help="override the training batch (dfkd: the student's)")
+    p.add_argument("--lr", type=_positive_float, help="override the learning rate (dfkd: the student's)")
     p.add_argument("--model", help="override the profile's backbone (see --list)")
     p.add_argument("--class-order-seed", default=None, type=_order_seed,
                    help="seed of the class permutation (an integer; default 1993, PASS's), or 'natural'")
     p.add_argument("--spread-remaining", action="store_true",
                    help="spread all remaining classes over the phases instead of int((n-base)/phases) each")
-    p.add_argument("--base-classes", type=int, help="classes in phase 0 (default: half for cifar100/tinyimagenet)")
-    p.add_argument("--memory-total", type=int, help="fixed exemplar budget instead of 20 per class")
+    p.add_argument("--base-classes", type=_count(1),
+                   help="classes in phase 0 (default: half for cifar100/tinyimagenet)")
+    p.add_argument("--memory-total", type=_count(1),
+                   help="fixed exemplar budget instead of 20 per class (exemplar methods: icarl, ucir, eeil)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
     p.add_argument("--data-root", default=None, help="folder with <name>.npz or torchvision layouts "
                                                      "(default $BENCH_DATA, then ~/.cache/rgal-bench/data)")
     p.add_argument("--cache-dir", default=None, help="phase-0 / teacher cache (default $BENCH_CACHE, then "
                                                      "~/.cache/rgal-bench/cache)")
-    p.add_argument("--out", default=None, help="output folder (default runs/<scenario>-<date>-<time>)")
+    p.add_argument("--out", default=None, help="output folder (default runs/<scenario>-<date>-<time>, with --task "
+                                               "dfkd runs/dfkd-<scenario>-<date>-<time>)")
     p.add_argument("--dry-run", action="store_true", help="print the cells, their status and predicted time")
     p.add_argument("--list", action="store_true", help="print scenarios, methods, models and profiles")
     p.add_argument("--set", action="append", default=[], metavar="[METHOD.]KEY=VALUE", dest="settings",
@@ -66,7 +107,11 @@ def parse_args(argv):
     g.add_argument("--rgal-variant", choices=["paper", "released"], default=None,
                    help="RGAL generator loss: the paper's reversed triplet L_ntri (default) or the released code's "
                         "unswapped triplet (row rgal[released])")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    for name in ("scenario", "phases", "methods", "seeds"):  # a name given twice is one cell, not two
+        if getattr(args, name):
+            setattr(args, name, list(dict.fromkeys(getattr(args, name))))
+    return args
 
 
 def parse_settings(settings: list[str], methods: list[str], registry=None) -> dict[str, dict]:
@@ -87,15 +132,18 @@ def parse_settings(settings: list[str], methods: list[str], registry=None) -> di
             value = json.loads(raw)
         except ValueError:
             value = raw
-        method, _, name = key.rpartition(".")
+        method, dot, name = key.rpartition(".")
+        if dot and not (method and name):
+            raise BenchError(f"--set {item!r}: {'the method before' if not method else 'the parameter after'} '.' "
+                             f"is missing; write METHOD.KEY=VALUE or KEY=VALUE")
         targets = [method] if method else methods
         if method and method not in methods:
             raise BenchError(f"--set {item!r}: method {method!r} is not among --methods ({' '.join(methods)})")
         hit = [m for m in targets if name in METHODS.entry(m).extra["defaults"]]
         if not hit:
             known = sorted({k for m in targets for k in METHODS.entry(m).extra["defaults"]})
-            raise BenchError(f"--set {item!r}: no selected method has a parameter {name!r}; known: "
-                             f"{', '.join(known) or '(none)'}")
+            which = f"{method} has no" if method else "no selected method has a"
+            raise BenchError(f"--set {item!r}: {which} parameter {name!r}; known: {', '.join(known) or '(none)'}")
         for m in hit:
             extra = METHODS.entry(m).extra
             default, allowed = extra["defaults"][name], extra.get("choices", {}).get(name)
@@ -105,7 +153,11 @@ def parse_settings(settings: list[str], methods: list[str], registry=None) -> di
             if default is not None and (isinstance(default, bool) != isinstance(value, bool)
                                         or (numeric and not isinstance(value, (int, float)))
                                         or (isinstance(default, str) and not isinstance(value, str))):
-                raise BenchError(f"--set {item!r}: {name} takes a {type(default).__name__} like {json.dumps(default)}")
+                kind = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(
+                    type(default), f"a {type(default).__name__}")
+                raise BenchError(f"--set {item!r}: {name} takes {kind} like {json.dumps(default)}")
+            if numeric and not (math.isfinite(value) and value >= 0):  # no parameter of the suite is negative
+                raise BenchError(f"--set {item!r}: {name} must be a finite number >= 0, like {json.dumps(default)}")
             # --set w=1 is the same cell as the default 1.0; an integer parameter takes whole numbers only
             coerced = float(value) if isinstance(default, float) and type(value) is int else value
             if type(default) is int and type(value) is float:
@@ -135,7 +187,7 @@ def print_list():
     print("methods (cil):               [name in published.csv] rows / memory")
     for e in METHODS.entries():
         pub = e.extra["published"]
-        pub = ", ".join(pub.values()) if isinstance(pub, dict) else pub
+        pub = ", ".join(v for v in pub.values() if v) if isinstance(pub, dict) else pub  # rows without one: none
         print(f"  {e.name:16s} [{pub or '-'}] rows {', '.join(e.extra['rows'])}; memory "
               f"{e.extra['memory']}  -- {e.description}")
         if e.extra["defaults"]:
@@ -168,7 +220,7 @@ def print_list():
 
 
 def parse_report_args(argv):
-    p = argparse.ArgumentParser(prog="run_benchmark.py report",
+    p = _Parser(prog="run_benchmark.py report",
                                 description="Tables and plots from the result.json files below one or more folders.")
     p.add_argument("folders", nargs="+", type=Path, metavar="DIR", help="result folders (made by --out)")
     p.add_argument("--out", type=Path, default=None,
@@ -182,6 +234,11 @@ def main(argv=None) -> int:
     from benchmark.errors import BenchError
 
     try:
+        first = argv[0] if argv else ""
+        if first and not first.startswith("-") and first != "report":
+            near = difflib.get_close_matches(first, ["report"], n=1)
+            hint = "did you mean 'report'?" if near else "the only command is 'report'; the rest are --flags"
+            raise BenchError(f"unknown command {first!r}; {hint} (see run_benchmark.py --help)")
         if argv[:1] == ["report"]:
             from benchmark.reports import write_reports
 
@@ -223,6 +280,13 @@ def run(args) -> int:
     profile = args.profile or ("mini" if scenarios == ["cifar100-mini"] else "cpu")
     methods = args.methods or DEFAULT_METHODS
     device = resolve_device(args.device)
+    if args.memory_total is not None:
+        from benchmark.methods import METHODS
+
+        kept = [m for m in methods if m in METHODS and "memory_total" in METHODS.entry(m).extra["defaults"]]
+        if not kept and all(m in METHODS for m in methods):  # an unknown method gets its own error below
+            raise BenchError(f"--memory-total sets the exemplar budget, and none of --methods ({' '.join(methods)}) "
+                             "keeps exemplars; add icarl, ucir or eeil, or drop the flag")
     order_seed = 1993 if args.class_order_seed is None else args.class_order_seed
     cells = make_cells(scenarios=scenarios, phases=args.phases or [10], methods=methods, seeds=args.seeds,
                        profile=profile, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
@@ -278,13 +342,10 @@ def run(args) -> int:
     return 0
 
 
-DEFAULT_DFKD_METHODS = ["teacher", "kd-real", "dafl", "zskt", "dfq", "dfad", "dfad+ar+vi", "deepinversion", "cmi",
-                        "rgal"]
-
-
 def run_dfkd(args) -> int:
     import strategies.dfkd  # noqa: F401  (registers the data-free methods)
     from benchmark.dfkd_runner import DFKDCellRun, make_dfkd_cells, predicted_dfkd_seconds, throughput_line
+    from benchmark.errors import BenchError
     from benchmark.executor import SequentialExecutor
     from benchmark.runner import command_line, resolve_device
     from benchmark.store import default_cache_dir
@@ -296,7 +357,8 @@ def run_dfkd(args) -> int:
     settings = list(args.settings)
     if args.rgal_variant:
         if "rgal" not in methods:
-            methods = methods + ["rgal"]
+            raise BenchError(f"--rgal-variant applies to rgal, which is not among --methods ({' '.join(methods)}); "
+                             "add rgal or drop the flag")
         settings.append(f"rgal.variant={args.rgal_variant}")
     device = resolve_device(args.device)
     cells = make_dfkd_cells(scenarios=scenarios, methods=methods, seeds=args.seeds, profile=profile,

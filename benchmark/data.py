@@ -161,11 +161,19 @@ def _resize_mnist(d: ArrayData) -> ArrayData:
     return d
 
 
-def _no_data(name: str, root: Path, err: Exception) -> BenchError:
+_LAYOUTS = {"cifar100": "cifar-100-python/", "cifar10": "cifar-10-batches-py/", "mnist": "MNIST/raw/",
+            "svhn": "SVHN/ (train_32x32.mat, test_32x32.mat)",
+            "tinyimagenet": f"tiny-imagenet-200/ (wnids.txt, train/, val/; {TINYIMAGENET_URL})"}
+
+
+def _no_data(name: str, root: Path, err: Exception, download: bool = True) -> BenchError:
+    why = (f"could not be downloaded ({type(err).__name__})" if download else
+           "was not downloaded (BENCH_OFFLINE is set)")
+    layout = _LAYOUTS.get(name, "the torchvision layout")
     return BenchError(
-        f"dataset {name!r} not found under {root} and could not be downloaded ({type(err).__name__}); "
-        f"pass --data-root DIR (or set BENCH_DATA) to a folder holding {name}.npz (e.g. written by "
-        f"../shared/data/expand.py) or the torchvision layout, or run once with network access to download it")
+        f"dataset {name!r} not found under {root} and {why}; pass --data-root DIR (or set BENCH_DATA) to a folder "
+        f"holding {name}.npz (e.g. written by ../shared/data/expand.py) or {layout}, or run once with network access "
+        f"to download it")
 
 
 def load_arrays(name: str, data_root: str | Path | None = None, download: bool = True) -> ArrayData:
@@ -205,7 +213,7 @@ def load_arrays(name: str, data_root: str | Path | None = None, download: bool =
         except BenchError:
             raise
         except Exception as e:  # noqa: BLE001 - any failure here means "no data and no network"
-            raise _no_data(name, root, e) from None
+            raise _no_data(name, root, e, download) from None
     if name == "mnist":
         d = _resize_mnist(d)
     d.sha256 = fingerprint(d.x_train, d.y_train, d.x_test, d.y_test)

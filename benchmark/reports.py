@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from pathlib import Path
 
 import pandas as pd
 
 from benchmark import metrics
+from benchmark.store import check_writable
 
 PUBLISHED_CSV = Path(__file__).resolve().parent / "reference" / "published.csv"
 DATASET_NAMES = {"cifar100": "CIFAR-100", "cifar100-mini": "CIFAR-100", "tinyimagenet": "Tiny-ImageNet",
@@ -46,15 +48,33 @@ def load_results(folders: Path | list[Path], task: str = "cil") -> list[dict]:
         for p in sorted(Path(folder).rglob("result.json")):
             try:
                 res = json.loads(p.read_text())
-            except ValueError:
+            except (OSError, ValueError):
+                continue  # listed by unreadable_results
+            if not isinstance(res, dict) or not isinstance(res.get("cell"), dict):
                 continue
             key = res.get("key")
-            if res.get("cell", {}).get("task") != task or (key is not None and key in seen):
+            if res["cell"].get("task") != task or (key is not None and key in seen):
                 continue
             seen.add(key)
             res["_path"] = str(p)
             out.append(res)
     return out
+
+
+def unreadable_results(folders: Path | list[Path]) -> list[str]:
+    """``"PATH (reason)"`` for every ``result.json`` below ``folders`` that ``load_results`` cannot use: not JSON, or
+    without the ``cell`` every result is written with (a foreign file)."""
+    bad = []
+    for folder in [folders] if isinstance(folders, (str, Path)) else folders:
+        for p in sorted(Path(folder).rglob("result.json")):
+            try:
+                res = json.loads(p.read_text())
+            except (OSError, ValueError) as e:
+                bad.append(f"{p} (not readable JSON: {e})")
+                continue
+            if not isinstance(res, dict) or not isinstance(res.get("cell"), dict):
+                bad.append(f"{p} (no 'cell': not a result written by run_benchmark.py)")
+    return bad
 
 
 def varying_params(results: list[dict]) -> dict[str, list[str]]:
@@ -356,11 +376,17 @@ def write_reports(folders: Path | list[Path], out: Path | None = None) -> list[P
         if not f.is_dir():
             raise BenchError(f"no result folder {f}; give a folder made by run_benchmark.py --out")
     results, dfkd = load_results(folders), load_dfkd_results(folders)
+    bad = unreadable_results(folders)
     if not results and not dfkd:
         names = " ".join(map(str, folders))
+        if bad:
+            raise BenchError(f"{len(bad)} result.json under {names}, none readable ({bad[0]}); delete them and run "
+                             "their cells again")
         raise BenchError(f"no result.json under {names}; run cells first (python run_benchmark.py --out {folders[0]})")
+    for line in bad:  # reported, not silently left out of the tables
+        print(f"warning: skipped {line}; delete it and run its cell again", file=sys.stderr)
     rep = Path(out) if out is not None else folders[0] / "report"
-    rep.mkdir(parents=True, exist_ok=True)
+    check_writable(rep)
     prov = write_provenance(results + dfkd, rep / "provenance.md")
     if not results:
         return [prov] + write_dfkd_reports(dfkd, rep)

@@ -66,21 +66,24 @@ def phase_sizes(n_classes: int, phases: int, base: int | None, spread_remaining:
     if phases < 0:
         raise BenchError(f"--phases must be >= 0, got {phases}")
     if base is None:
+        if phases + 1 > n_classes:
+            raise BenchError(f"{phases} phases do not fit {n_classes} classes; use at most {n_classes - 1} phases")
         if n_classes % (phases + 1) and not spread_remaining:
             raise BenchError(f"{phases} phases do not split {n_classes} classes evenly into {phases + 1} experiences; "
                              f"choose phases + 1 dividing {n_classes} or pass --spread-remaining")
         base = n_classes // (phases + 1)
-        if base == 0:
-            raise BenchError(f"{phases} phases do not fit {n_classes} classes; use at most {n_classes - 1} phases")
     if not 0 < base <= n_classes:
-        raise BenchError(f"phase 0 must hold between 1 and {n_classes} classes, got {base}")
+        raise BenchError(f"--base-classes must be between 1 and {n_classes} (the scenario's classes), got {base}")
     if phases == 0:
         return [base]
     rest = n_classes - base
     per = rest // phases
     if per == 0:
+        if rest == 0:
+            raise BenchError(f"--base-classes {base} leaves no class for the {phases} incremental phases; use at most "
+                             f"{n_classes - phases} base classes, or --phases 0")
         raise BenchError(f"{phases} incremental phases do not fit the {rest} classes left after phase 0; "
-                         f"use at most {rest} phases")
+                         f"use at most {rest} phases, or fewer --base-classes")
     sizes = [base] + [per] * phases
     if spread_remaining:
         for i in range(rest - per * phases):

@@ -29,6 +29,16 @@ def _one_line_error(p, *words):
     (["--profile", "gpu"], ["unknown profile", "paper"]),
     (["--phases", "60"], ["do not fit", "at most 50"]),
     (["--scenario", "mnist", "--phases", "3"], ["do not split"]),
+    (["--epochs", "0"], ["--epochs", "below 1"]),
+    (["--lr", "-1"], ["--lr", "positive finite"]),
+    (["--seeds", "abc"], ["--seeds", "not an integer"]),
+    (["--set", ".temperature=3"], ["method before '.'"]),
+    (["--methods", "pass", "--set", "pass.temperature=NaN"], ["temperature", "finite number >= 0"]),
+    (["--methods", "pass", "--set", "pass.foo=1"], ["pass has no parameter 'foo'", "temperature"]),
+    (["--methods", "finetune", "--memory-total", "500"], ["--memory-total", "none of --methods"]),
+    (["--phases", "10", "--base-classes", "100"], ["leaves no class", "at most 90 base classes"]),
+    (["--task", "dfkd", "--methods", "dfad", "--rgal-variant", "released"], ["--rgal-variant", "add rgal"]),
+    (["reprot", "results"], ["unknown command 'reprot'", "did you mean 'report'"]),
 ])
 def test_bad_input_gives_one_line_error(args, words, tmp_path):
     _one_line_error(cli(*args, "--out", str(tmp_path / "o"), "--dry-run"), *words)
@@ -40,9 +50,11 @@ def test_bad_class_order_seed_is_a_usage_error():
     assert "--class-order-seed: 'abc' is neither an integer seed nor 'natural'" in p.stderr.strip().splitlines()[-1]
 
 
-def test_missing_dataset_without_network_names_both_fixes(tmp_path):
-    p = cli("--scenario", "cifar100", "--data-root", str(tmp_path / "empty"), "--dry-run")
-    _one_line_error(p, "cifar100", "--data-root", "BENCH_DATA", "download")
+@pytest.mark.parametrize("scenario,layout", [("cifar100", "cifar-100-python/"),
+                                             ("tinyimagenet", "tiny-imagenet-200/ (wnids.txt")])
+def test_missing_dataset_without_network_names_both_fixes(scenario, layout, tmp_path):
+    p = cli("--scenario", scenario, "--data-root", str(tmp_path / "empty"), "--dry-run", env={"BENCH_OFFLINE": "1"})
+    _one_line_error(p, scenario, "--data-root", "BENCH_DATA", layout, "not downloaded (BENCH_OFFLINE is set)")
 
 
 def test_unwritable_output_folder(tmp_path):
@@ -268,3 +280,26 @@ def test_ssre_killed_mid_phase_after_reparameterisation_resumes_to_the_same_numb
     again = cli(*args, "--out", str(run), env=env)
     assert again.returncode == 0, again.stderr[-2000:]
     assert _results(tmp_path / "ref")["ssre"]["rows"] == _results(run)["ssre"]["rows"]
+
+
+def test_a_method_or_seed_given_twice_is_one_cell(tmp_path):
+    p = cli("--methods", "finetune", "finetune", "--seeds", "0", "0", "--out", str(tmp_path / "o"), "--dry-run")
+    assert p.returncode == 0, p.stderr
+    assert "1 cells, predicted" in p.stdout
+
+
+def test_report_names_unreadable_results_and_an_unwritable_out(tmp_path):
+    good = next((ROOT / "results").glob("cil-baselines-cpu/*/result.json"))
+    (tmp_path / "d" / "good").mkdir(parents=True)
+    (tmp_path / "d" / "good" / "result.json").write_text(good.read_text())
+    (tmp_path / "d" / "cut").mkdir()
+    (tmp_path / "d" / "cut" / "result.json").write_text('{"cell": {"task": ')  # a truncated write
+    p = cli("report", str(tmp_path / "d"))
+    assert p.returncode == 0, p.stderr  # the readable cell is reported ...
+    warn = [ln for ln in p.stderr.splitlines() if ln.startswith("warning:")]
+    assert len(warn) == 1 and "cut/result.json" in warn[0] and "run its cell again" in warn[0]  # ... the other named
+    (tmp_path / "file").write_text("x")
+    _one_line_error(cli("report", str(tmp_path / "d"), "--out", str(tmp_path / "file" / "rep")), "not writable",
+                    "--out")
+    (tmp_path / "d" / "good" / "result.json").unlink()
+    _one_line_error(cli("report", str(tmp_path / "d")), "none readable", "cut/result.json")
