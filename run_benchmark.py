@@ -156,8 +156,10 @@ def parse_settings(settings: list[str], methods: list[str], registry=None) -> di
                 kind = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(
                     type(default), f"a {type(default).__name__}")
                 raise BenchError(f"--set {item!r}: {name} takes {kind} like {json.dumps(default)}")
-            if numeric and not (math.isfinite(value) and value >= 0):  # no parameter of the suite is negative
-                raise BenchError(f"--set {item!r}: {name} must be a finite number >= 0, like {json.dumps(default)}")
+            number = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if number and not (math.isfinite(value) and value >= 0):  # no parameter of the suite is negative
+                like = f", like {json.dumps(default)}" if default is not None else ""
+                raise BenchError(f"--set {item!r}: {name} must be a finite number >= 0{like}")
             # --set w=1 is the same cell as the default 1.0; an integer parameter takes whole numbers only
             coerced = float(value) if isinstance(default, float) and type(value) is int else value
             if type(default) is int and type(value) is float:
@@ -355,6 +357,8 @@ def run_dfkd(args) -> int:
     profile = args.profile or "cpu"
     methods = args.methods or DEFAULT_DFKD_METHODS
     settings = list(args.settings)
+    for m in methods:
+        DFKD_METHODS.entry(m)  # an unknown name: its own error before any flag refers to the list
     if args.rgal_variant:
         if "rgal" not in methods:
             raise BenchError(f"--rgal-variant applies to rgal, which is not among --methods ({' '.join(methods)}); "

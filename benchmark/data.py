@@ -167,13 +167,13 @@ _LAYOUTS = {"cifar100": "cifar-100-python/", "cifar10": "cifar-10-batches-py/", 
 
 
 def _no_data(name: str, root: Path, err: Exception, download: bool = True) -> BenchError:
-    why = (f"could not be downloaded ({type(err).__name__})" if download else
-           "was not downloaded (BENCH_OFFLINE is set)")
+    why, online = ((f"could not be downloaded ({type(err).__name__})", "run once with network access to download it")
+                   if download else ("was not downloaded (BENCH_OFFLINE is set)",
+                                     "unset BENCH_OFFLINE and run once with network access to download it"))
     layout = _LAYOUTS.get(name, "the torchvision layout")
     return BenchError(
         f"dataset {name!r} not found under {root} and {why}; pass --data-root DIR (or set BENCH_DATA) to a folder "
-        f"holding {name}.npz (e.g. written by ../shared/data/expand.py) or {layout}, or run once with network access "
-        f"to download it")
+        f"holding {name}.npz (e.g. written by ../shared/data/expand.py) or {layout}, or {online}")
 
 
 def load_arrays(name: str, data_root: str | Path | None = None, download: bool = True) -> ArrayData:

@@ -341,7 +341,8 @@ def plot_heatmaps(results: list[dict], folder: Path) -> list[Path]:
 
 
 def provenance_table(results: list[dict]) -> pd.DataFrame:
-    """What made each result: the command, the code's commit, the wall time and the machine (CONVENTIONS.md)."""
+    """What made each result: the command, the code's commit, the wall time, the machine and torch's thread count
+    (CONVENTIONS.md; float reductions, hence the numbers, depend on it)."""
     recs = []
     for r in results:
         v = r.get("versions", {})
@@ -349,7 +350,8 @@ def provenance_table(results: list[dict]) -> pd.DataFrame:
         recs.append({"cell": Path(r["_path"]).parent.name, "finished": r.get("finished", ""),
                      "wall_min": round(r.get("timings", {}).get("wall_seconds", float("nan")) / 60, 1),
                      "commit": commit, "machine": v.get("machine") or v.get("platform", ""),
-                     "device": r.get("device", ""), "torch": v.get("torch", ""), "command": r.get("command", "")})
+                     "device": r.get("device", ""), "threads": v.get("torch_threads", ""), "torch": v.get("torch", ""),
+                     "command": r.get("command", "")})
     return pd.DataFrame.from_records(recs).sort_values("cell").reset_index(drop=True)
 
 

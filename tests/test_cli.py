@@ -34,10 +34,12 @@ def _one_line_error(p, *words):
     (["--seeds", "abc"], ["--seeds", "not an integer"]),
     (["--set", ".temperature=3"], ["method before '.'"]),
     (["--methods", "pass", "--set", "pass.temperature=NaN"], ["temperature", "finite number >= 0"]),
+    (["--methods", "pass", "--set", "pass.proto_samples=-3"], ["proto_samples", "finite number >= 0"]),  # default null
     (["--methods", "pass", "--set", "pass.foo=1"], ["pass has no parameter 'foo'", "temperature"]),
     (["--methods", "finetune", "--memory-total", "500"], ["--memory-total", "none of --methods"]),
     (["--phases", "10", "--base-classes", "100"], ["leaves no class", "at most 90 base classes"]),
     (["--task", "dfkd", "--methods", "dfad", "--rgal-variant", "released"], ["--rgal-variant", "add rgal"]),
+    (["--task", "dfkd", "--methods", "nosuch", "--rgal-variant", "released"], ["unknown", "'nosuch'"]),
     (["reprot", "results"], ["unknown command 'reprot'", "did you mean 'report'"]),
 ])
 def test_bad_input_gives_one_line_error(args, words, tmp_path):
@@ -54,7 +56,8 @@ def test_bad_class_order_seed_is_a_usage_error():
                                              ("tinyimagenet", "tiny-imagenet-200/ (wnids.txt")])
 def test_missing_dataset_without_network_names_both_fixes(scenario, layout, tmp_path):
     p = cli("--scenario", scenario, "--data-root", str(tmp_path / "empty"), "--dry-run", env={"BENCH_OFFLINE": "1"})
-    _one_line_error(p, scenario, "--data-root", "BENCH_DATA", layout, "not downloaded (BENCH_OFFLINE is set)")
+    _one_line_error(p, scenario, "--data-root", "BENCH_DATA", layout, "not downloaded (BENCH_OFFLINE is set)",
+                    "unset BENCH_OFFLINE")
 
 
 def test_unwritable_output_folder(tmp_path):

@@ -24,9 +24,9 @@ def test_even_split_and_errors():
         phase_sizes(10, 3, None)
     with pytest.raises(BenchError, match="do not fit"):
         phase_sizes(100, 60, 50)
-    # --spread-remaining cannot help when there are more experiences than classes: the error says what can
+    # more experiences than classes: --spread-remaining cannot help, so the error does not suggest it
     with pytest.raises(BenchError, match="do not fit 10 classes; use at most 9 phases"):
-        phase_sizes(10, 10, None, spread_remaining=True)
+        phase_sizes(10, 10, None)
     with pytest.raises(BenchError, match="--base-classes 100 leaves no class .* at most 90 base classes"):
         phase_sizes(100, 10, 100)
     with pytest.raises(BenchError, match="--base-classes must be between 1 and 100"):
