@@ -346,7 +346,10 @@ def run(args) -> int:
 
 def run_dfkd(args) -> int:
     import strategies.dfkd  # noqa: F401  (registers the data-free methods)
-    from benchmark.dfkd_runner import DFKDCellRun, make_dfkd_cells, predicted_dfkd_seconds, throughput_line
+    from tqdm.auto import tqdm
+
+    from benchmark.dfkd_runner import (DFKDCellRun, make_dfkd_cells, predicted_dfkd_seconds,
+                                       predicted_teacher_seconds, throughput_line)
     from benchmark.errors import BenchError
     from benchmark.executor import SequentialExecutor
     from benchmark.runner import command_line, resolve_device
@@ -376,26 +379,38 @@ def run_dfkd(args) -> int:
     runs = {c.key: DFKDCellRun(c, out, cache, device, args.data_root, not args.no_progress, command_line(),
                                args.teacher_checkpoint) for c in cells}
     if args.dry_run:
-        total = 0.0
+        total, teachers = 0.0, set()
         for c in cells:
             cfg, r = c.config, runs[c.key]
             st = r.status()
             sec = 0.0 if st == "finished" else predicted_dfkd_seconds(cfg)
+            if args.teacher_checkpoint:
+                teacher = "teacher: --teacher-checkpoint"
+            elif r.teacher_cache_path().is_file():
+                teacher = "teacher cache: hit"
+            elif st == "finished" or r.teacher_cache_path() in teachers:
+                teacher = "teacher cache: miss (trained by the first cell needing it)"
+            else:  # this cell trains the teacher: its time counts here, once
+                teachers.add(r.teacher_cache_path())
+                t_sec = predicted_teacher_seconds(cfg)
+                sec += t_sec
+                teacher = f"teacher cache: miss (this cell trains it, ~{t_sec / 60:.1f} min of the estimate)"
             total += sec
-            teacher = ("teacher: --teacher-checkpoint" if args.teacher_checkpoint else "teacher cache: " +
-                       ("hit" if r.teacher_cache_path().is_file() else "miss (trained by the first cell needing it)"))
             print(f"{cfg['method']:14s} {cfg['scenario']:9s} {cfg['teacher']}->{cfg['student']} "
                   f"seed {cfg['seed']}  {r.dir.name:50s} {st:8s} ~{sec / 60:6.1f} min  {teacher}")
-        print(f"{len(cells)} cells, predicted {total / 60:.1f} min plus teacher training on a cache miss (rough "
+        print(f"{len(cells)} cells, predicted {total / 60:.1f} min, teacher training on a cache miss included (rough "
               f"2-core CPU estimate)")
         return 0
     from benchmark.store import check_writable
 
     check_writable(out)
     print(f"{len(cells)} dfkd cells -> {out}  (profile {profile}, device {device})")
-    results = SequentialExecutor().run(cells, lambda c: runs[c.key].run(), progress=not args.no_progress)
-    for r in results:
-        print(throughput_line(r))
+    def run_one(c):  # each cell's throughput is printed as it finishes: a later failure does not hide it
+        res = runs[c.key].run()
+        tqdm.write(throughput_line(res))
+        return res
+
+    SequentialExecutor().run(cells, run_one, progress=not args.no_progress)
     from benchmark.reports import write_reports
 
     for p in write_reports(out):

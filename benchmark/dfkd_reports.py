@@ -1,7 +1,7 @@
 """Reports of the data-free distillation task, built only from ``result.json`` files (task ``dfkd``).
 
-* ``dfkd_table1_rgal``: the RGAL paper's Table 1 layout -- rows (dataset, teacher, student), columns methods --
-  with the measured student accuracy (mean ± std over seeds, the profile in the row label) and, as separate rows,
+* ``dfkd_table1_rgal``: the RGAL paper's Table 1 layout -- rows (dataset, teacher, student), columns methods, the
+  reference rows ``teacher`` and ``kd-real`` first -- with the measured accuracy (mean ± std over seeds, the profile in the row label) and, as separate rows,
   the published numbers of the same dataset (the ``cpu`` profile distils a smaller pair than the paper's, so the
   published pair is shown as its own row rather than pretending to be the same cell).
 * ``dfkd_table1_arvi``: the activation-regularisation paper's Table 1 layout -- rows methods, columns datasets --
@@ -82,8 +82,10 @@ def table1_rgal(df: pd.DataFrame) -> pd.DataFrame:
     pub = published()
     pub = pub[(pub["source"].str.startswith("RGAL")) & (pub["table"].astype(str) == "1")]
     rows: dict[tuple, dict] = {}
-    students = df[df["method"] != "teacher"]
-    for _, a in _agg(students, ["dataset", "teacher", "student", "profile", "method"]).iterrows():
+    # a teacher row sits in the row of the pair its cell distils (its frame ``student`` is the teacher itself), so
+    # the reference columns teacher and kd-real stand beside the methods, first
+    pairs = df.assign(student=df["pair"].str.split("->").str[1])
+    for _, a in _agg(pairs, ["dataset", "teacher", "student", "profile", "method"]).iterrows():
         rows.setdefault((a["dataset"], a["teacher"], a["student"], f"measured [{a['profile']}]"), {})[a["method"]] = \
             _fmt(a["mean"], 0.0 if pd.isna(a["std"]) else a["std"], int(a["count"]))
     names = df.drop_duplicates("method").set_index("method")["published_name"].to_dict()
@@ -93,6 +95,7 @@ def table1_rgal(df: pd.DataFrame) -> pd.DataFrame:
             rows.setdefault((ds, p["teacher"], p["student"], "published (RGAL Table 1)"), {})[ours[0]] = \
                 f"{p['value']:.2f}"
     out = pd.DataFrame.from_dict(rows, orient="index").fillna("")
+    out = out[[c for c in ("teacher", "kd-real") if c in out] + [c for c in out if c not in ("teacher", "kd-real")]]
     out.index = pd.MultiIndex.from_tuples(out.index, names=["dataset", "teacher", "student", "source"])
     return out.sort_index()
 

@@ -278,6 +278,21 @@ def throughput_line(res: dict) -> str:
     return ", ".join(parts)
 
 
+# training images a teacher epoch sees, for --dry-run's teacher estimate (the cell config holds no data size)
+TEACHER_TRAIN_IMAGES = {"mnist": 60000, "cifar10": 50000, "cifar100": 50000}
+
+
+def predicted_teacher_seconds(cfg: dict) -> float:
+    """Rough 2-core CPU estimate of training a cell's teacher on a cache miss (no test evaluation during training)."""
+    from benchmark.runner import CPU_IMAGES_PER_S
+
+    t = cfg["teacher_recipe"]
+    per_epoch = TEACHER_TRAIN_IMAGES.get(cfg["scenario"], 50000)
+    if t.get("max_steps_per_epoch"):
+        per_epoch = min(per_epoch, t["max_steps_per_epoch"] * t["batch_size"])
+    return t["epochs"] * per_epoch / CPU_IMAGES_PER_S.get(cfg["teacher"], 200)
+
+
 def predicted_dfkd_seconds(cfg: dict) -> float:
     """Rough 2-core CPU estimate from the CIL throughput table (forward+backward images of teacher and student)."""
     from benchmark.runner import CPU_IMAGES_PER_S

@@ -79,6 +79,7 @@ def test_reference_rows_and_report_with_published_numbers(tmp_path, cache, monke
             "--data-root", str(SHARED_DATA), "--out", str(out), "--no-progress")
     empty = in_process(*args, "--dry-run", "--cache-dir", str(tmp_path / "empty-cache"))
     assert empty.stdout.count("teacher cache: miss") == 2, empty.stdout
+    assert empty.stdout.count("this cell trains it") == 1, empty.stdout  # the teacher's time is counted once
     p = cli(*args)
     assert p.returncode == 0, p.stderr
     # throughput printed with the run
@@ -138,3 +139,15 @@ def test_teacher_initialisation_is_fixed_by_the_seed_whatever_ran_before(tmp_pat
                            AugmentSpec(), "cpu", tmp_path / str(i), seed=3, progress=False)
         states.append(torch.cat([p.flatten() for p in t.parameters()]))
     assert torch.equal(states[0], states[1])
+
+
+def test_dry_run_teacher_estimate_is_epochs_times_images_over_throughput():
+    from benchmark.dfkd_runner import predicted_teacher_seconds
+    from benchmark.runner import CPU_IMAGES_PER_S
+
+    t = {"epochs": 14, "batch_size": 128, "max_steps_per_epoch": 0}
+    cfg = {"scenario": "cifar10", "teacher": "wrn16_2", "teacher_recipe": t}
+    assert predicted_teacher_seconds(cfg) == pytest.approx(14 * 50000 / CPU_IMAGES_PER_S["wrn16_2"])
+    # a capped epoch (smoke / mini teachers) sees max_steps_per_epoch batches only
+    cfg["teacher_recipe"] = {**t, "epochs": 1, "max_steps_per_epoch": 60}
+    assert predicted_teacher_seconds(cfg) == pytest.approx(60 * 128 / CPU_IMAGES_PER_S["wrn16_2"])

@@ -139,11 +139,11 @@ def test_merged_folders_read_a_shared_key_once_and_keep_results_without_a_key(tm
     assert sorted(r["_path"].split("/")[-2] for r in got) == ["c1", "old1", "old2"]
 
 
-def test_dfkd_arvi_table_puts_the_teacher_in_its_pair_column_and_no_published_number_beside_an_ablation():
+def test_dfkd_tables_put_the_teacher_beside_its_pair_and_no_published_number_beside_an_ablation():
     from strategies.dfkd import DFKD_METHODS
 
     from benchmark.dfkd_profiles import dfkd_profile
-    from benchmark.dfkd_reports import dfkd_frame, table1_arvi
+    from benchmark.dfkd_reports import dfkd_frame, table1_arvi, table1_rgal
 
     prof = dfkd_profile("cpu", "mnist")
 
@@ -153,9 +153,16 @@ def test_dfkd_arvi_table_puts_the_teacher_in_its_pair_column_and_no_published_nu
                          "method_params": params, "seed": 0, "profile": "cpu"},
                 "rows": {row: {"top1": top1, "best_top1": top1}}, "teacher": {"test_accuracy": 0.99}}
 
-    t = table1_arvi(dfkd_frame([res("teacher", "teacher", 0.99), res("dfad+ar+vi", "dfad+ar+vi", 0.95),
-                                res("dfad+ar+vi", "dfad+ar+vi", 0.94, ar_l=0.0, ar_m=0.0),
-                                res("rgal", "rgal", 0.96), res("rgal", "rgal[released]", 0.93, variant="released")]))
+    frame = dfkd_frame([res("teacher", "teacher", 0.99), res("dfad+ar+vi", "dfad+ar+vi", 0.95),
+                        res("dfad+ar+vi", "dfad+ar+vi", 0.94, ar_l=0.0, ar_m=0.0),
+                        res("rgal", "rgal", 0.96), res("rgal", "rgal[released]", 0.93, variant="released")])
+    # RGAL Table 1 layout: one measured row for the pair, the teacher first among its columns
+    r = table1_rgal(frame)
+    measured = r.loc[("MNIST", "lenet5", "lenet5_half", "measured [cpu]")]
+    assert r.columns[0] == "teacher" and measured["teacher"] == "99.00 (n=1)"
+    assert measured["rgal [variant=paper]"] == "96.00 (n=1)"
+    assert len(r) == 1  # no row of its own for the teacher (lenet5 -> lenet5); RGAL publishes no MNIST row
+    t = table1_arvi(frame)
     col = "MNIST lenet5->lenet5_half [cpu]"
     assert list(t.columns) == [(col, "measured"), (col, "published")]  # one pair: the teacher is not a column
     assert t.loc["teacher", (col, "measured")] == "99.00 (n=1)"

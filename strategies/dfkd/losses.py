@@ -8,7 +8,10 @@ hand-computed values in ``tests/test_dfkd_losses.py``.  Sources: zju-vipa/CMI ``
 * ``masked_adversarial_loss`` -- CMI / RGAL's ``L_adv``: ``-mean_i([argmax s_i == argmax t_i] * KL(p_T,i || p_S,i))``
   at T = 1, averaged over the whole batch (masked samples count as 0).
 * ``BNStatsHook`` / ``bn_loss`` -- DeepInversion's BN-statistics term on the inputs of every BatchNorm of the teacher:
-  ``||mu - running_mean||_2 + ||var - running_var||_2`` (biased variance, not squared), summed over layers.
+  ``||mu - running_mean||_2 + ||var - running_var||_2`` (biased variance, not squared), summed over layers.  A
+  teacher without BatchNorm (LeNet-5 on MNIST) has no hooks and the term is 0, so on MNIST DFQ, DeepInversion, CMI
+  and RGAL synthesise without their BN prior (the official codes assert BN layers and cannot run such a teacher; the
+  ``cpu``/``paper`` MNIST profile notes say so in every report).
 * ``one_hot_loss`` -- ``CE(t, argmax t)`` (DAFL) or ``CE(t, targets)`` for sampled targets (CMI, DeepInversion).
 * ``activation_loss`` -- DAFL's ``-mean |f_T|``; the activation-regularisation paper's ``R_m`` (Eq. 3).
 * ``balance_loss`` -- DAFL's information entropy term ``sum_c p_mean,c log p_mean,c`` (minimised: classes balanced).
