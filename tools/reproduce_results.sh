@@ -38,7 +38,10 @@ sweep() {
                  --out results/dfkd-mnist-cpu
                  # the ablation row DFAD + VI (AR off), beside DFAD and DFAD + AR + VI on the same teacher
                  $DFKD --scenario mnist --seeds $s --methods dfad+ar+vi --set dfad+ar+vi.ar_l=0 \
-                 --set dfad+ar+vi.ar_m=0 --out results/dfkd-mnist-cpu; done ;;
+                 --set dfad+ar+vi.ar_m=0 --out results/dfkd-mnist-cpu; done
+               # probe (seed 0): virtual interpolation added to DFAD's term on G(z) instead of replacing it
+               $DFKD --scenario mnist --seeds 0 --methods dfad+ar+vi --set dfad+ar+vi.vi_mode=add \
+                 --out results/dfkd-mnist-cpu ;;
     # The sweep's seed-0 cells distil a teacher trained with two threads (98.83 %): a cache of their own keeps it
     # apart from the one above.
     arvi)      for p in "1 1" "1 0.1" "0.1 0.1" "1 0.01" "0.1 0.01" "0 0"; do set -- $p
