@@ -138,7 +138,7 @@ def plot_curves(results: list[dict], path: Path) -> Path:
                              "top1 (%)": 100 * pt["top1"]})
     df = pd.DataFrame.from_records(recs)
     panels = sorted(df["scenario"].unique()) if len(df) else []
-    fig, axes = plt.subplots(max(1, len(panels)), 2, figsize=(11, 4 * max(1, len(panels))), squeeze=False)
+    fig, axes = plt.subplots(max(1, len(panels)), 2, figsize=(15, 4 * max(1, len(panels))), squeeze=False)
     for row_axes, panel in zip(axes, panels):
         sub = df[df["scenario"] == panel]
         sns.lineplot(data=sub, x="epoch", y="top1 (%)", hue="method", errorbar="sd", ax=row_axes[0])
@@ -148,6 +148,11 @@ def plot_curves(results: list[dict], path: Path) -> Path:
         row_axes[1].set_title(f"{panel}: accuracy vs training wall time")
         for ax in row_axes:
             ax.grid(alpha=0.3)
+        if row_axes[0].get_legend():  # beside the panels, not over the curves
+            handles, labels = row_axes[0].get_legend_handles_labels()
+            row_axes[0].get_legend().remove()
+            row_axes[1].legend(handles, labels, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False,
+                               fontsize=8, title="method")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
