@@ -392,7 +392,7 @@ def run_dfkd(args) -> int:
                 teacher = "teacher cache: miss (trained by the first cell needing it)"
             else:  # this cell trains the teacher: its time counts here, once
                 teachers.add(r.teacher_cache_path())
-                t_sec = predicted_teacher_seconds(cfg)
+                t_sec = predicted_teacher_seconds(cfg, r.train_images())
                 sec += t_sec
                 teacher = f"teacher cache: miss (this cell trains it, ~{t_sec / 60:.1f} min of the estimate)"
             total += sec
@@ -405,6 +405,7 @@ def run_dfkd(args) -> int:
 
     check_writable(out)
     print(f"{len(cells)} dfkd cells -> {out}  (profile {profile}, device {device})")
+
     def run_one(c):  # each cell's throughput is printed as it finishes: a later failure does not hide it
         res = runs[c.key].run()
         tqdm.write(throughput_line(res))

@@ -103,8 +103,9 @@ _add(DFKDProfile("paper", "mnist", "lenet5", "lenet5_half", _MNIST_T, _MNIST_D,
                  method_params={"*": {"student_batch": 512}, "dfad": _DFAD_MNIST, "dfad+ar+vi": _DFAD_MNIST}))
 
 # cpu: sized by measured throughput (benchmarks/dfkd_throughput.py for the methods); see README "Profiles".  The
-# CIFAR teacher: WRN-16-2 trains at ~280 images/s here (2 cores, batch 128, channels_last; measured session 14),
-# so 14 epochs of 50,000 images take ~42 min, inside the 45-minute teacher budget (30 epochs would take ~90)
+# CIFAR teacher: WRN-16-2 trains at ~280-296 images/s here (2 cores, batch 128, channels_last; ``python
+# benchmarks/throughput.py --models wrn16_2 --batch-size 128``), so 14 epochs of 50,000 images take ~40-42 min,
+# inside the 45-minute teacher budget (30 epochs would take ~90); measured run: 2594 s, partly beside tests, 89.61 %
 _add(DFKDProfile(
     "cpu", "mnist", "lenet5", "lenet5_half", _MNIST_T,
     replace(_MNIST_D, epochs=20, synthesis_batch=256, ngf=16),

@@ -1,8 +1,8 @@
 """Reports of the data-free distillation task, built only from ``result.json`` files (task ``dfkd``).
 
 * ``dfkd_table1_rgal``: the RGAL paper's Table 1 layout -- rows (dataset, teacher, student), columns methods, the
-  reference rows ``teacher`` and ``kd-real`` first -- with the measured accuracy (mean ± std over seeds, the profile in the row label) and, as separate rows,
-  the published numbers of the same dataset (the ``cpu`` profile distils a smaller pair than the paper's, so the
+  reference rows ``teacher`` and ``kd-real`` first -- with the measured accuracy (mean ± std over seeds, the profile
+  in the row label) and, as separate rows, the published numbers of the same dataset (the ``cpu`` profile distils a smaller pair than the paper's, so the
   published pair is shown as its own row rather than pretending to be the same cell).
 * ``dfkd_table1_arvi``: the activation-regularisation paper's Table 1 layout -- rows methods, columns datasets --
   measured beside published.

@@ -103,6 +103,11 @@ class DFKDCellRun(CellFolder):
         return teacher_cache_path(self.cache_dir, c["data_sha256"], c["teacher"], TeacherRecipe(**c["teacher_recipe"]),
                                   AugmentSpec(**c["augment"]), c["teacher_seed"], c["device_type"])
 
+    def train_images(self) -> int:
+        """Training images of the cell's dataset (already loaded and cached when the cells were made)."""
+        spec = SCENARIOS.get(self.cfg["scenario"])
+        return len(_cached_arrays(spec.dataset, str(self.data_root) if self.data_root else None).y_train)
+
     # -- the run -------------------------------------------------------------------------------------------------
     def run(self) -> dict:
         done = self.finished()
@@ -278,16 +283,13 @@ def throughput_line(res: dict) -> str:
     return ", ".join(parts)
 
 
-# training images a teacher epoch sees, for --dry-run's teacher estimate (the cell config holds no data size)
-TEACHER_TRAIN_IMAGES = {"mnist": 60000, "cifar10": 50000, "cifar100": 50000}
-
-
-def predicted_teacher_seconds(cfg: dict) -> float:
-    """Rough 2-core CPU estimate of training a cell's teacher on a cache miss (no test evaluation during training)."""
+def predicted_teacher_seconds(cfg: dict, train_images: int) -> float:
+    """Rough 2-core CPU estimate of training a cell's teacher on a cache miss (no test evaluation during training):
+    ``train_images`` (``DFKDCellRun.train_images``) per epoch, fewer where the recipe caps an epoch's steps."""
     from benchmark.runner import CPU_IMAGES_PER_S
 
     t = cfg["teacher_recipe"]
-    per_epoch = TEACHER_TRAIN_IMAGES.get(cfg["scenario"], 50000)
+    per_epoch = train_images
     if t.get("max_steps_per_epoch"):
         per_epoch = min(per_epoch, t["max_steps_per_epoch"] * t["batch_size"])
     return t["epochs"] * per_epoch / CPU_IMAGES_PER_S.get(cfg["teacher"], 200)

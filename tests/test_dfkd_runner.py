@@ -147,7 +147,8 @@ def test_dry_run_teacher_estimate_is_epochs_times_images_over_throughput():
 
     t = {"epochs": 14, "batch_size": 128, "max_steps_per_epoch": 0}
     cfg = {"scenario": "cifar10", "teacher": "wrn16_2", "teacher_recipe": t}
-    assert predicted_teacher_seconds(cfg) == pytest.approx(14 * 50000 / CPU_IMAGES_PER_S["wrn16_2"])
-    # a capped epoch (smoke / mini teachers) sees max_steps_per_epoch batches only
+    assert predicted_teacher_seconds(cfg, 50000) == pytest.approx(14 * 50000 / CPU_IMAGES_PER_S["wrn16_2"])
+    # a capped epoch (smoke / mini teachers) sees max_steps_per_epoch batches only, unless the data is smaller
     cfg["teacher_recipe"] = {**t, "epochs": 1, "max_steps_per_epoch": 60}
-    assert predicted_teacher_seconds(cfg) == pytest.approx(60 * 128 / CPU_IMAGES_PER_S["wrn16_2"])
+    assert predicted_teacher_seconds(cfg, 50000) == pytest.approx(60 * 128 / CPU_IMAGES_PER_S["wrn16_2"])
+    assert predicted_teacher_seconds(cfg, 1000) == pytest.approx(1000 / CPU_IMAGES_PER_S["wrn16_2"])
