@@ -54,6 +54,7 @@ def _published_name(cell: dict) -> str:
     """The published row a cell stands beside: its method's, unless the cell changed the method's hyper-parameters
     from the profile's (a ``--set`` ablation such as DFAD + VI with AR off is not the published method; the student
     batch is a recipe matter, ``--batch-size``, and does not count)."""
+    from benchmark.methods import full_params
     from strategies.dfkd import DFKD_METHODS
 
     if cell["method"] not in DFKD_METHODS:
@@ -63,7 +64,7 @@ def _published_name(cell: dict) -> str:
         defaults = dfkd_profile(cell["profile"], cell["scenario"]).params_for(cell["method"], entry.extra["defaults"])
     except BenchError:  # a profile this version does not know: nothing to compare with
         return entry.extra["published"]
-    params = cell.get("method_params", {})
+    params = full_params(cell["method"], cell.get("method_params", {}), DFKD_METHODS)
     changed = [k for k in set(defaults) | set(params) if k != "student_batch" and params.get(k) != defaults.get(k)]
     return "" if changed else entry.extra["published"]
 

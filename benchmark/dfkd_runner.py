@@ -33,6 +33,7 @@ from benchmark.augment import AugmentSpec
 from benchmark.cells import Cell, CellFolder
 from benchmark.dfkd_profiles import DFKDProfile, DistillRecipe, TeacherRecipe, dfkd_profile
 from benchmark.errors import BenchError
+from benchmark.methods import cell_params, full_params
 from benchmark.models import MODELS, build_model
 from benchmark.runner import versions
 from benchmark.scenarios import SCENARIOS, _cached_arrays
@@ -80,7 +81,8 @@ def make_dfkd_cells(*, scenarios, methods, seeds, profile, teacher=None, student
                     "task": "dfkd", "scenario": scen, "phases": 0, "seed": seed, "profile": profile,
                     "teacher": teacher or prof.teacher, "student": student or prof.student,
                     "teacher_recipe": asdict(prof.teacher_recipe), "distill": asdict(prof.distill),
-                    "teacher_seed": 0, "teacher_checkpoint_sha256": t_sha, "method": m, "method_params": params,
+                    "teacher_seed": 0, "teacher_checkpoint_sha256": t_sha, "method": m,
+                    "method_params": cell_params(m, params, DFKD_METHODS),
                     "augment": DFKD_AUGMENT[scen].as_dict(), "data_sha256": data.sha256, "device_type": device_type,
                 }))
     return cells
@@ -138,8 +140,9 @@ class DFKDCellRun(CellFolder):
             teacher.to(memory_format=torch.channels_last)
         gen = torch.Generator(device=dev)
         gen.manual_seed(cfg["seed"])
-        ctx = DFKDContext(teacher, student, dict(cfg["method_params"]), recipe, data.n_classes,
-                          tuple(data.x_train.shape[1:]), spec.mean, spec.std, aug, dev, gen, self.dir / "pool",
+        params = full_params(cfg["method"], cfg["method_params"], DFKD_METHODS)
+        ctx = DFKDContext(teacher, student, params, recipe, data.n_classes, tuple(data.x_train.shape[1:]),
+                          spec.mean, spec.std, aug, dev, gen, self.dir / "pool",
                           self.cell.key, real_data=(data.x_train, data.y_train) if method_cls.reference else None)
         method = method_cls(ctx)
         opt = torch.optim.SGD(method.trainable(), lr=recipe.lr, momentum=recipe.momentum,

@@ -164,14 +164,15 @@ def put_last(strategy, plugin) -> None:
     strategy.plugins = [p for p in strategy.plugins if p is not plugin] + [plugin]
 
 
-def cell_params(method: str, params: dict) -> dict:
-    """A method's resolved parameters as its cell records them: key-neutral ones at their default left out."""
-    extra = METHODS.entry(method).extra
+def cell_params(method: str, params: dict, registry=None) -> dict:
+    """A method's resolved parameters as its cell records them: key-neutral ones at their default left out.
+    ``registry``: ``METHODS`` (default) or the data-free methods' ``DFKD_METHODS``."""
+    extra = (registry or METHODS).entry(method).extra
     return {k: v for k, v in params.items()
             if not (k in extra.get("key_neutral", ()) and v == extra["defaults"][k])}
 
 
-def full_params(method: str, cell_params_: dict) -> dict:
+def full_params(method: str, cell_params_: dict, registry=None) -> dict:
     """The inverse of ``cell_params``: a cell's recorded parameters completed with the key-neutral defaults."""
-    extra = METHODS.entry(method).extra
+    extra = (registry or METHODS).entry(method).extra
     return {**{k: extra["defaults"][k] for k in extra.get("key_neutral", ()) if k in extra["defaults"]}, **cell_params_}

@@ -139,15 +139,17 @@ class BestBatch:
 
 
 def register_dfkd_method(name: str, *, published: str = "", defaults: dict | None = None, description: str = "",
-                         choices: dict | None = None, reference: bool = False):
+                         choices: dict | None = None, reference: bool = False, key_neutral: tuple[str, ...] = ()):
     """Class decorator: registers a ``DFKDMethod`` with its default hyper-parameters (``--set`` checks against
-    them and ``choices``)."""
+    them and ``choices``).  ``key_neutral``: parameters added after results were committed, left out of a cell's
+    configuration and key while at their default (``benchmark.methods.cell_params``), as for the CIL methods."""
 
     def deco(cls):
         cls.name = name
         cls.reference = reference
         DFKD_METHODS.register(name, cls, description=description, published=published, defaults=defaults or {},
-                              choices=choices or {}, rows=[name], memory="none", reference=reference)
+                              choices=choices or {}, rows=[name], memory="none", reference=reference,
+                              key_neutral=tuple(key_neutral))
         return cls
 
     return deco

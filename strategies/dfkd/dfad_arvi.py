@@ -28,11 +28,12 @@ from __future__ import annotations
 import torch
 
 from strategies.dfkd.base import register_dfkd_method
-from strategies.dfkd.generative import _CHOICES, _COMMON, GenerativeMethod
+from strategies.dfkd.generative import _CHOICES, _COMMON, _KEY_NEUTRAL, GenerativeMethod
 from strategies.dfkd.losses import virtual_interpolation
 
 
 @register_dfkd_method("dfad+ar+vi", published="DFAD+AR+VI", choices={**_CHOICES, "vi_mode": ["replace", "add"]},
+                      key_neutral=_KEY_NEUTRAL,
                       defaults={**{k: v for k, v in _COMMON.items() if k not in ("oh", "act")}, "adv": 1.0,
                                 "criterion": "l1", "ar_l": 0.1, "ar_m": 0.01, "vi": True, "vi_alpha": 1.0,
                                 "vi_mode": "replace"},

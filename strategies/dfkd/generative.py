@@ -5,7 +5,10 @@ student's criterion.
 * A persistent generator (default PyTorch initialisation; never reset) with Adam(``lr_g``, betas (0.5, 0.999)).
   DAFL / ZSKT / DFQ use CMI's larger generator (4 ngf in the first stage); DFAD its own (``DFADGenerator``: Tanh then
   a non-affine BatchNorm).
-* Generator step (student in eval mode; nothing is augmented):
+* Generator step (nothing is augmented; student in eval mode, ``g_student_mode="eval"``, as CMI's acbbea6 runs
+  it; DFAD's official ``DFAD_cifar.py`` keeps the student in train mode throughout, so its generator attacks the
+  batch-statistics student the student step fits and the generated batches update the student's BN running
+  statistics: ``g_student_mode="train"``.  The two differ only for students with BatchNorm, not on LeNet-5):
   ``oh * CE(t, argmax t) + act * (-mean|f_T|) + adv * (-crit(s, t)) + balance * sum p_mean log p_mean + bn * L_bn``
   with ``f_T`` the teacher's activation features (``Backbone.activation_features``: the pooled embedding; on LeNet-5
   conv3's 120-d output, DAFL's ``feature``), ``crit`` the KL divergence at T = 1 (CMI overwrites ``--T`` to 1 for
@@ -72,7 +75,8 @@ class GenerativeMethod(DFKDMethod):
 
     def synthesize(self) -> dict:
         out = {}
-        with frozen(self.student):  # eval mode, and no gradients for the student's weights
+        # no gradients for the student's weights; eval or train mode (module docstring)
+        with frozen(self.student, mode_eval=self.p.get("g_student_mode", "eval") == "eval"):
             for _ in range(self.g_steps):
                 x = self.sample(self.ctx.recipe.synthesis_batch)
                 loss, out = self.generator_loss(x)
@@ -102,11 +106,14 @@ class GenerativeMethod(DFKDMethod):
 
 _COMMON = {"g_steps": 1, "kd_steps": 5, "lr_g": 1e-3, "g_betas": [0.5, 0.999], "nz": 256, "student_batch": 256,
            "adv": 0.0, "bn": 0.0, "oh": 0.0, "act": 0.0, "balance": 0.0, "criterion": "kl", "T": 1.0,
-           "generator": ""}
-_CHOICES = {"criterion": ["kl", "l1"], "generator": ["", "cmi", "cmi-large", "dfad"]}
+           "generator": "", "g_student_mode": "eval"}
+_CHOICES = {"criterion": ["kl", "l1"], "generator": ["", "cmi", "cmi-large", "dfad"],
+            "g_student_mode": ["eval", "train"]}
+# added after the MNIST results: at its default a cell's key is what it was
+_KEY_NEUTRAL = ("g_student_mode",)
 
 
-@register_dfkd_method("dafl", published="DAFL", choices=_CHOICES,
+@register_dfkd_method("dafl", published="DAFL", choices=_CHOICES, key_neutral=_KEY_NEUTRAL,
                       defaults={**_COMMON, "oh": 1.0, "act": 1e-3, "balance": 20.0, "nz": 512},
                       description="DAFL (Chen et al. 2019): one-hot + activation + information-entropy priors, "
                                   "no adversarial term; CMI's generative recipe")
@@ -114,13 +121,14 @@ class DAFL(GenerativeMethod):
     pass
 
 
-@register_dfkd_method("zskt", published="ZSKT", choices=_CHOICES, defaults={**_COMMON, "adv": 1.0},
+@register_dfkd_method("zskt", published="ZSKT", choices=_CHOICES, key_neutral=_KEY_NEUTRAL,
+                      defaults={**_COMMON, "adv": 1.0},
                       description="ZSKT (Micaelli & Storkey 2019) as CMI runs it: adversarial KL at T=1")
 class ZSKT(GenerativeMethod):
     pass
 
 
-@register_dfkd_method("dfq", published="DFQ", choices=_CHOICES,
+@register_dfkd_method("dfq", published="DFQ", choices=_CHOICES, key_neutral=_KEY_NEUTRAL,
                       defaults={**_COMMON, "kd_steps": 10, "adv": 1.0, "bn": 1.0, "oh": 1.0, "balance": 20.0},
                       description="DFQ (Choi et al. 2020, adversarial KD for quantisation): adversarial KL + BN "
                                   "statistics + one-hot + balance, 10 student steps per generator step")
@@ -128,7 +136,7 @@ class DFQ(GenerativeMethod):
     pass
 
 
-@register_dfkd_method("dfad", published="DFAD", choices=_CHOICES,
+@register_dfkd_method("dfad", published="DFAD", choices=_CHOICES, key_neutral=_KEY_NEUTRAL,
                       defaults={**_COMMON, "adv": 1.0, "criterion": "l1"},
                       description="DFAD (Fang et al. 2019): L1 between logits for both players, DFAD generator")
 class DFAD(GenerativeMethod):
