@@ -302,3 +302,34 @@ def test_rgal_embedding_loss_released_form_is_scaled_by_emb_weight(tmp_path):
             t_emb, t_blocks = m.teacher.backbone(x, return_blocks=True)
             vals.append(m.embedding_loss(x, s_emb, t_emb, s_blocks, t_blocks).item())
     assert vals[0] > 0 and vals[1] == pytest.approx(2.5 * vals[0], rel=1e-5)
+
+
+@pytest.mark.parametrize("mode", ["eval", "train"])
+def test_generator_step_runs_the_student_in_the_chosen_mode_and_never_trains_it(tmp_path, mode):
+    """``g_student_mode``: eval (CMI acbbea6, the default) leaves a BatchNorm student's running statistics alone
+    during the generator step; train (DFAD's official DFAD_cifar.py) lets the generated batches update them.  Either
+    way the student's weights get no update and its mode is restored."""
+    from benchmark.augment import AugmentSpec
+    from benchmark.dfkd_profiles import dfkd_profile
+    from benchmark.models import build_model
+    from strategies.dfkd import DFKD_METHODS, DFKDContext
+
+    prof = dfkd_profile("smoke", "cifar10")
+    torch.manual_seed(0)
+    mean, std = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
+    t = build_model("wrn16_1", 10, 3, mean, std).eval()
+    s = build_model("wrn16_1", 10, 3, mean, std).train()
+    params = {**prof.params_for("dfad", DFKD_METHODS.entry("dfad").extra["defaults"]), "student_batch": 8,
+              "g_student_mode": mode}
+    ctx = DFKDContext(t, s, params, prof.distill, 10, (3, 32, 32), mean, std, AugmentSpec(), torch.device("cpu"),
+                      torch.Generator().manual_seed(1), tmp_path, "k")
+    m = DFKD_METHODS.get("dfad")(ctx)
+    bn = [b for b in s.modules() if isinstance(b, torch.nn.BatchNorm2d)]
+    stats = [b.running_mean.clone() for b in bn]
+    weights = [p.detach().clone() for p in s.parameters()]
+    g0 = [p.detach().clone() for p in m.generator.parameters()]
+    m.synthesize()
+    moved = [not torch.equal(b.running_mean, st) for b, st in zip(bn, stats)]
+    assert all(moved) if mode == "train" else not any(moved)
+    assert all(torch.equal(p, w) for p, w in zip(s.parameters(), weights)) and s.training
+    assert any(not torch.equal(p, q) for p, q in zip(m.generator.parameters(), g0))  # the generator did train

@@ -152,3 +152,16 @@ def test_dry_run_teacher_estimate_is_epochs_times_images_over_throughput():
     cfg["teacher_recipe"] = {**t, "epochs": 1, "max_steps_per_epoch": 60}
     assert predicted_teacher_seconds(cfg, 50000) == pytest.approx(60 * 128 / CPU_IMAGES_PER_S["wrn16_2"])
     assert predicted_teacher_seconds(cfg, 1000) == pytest.approx(1000 / CPU_IMAGES_PER_S["wrn16_2"])
+
+
+def test_g_student_mode_is_key_neutral_at_its_default():
+    """Cells made before the option existed keep their keys: the default is left out of a cell's parameters (and
+    put back for the method), a non-default value is recorded."""
+    from benchmark.methods import full_params
+    from strategies.dfkd import DFKD_METHODS
+
+    default, = _cells(["dfad"])
+    train, = _cells(["dfad"], g_student_mode="train")
+    assert "g_student_mode" not in default.config["method_params"]
+    assert train.config["method_params"]["g_student_mode"] == "train" and train.key != default.key
+    assert full_params("dfad", default.config["method_params"], DFKD_METHODS)["g_student_mode"] == "eval"
