@@ -57,9 +57,17 @@ class DFKDProfile:
     distill: DistillRecipe
     gap_to_paper: str
     method_params: dict = field(default_factory=dict)  # method -> overrides of its defaults in this profile
+    # method -> distillation epochs where a method's cost lets it take more (or fewer) than ``distill.epochs``
+    # inside the profile's time budget (``cpu``: CONVENTIONS' 45 minutes per method); ``--epochs`` overrides all
+    method_epochs: dict = field(default_factory=dict)
 
     def as_dict(self) -> dict:
         return {"teacher_recipe": asdict(self.teacher_recipe), "distill": asdict(self.distill)}
+
+    def distill_for(self, method: str) -> DistillRecipe:
+        """The distillation recipe of ``method``: ``distill`` with the method's own epoch count, if it has one."""
+        epochs = self.method_epochs.get(method)
+        return replace(self.distill, epochs=epochs) if epochs else self.distill
 
     def params_for(self, method: str, defaults: dict) -> dict:
         """A method's hyper-parameters under this profile: its own ``defaults`` with the profile's overrides (scope
@@ -72,6 +80,8 @@ class DFKDProfile:
     def with_overrides(self, epochs=None, batch_size=None, lr=None) -> "DFKDProfile":
         kw = {k: v for k, v in (("epochs", epochs), ("lr", lr)) if v is not None}
         prof = replace(self, distill=replace(self.distill, **kw)) if kw else self
+        if epochs is not None:  # the user's epoch count is every method's
+            prof = replace(prof, method_epochs={})
         if batch_size is not None:  # the student batch is a method parameter
             mp = {m: dict(p) for m, p in self.method_params.items()}
             mp["*"] = {**mp.get("*", {}), "student_batch": batch_size}
@@ -116,21 +126,31 @@ _add(DFKDProfile(
     "CMI and RGAL have no BN-statistics term here",
     method_params={"*": {"student_batch": 256}, "cmi": {"g_steps": 50}, "deepinversion": {"g_steps": 250},
                    "rgal": {"g_steps": 100}, "dfad": _DFAD_MNIST, "dfad+ar+vi": _DFAD_MNIST}))
+# Distillation epochs fill the 45-minute budget per method (CONVENTIONS), from the first CIFAR-10 sweep at 12 epochs
+# for every method (results/README.md, dfkd-cifar10-cpu-12ep): RGAL 23.3 min, CMI 20.8, the generator-based methods
+# 10.7-11.1, KD with real data 6.8.  So 22 epochs for the pool methods (~43 and ~39 min), 40 for the generator-based
+# ones (~37 min; their student steps cost a generator forward each, no synthesis rounds) and for KD with real data
+# (the reference row gets the most steps any method gets), 18 for DeepInversion (250 pixel steps through the teacher
+# a round: ~2 min a round, estimated, not measured on CIFAR).
+_CPU_CIFAR_EPOCHS = {m: 40 for m in ("kd-real", "dafl", "zskt", "dfq", "dfad", "dfad+ar+vi")}
+_CPU_CIFAR_EPOCHS["deepinversion"] = 18
 _add(DFKDProfile(
     "cpu", "cifar10", "wrn16_2", "wrn16_1", replace(_CIFAR_T, epochs=14, channels_last=True),
-    replace(_CIFAR_D, epochs=12, ep_steps=100, synthesis_batch=128, ngf=32, channels_last=True),
-    "CIFAR-10: teacher WRN-16-2 (14 epochs) instead of WRN-40-2 (200) to fit 45 min; 12 epochs of 100 student "
-    "steps instead of 200 x 400; synthesis batch 128 instead of 256; generator width ngf 32 instead of 64; pool "
-    "methods synthesise 1/4 of their published generator steps per round; student batch 128 for every method "
-    "(the generator-based ones publish 256)",
+    replace(_CIFAR_D, epochs=22, ep_steps=100, synthesis_batch=128, ngf=32, channels_last=True),
+    "CIFAR-10: teacher WRN-16-2 (14 epochs) instead of WRN-40-2 (200) to fit 45 min; epochs of 100 student steps "
+    "instead of 200 x 400, as many as fit 45 min per method: 22 for RGAL and CMI, 40 for KD with real data and the "
+    "generator-based methods, 18 for DeepInversion; synthesis batch 128 instead of 256; generator width ngf 32 "
+    "instead of 64; pool methods synthesise 1/4 of their published generator steps per round; student batch 128 for "
+    "every method (the generator-based ones publish 256)",
     method_params={"*": {"student_batch": 128}, "cmi": {"g_steps": 50}, "deepinversion": {"g_steps": 250},
-                   "rgal": {"g_steps": 100}}))
+                   "rgal": {"g_steps": 100}}, method_epochs=_CPU_CIFAR_EPOCHS))
 _add(DFKDProfile(
     "cpu", "cifar100", "wrn16_2", "wrn16_1", replace(_CIFAR_T, epochs=14, channels_last=True),
-    replace(_CIFAR_D, epochs=12, ep_steps=100, synthesis_batch=128, ngf=32, channels_last=True),
-    "CIFAR-100: as the CIFAR-10 cpu profile (WRN-16-2 teacher, 12 x 100 steps, batch 128, ngf 32)",
+    replace(_CIFAR_D, epochs=22, ep_steps=100, synthesis_batch=128, ngf=32, channels_last=True),
+    "CIFAR-100: as the CIFAR-10 cpu profile (WRN-16-2 teacher, epochs of 100 steps: 22 for the pool methods, 40 for "
+    "KD with real data and the generator-based ones, 18 for DeepInversion; batch 128, ngf 32)",
     method_params={"*": {"student_batch": 128}, "cmi": {"g_steps": 50}, "deepinversion": {"g_steps": 250},
-                   "rgal": {"g_steps": 100}}))
+                   "rgal": {"g_steps": 100}}, method_epochs=_CPU_CIFAR_EPOCHS))
 
 _SMALL = {"*": {"student_batch": 32}, "cmi": {"g_steps": 2, "bank_size": 256, "n_neg": 64},
           "deepinversion": {"g_steps": 2}, "rgal": {"g_steps": 2}}

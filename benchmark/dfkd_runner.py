@@ -80,7 +80,7 @@ def make_dfkd_cells(*, scenarios, methods, seeds, profile, teacher=None, student
                 cells.append(Cell({
                     "task": "dfkd", "scenario": scen, "phases": 0, "seed": seed, "profile": profile,
                     "teacher": teacher or prof.teacher, "student": student or prof.student,
-                    "teacher_recipe": asdict(prof.teacher_recipe), "distill": asdict(prof.distill),
+                    "teacher_recipe": asdict(prof.teacher_recipe), "distill": asdict(prof.distill_for(m)),
                     "teacher_seed": 0, "teacher_checkpoint_sha256": t_sha, "method": m,
                     "method_params": cell_params(m, params, DFKD_METHODS),
                     "augment": DFKD_AUGMENT[scen].as_dict(), "data_sha256": data.sha256, "device_type": device_type,

@@ -77,15 +77,31 @@ def unreadable_results(folders: Path | list[Path]) -> list[str]:
     return bad
 
 
+def method_params(result: dict) -> dict:
+    """A result's method parameters with the key-neutral ones its cell leaves out at their default put back
+    (``benchmark.methods.full_params``), so that tables name the value instead of "default"."""
+    from benchmark.methods import METHODS, full_params
+
+    cell = result["cell"]
+    params = cell.get("method_params", {})
+    registry = METHODS
+    if cell.get("task", "cil") == "cil":
+        import baselines  # noqa: F401  (registers the CIL methods; imported here only, it loads Avalanche)
+        import strategies  # noqa: F401
+    else:
+        from strategies.dfkd import DFKD_METHODS
+        registry = DFKD_METHODS
+    return full_params(cell["method"], params, registry) if cell.get("method") in registry else params
+
+
 def varying_params(results: list[dict]) -> dict[str, list[str]]:
-    """Per method, the hyper-parameters whose values differ between the given results (``--set`` sweeps; a
-    key-neutral parameter recorded by some cells only counts as differing)."""
+    """Per method, the hyper-parameters whose values differ between the given results (``--set`` sweeps)."""
     names: dict[str, set] = {}
     for r in results:
-        names.setdefault(r["cell"]["method"], set()).update(r["cell"].get("method_params", {}))
+        names.setdefault(r["cell"]["method"], set()).update(method_params(r))
     values: dict[str, dict[str, set]] = {m: {k: set() for k in ks} for m, ks in names.items()}
     for r in results:
-        params = r["cell"].get("method_params", {})
+        params = method_params(r)
         for k, vals in values[r["cell"]["method"]].items():
             vals.add(json.dumps(params.get(k, "<default>"), sort_keys=True))
     return {m: sorted(k for k, vals in keys.items() if len(vals) > 1) for m, keys in values.items()}
@@ -95,7 +111,7 @@ def row_label(result: dict, row: str, varying: dict[str, list[str]] | None = Non
     """A row's name in the tables and the seen-accuracy plot: an offline row (joint training) says what it is where it
     is read, and results of one method with different hyper-parameters (``varying``, from ``varying_params``) are
     told apart instead of being averaged as if they were seeds."""
-    params = result["cell"].get("method_params", {})
+    params = method_params(result)
     # a value the row's name already shows in brackets (``rgal[released]``) is not repeated
     keys = [k for k in (varying or {}).get(result["cell"].get("method"), []) if f"[{params.get(k)}]" not in row]
     if keys:

@@ -165,3 +165,19 @@ def test_g_student_mode_is_key_neutral_at_its_default():
     assert "g_student_mode" not in default.config["method_params"]
     assert train.config["method_params"]["g_student_mode"] == "train" and train.key != default.key
     assert full_params("dfad", default.config["method_params"], DFKD_METHODS)["g_student_mode"] == "eval"
+
+
+def test_a_profile_gives_a_method_its_own_epochs_unless_the_user_sets_them(monkeypatch):
+    """``method_epochs`` (the ``cpu`` CIFAR profiles fill each method's time budget): a listed method's cells get its
+    epoch count, the others the profile's; ``--epochs`` is every method's."""
+    from dataclasses import replace
+
+    from benchmark import dfkd_profiles
+
+    prof = dfkd_profiles.dfkd_profile("smoke", "mnist")
+    monkeypatch.setitem(dfkd_profiles._PROFILES, ("smoke", "mnist"), replace(prof, method_epochs={"dfad": 5}))
+    cells = {c.config["method"]: c.config["distill"]["epochs"] for c in _cells(["dfad", "dafl"])}
+    assert cells == {"dfad": 5, "dafl": prof.distill.epochs} and prof.distill.epochs != 5
+    overridden = make_dfkd_cells(scenarios=["mnist"], methods=["dfad", "dafl"], seeds=[0], profile="smoke",
+                                 data_root=SHARED_DATA, epochs=3)
+    assert [c.config["distill"]["epochs"] for c in overridden] == [3, 3]

@@ -5,7 +5,7 @@
 # machine (delete a folder's cells first to recompute them) and carries unfinished sweeps forward.
 #
 #   tools/reproduce_results.sh                 # every sweep, in the order below
-#   tools/reproduce_results.sh issue5 mnist    # only these (names: baselines issue5 mnist arvi cifar10 pass10 pass5 pass20)
+#   tools/reproduce_results.sh issue5 mnist    # only these (names: baselines issue5 mnist arvi cifar10-12ep cifar10 pass10 pass5 pass20)
 #   DRY=1 tools/reproduce_results.sh           # what is finished, cached or still to run (run_benchmark --dry-run)
 #
 # Threads: OMP_NUM_THREADS (default 2, what the result files record as `torch_threads`, save where a command below
@@ -50,14 +50,23 @@ sweep() {
                  --out results/dfkd-mnist-arvi-sweep; done ;;
     cifar10)   $DFKD --scenario cifar10 --seeds 0 --methods teacher kd-real rgal cmi dfad dfad+ar+vi dafl \
                  --out results/dfkd-cifar10-cpu ;;
+    # The first CIFAR-10 sweep: every method at 12 epochs (the profile's since session 15: 22 / 40, budget-filling),
+    # the DFAD student-mode probe and the RGAL student-terms ablation.
+    cifar10-12ep)
+               $DFKD --scenario cifar10 --seeds 0 --epochs 12 --methods teacher kd-real rgal cmi dfad dfad+ar+vi dafl \
+                 --out results/dfkd-cifar10-cpu-12ep
+               $DFKD --scenario cifar10 --seeds 0 --epochs 12 --methods dfad --set dfad.g_student_mode=train \
+                 --out results/dfkd-cifar10-cpu-12ep
+               $DFKD --scenario cifar10 --seeds 0 --epochs 12 --methods rgal --set rgal.emb=none --set rgal.tri_s=0 \
+                 --set rgal.paired=false --out results/dfkd-cifar10-cpu-12ep ;;
     pass10|pass5|pass20)
                for s in 0 1 2; do $CIL --phases "${1#pass}" --seeds $s \
                  --methods pass pass+rgal ssre ssre+rgal pass+rgal-g --out results/cil-pass-family-cpu; done ;;
-    *) echo "error: unknown sweep '$1'; choose from baselines issue5 mnist arvi cifar10 pass10 pass5 pass20" >&2
+    *) echo "error: unknown sweep '$1'; choose from baselines issue5 mnist arvi cifar10-12ep cifar10 pass10 pass5 pass20" >&2
        exit 2 ;;
   esac
 }
 
 names=("$@")
-[ ${#names[@]} -eq 0 ] && names=(baselines issue5 mnist arvi cifar10 pass10 pass5 pass20)
+[ ${#names[@]} -eq 0 ] && names=(baselines issue5 mnist arvi cifar10-12ep cifar10 pass10 pass5 pass20)
 for n in "${names[@]}"; do sweep "$n"; done
