@@ -15,7 +15,7 @@ hyper-parameters (``strategies/dfkd``); a profile may override them (``method_pa
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 
 from benchmark.errors import BenchError
 
@@ -60,9 +60,6 @@ class DFKDProfile:
     # method -> distillation epochs where a method's cost lets it take more (or fewer) than ``distill.epochs``
     # inside the profile's time budget (``cpu``: CONVENTIONS' 45 minutes per method); ``--epochs`` overrides all
     method_epochs: dict = field(default_factory=dict)
-
-    def as_dict(self) -> dict:
-        return {"teacher_recipe": asdict(self.teacher_recipe), "distill": asdict(self.distill)}
 
     def distill_for(self, method: str) -> DistillRecipe:
         """The distillation recipe of ``method``: ``distill`` with the method's own epoch count, if it has one."""

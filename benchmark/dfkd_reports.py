@@ -2,8 +2,9 @@
 
 * ``dfkd_table1_rgal``: the RGAL paper's Table 1 layout -- rows (dataset, teacher, student), columns methods, the
   reference rows ``teacher`` and ``kd-real`` first -- with the measured accuracy (mean ± std over seeds, the profile
-  in the row label) and, as separate rows, the published numbers of the same dataset (the ``cpu`` profile distils a smaller pair than the paper's, so the
-  published pair is shown as its own row rather than pretending to be the same cell).
+  in the row label) and, as separate rows, the published numbers of the same dataset (the ``cpu`` profile distils a
+  smaller pair than the paper's, so the published pair is shown as its own row rather than pretending to be the same
+  cell).
 * ``dfkd_table1_arvi``: the activation-regularisation paper's Table 1 layout -- rows methods, columns datasets --
   measured beside published.
 * ``dfkd_accuracy_curves.png``: student test accuracy against the epoch and against training wall time, one panel
@@ -21,8 +22,8 @@ import pandas as pd
 
 from benchmark.dfkd_profiles import dfkd_profile
 from benchmark.errors import BenchError
-from benchmark.reports import (DATASET_NAMES, _flat, _fmt, load_results, profile_notes, published, row_label,
-                               varying_params)
+from benchmark.reports import (DATASET_NAMES, _flat, _fmt, load_results, method_params, profile_notes, published,
+                               row_label, varying_params)
 
 
 def load_dfkd_results(folders: Path | list[Path]) -> list[dict]:
@@ -54,7 +55,6 @@ def _published_name(cell: dict) -> str:
     """The published row a cell stands beside: its method's, unless the cell changed the method's hyper-parameters
     from the profile's (a ``--set`` ablation such as DFAD + VI with AR off is not the published method; the student
     batch is a recipe matter, ``--batch-size``, and does not count)."""
-    from benchmark.methods import full_params
     from strategies.dfkd import DFKD_METHODS
 
     if cell["method"] not in DFKD_METHODS:
@@ -64,7 +64,7 @@ def _published_name(cell: dict) -> str:
         defaults = dfkd_profile(cell["profile"], cell["scenario"]).params_for(cell["method"], entry.extra["defaults"])
     except BenchError:  # a profile this version does not know: nothing to compare with
         return entry.extra["published"]
-    params = full_params(cell["method"], cell.get("method_params", {}), DFKD_METHODS)
+    params = method_params({"cell": cell})
     changed = [k for k in set(defaults) | set(params) if k != "student_batch" and params.get(k) != defaults.get(k)]
     return "" if changed else entry.extra["published"]
 

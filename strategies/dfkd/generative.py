@@ -76,7 +76,7 @@ class GenerativeMethod(DFKDMethod):
     def synthesize(self) -> dict:
         out = {}
         # no gradients for the student's weights; eval or train mode (module docstring)
-        with frozen(self.student, mode_eval=self.p.get("g_student_mode", "eval") == "eval"):
+        with frozen(self.student, mode_eval=self.p["g_student_mode"] == "eval"):
             for _ in range(self.g_steps):
                 x = self.sample(self.ctx.recipe.synthesis_batch)
                 loss, out = self.generator_loss(x)
