@@ -383,7 +383,7 @@ def run_dfkd(args) -> int:
         for c in cells:
             cfg, r = c.config, runs[c.key]
             st = r.status()
-            sec = 0.0 if st == "finished" else predicted_dfkd_seconds(cfg)
+            sec = 0.0 if st == "finished" else predicted_dfkd_seconds(cfg, r.test_images())
             if args.teacher_checkpoint:
                 teacher = "teacher: --teacher-checkpoint"
             elif r.teacher_cache_path().is_file():

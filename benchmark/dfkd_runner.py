@@ -110,6 +110,11 @@ class DFKDCellRun(CellFolder):
         spec = SCENARIOS.get(self.cfg["scenario"])
         return len(_cached_arrays(spec.dataset, str(self.data_root) if self.data_root else None).y_train)
 
+    def test_images(self) -> int:
+        """Test images of the cell's dataset (the student is evaluated on them every ``eval_every`` epochs)."""
+        spec = SCENARIOS.get(self.cfg["scenario"])
+        return len(_cached_arrays(spec.dataset, str(self.data_root) if self.data_root else None).y_test)
+
     # -- the run -------------------------------------------------------------------------------------------------
     def run(self) -> dict:
         done = self.finished()
@@ -298,26 +303,45 @@ def predicted_teacher_seconds(cfg: dict, train_images: int) -> float:
     return t["epochs"] * per_epoch / CPU_IMAGES_PER_S.get(cfg["teacher"], 200)
 
 
-def predicted_dfkd_seconds(cfg: dict) -> float:
-    """Rough 2-core CPU estimate from the CIL throughput table (forward+backward images of teacher and student)."""
-    from benchmark.runner import CPU_IMAGES_PER_S
+# The generator's forward pass on this CPU, images/s at 32x32: ~3000 at ngf 16 (MNIST) and ~1750 at ngf 32 (CIFAR-10),
+# fitted on the committed cells' student-step timings (DFAD family: fresh images every step), i.e. ~ngf^-0.8.
+def generator_images_per_s(ngf: int) -> float:
+    return 3000.0 * (16 / ngf) ** 0.8
 
-    d = cfg["distill"]
-    ips_t = CPU_IMAGES_PER_S.get(cfg["teacher"], 200)
-    ips_s = CPU_IMAGES_PER_S.get(cfg["student"], 200)
-    p = cfg["method_params"]
+
+def predicted_dfkd_seconds(cfg: dict, test_images: int = 10000) -> float:
+    """Rough 2-core CPU estimate of one distillation cell (``--dry-run``) from the throughput table
+    (``benchmark.runner.CPU_IMAGES_PER_S``, training images/s of each network) and the generator's rate above:
+
+    * student steps: the student's training pass and the teacher's forward (~1/3 of a training pass) per image, plus
+      the generator's forward for the generator-based methods, which draw fresh images every step;
+    * synthesis: per image and step, ``synthesis_cost`` teacher-plus-student training passes (the method registers
+      it: 0.65 for the adversarial generator-based methods, 2 for CMI, 1 for RGAL and DeepInversion) plus the
+      generator's forward and backward (3 forwards) for methods with a generator;
+    * evaluation of the student on the test set every ``eval_every`` epochs, at ~2.5 training rates.
+
+    ``tools/check_estimates.py`` prints it beside the measured wall time of every committed cell."""
+    from benchmark.runner import CPU_IMAGES_PER_S
+    from strategies.dfkd import DFKD_METHODS
+    from strategies.dfkd.pool_kd import PoolMethod
+
     if cfg["method"] == "teacher":
         return 0.0
+    d, p = cfg["distill"], cfg["method_params"]
+    entry = DFKD_METHODS.entry(cfg["method"])
+    ips_t = CPU_IMAGES_PER_S.get(cfg["teacher"], 200)
+    ips_s = CPU_IMAGES_PER_S.get(cfg["student"], 200)
+    gen = generator_images_per_s(d.get("ngf", 64))
     steps = d["epochs"] * d["ep_steps"]
     kd = p.get("kd_steps") or d["ep_steps"]
     rounds = d["epochs"] * max(1, d["ep_steps"] // kd)
-    student = steps * p.get("student_batch", 128) * (1 / ips_s + 0.33 / ips_t)
-    if 0 < kd < d["ep_steps"]:
-        # generator-based methods draw fresh images for every student step: the generator's forward pass, ~1900
-        # images/s at ngf 16 on 32x32 (measured: DFAD+AR+VI on MNIST, 42 s of student steps an epoch of which 8 s
-        # are LeNet's), cost ~ngf^2
-        student += steps * p.get("student_batch", 128) / (1900 * (16 / d.get("ngf", 64)) ** 2)
-    synth = rounds * p.get("g_steps", 0) * d["synthesis_batch"] * (1 / ips_t + 1 / ips_s) * 1.5
-    return student + synth
+    fresh = getattr(entry.factory, "synthesizes", True) and not issubclass(entry.factory, PoolMethod)
+    student = steps * p.get("student_batch", 128) * (1 / ips_s + 0.33 / ips_t + (1 / gen if fresh else 0.0))
+    per_synth = entry.extra.get("synthesis_cost", 0.65) * (1 / ips_t + 1 / ips_s)
+    if entry.extra.get("generator", True):
+        per_synth += 3 / gen
+    synth = rounds * p.get("g_steps", 0) * d["synthesis_batch"] * per_synth
+    evals = -(-d["epochs"] // d.get("eval_every", 1))
+    return student + synth + evals * test_images / (2.5 * ips_s)
 
 

@@ -154,6 +154,28 @@ def test_dry_run_teacher_estimate_is_epochs_times_images_over_throughput():
     assert predicted_teacher_seconds(cfg, 1000) == pytest.approx(1000 / CPU_IMAGES_PER_S["wrn16_2"])
 
 
+def test_dry_run_distillation_estimate_prices_the_generator_only_where_a_method_has_one():
+    """The generator's cost grows with its width for DFAD (fresh images every student step and a generator in
+    synthesis) but not for DeepInversion (pixels optimised, no generator); evaluation counts once per eval_every."""
+    import strategies.dfkd  # noqa: F401
+    from benchmark.dfkd_runner import generator_images_per_s, predicted_dfkd_seconds
+    from benchmark.runner import CPU_IMAGES_PER_S
+
+    def cfg(method, params, **distill):
+        d = {"epochs": 10, "ep_steps": 100, "synthesis_batch": 128, "ngf": 32, "eval_every": 1, **distill}
+        return {"method": method, "teacher": "wrn16_2", "student": "wrn16_1", "distill": d, "method_params": params}
+
+    di = {"g_steps": 200, "kd_steps": 0, "student_batch": 128}
+    assert predicted_dfkd_seconds(cfg("deepinversion", di, ngf=64)) == predicted_dfkd_seconds(cfg("deepinversion", di))
+    dfad = {"g_steps": 1, "kd_steps": 5, "student_batch": 128}
+    wider = predicted_dfkd_seconds(cfg("dfad", dfad, ngf=64)) - predicted_dfkd_seconds(cfg("dfad", dfad))
+    images = 10 * 100 * 128 + 10 * 20 * 128 * 3  # student-step forwards + synthesis forward and backward
+    assert wider == pytest.approx(images * (1 / generator_images_per_s(64) - 1 / generator_images_per_s(32)))
+    every5 = predicted_dfkd_seconds(cfg("kd-real", {"student_batch": 128}, eval_every=5))
+    every1 = predicted_dfkd_seconds(cfg("kd-real", {"student_batch": 128}))
+    assert every1 - every5 == pytest.approx((10 - 2) * 10000 / (2.5 * CPU_IMAGES_PER_S["wrn16_1"]))
+
+
 def test_g_student_mode_is_key_neutral_at_its_default():
     """Cells made before the option existed keep their keys: the default is left out of a cell's parameters (and
     put back for the method), a non-default value is recorded."""

@@ -139,17 +139,21 @@ class BestBatch:
 
 
 def register_dfkd_method(name: str, *, published: str = "", defaults: dict | None = None, description: str = "",
-                         choices: dict | None = None, reference: bool = False, key_neutral: tuple[str, ...] = ()):
+                         choices: dict | None = None, reference: bool = False, key_neutral: tuple[str, ...] = (),
+                         synthesis_cost: float = 0.65, generator: bool = True):
     """Class decorator: registers a ``DFKDMethod`` with its default hyper-parameters (``--set`` checks against
     them and ``choices``).  ``key_neutral``: parameters added after results were committed, left out of a cell's
-    configuration and key while at their default (``benchmark.methods.cell_params``), as for the CIL methods."""
+    configuration and key while at their default (``benchmark.methods.cell_params``), as for the CIL methods.
+    ``synthesis_cost`` and ``generator`` feed ``--dry-run``'s estimate (``benchmark.dfkd_runner.predicted_dfkd_seconds``):
+    one synthesis step per image costs ``synthesis_cost`` teacher-plus-student training passes, plus a generator's
+    forward and backward when ``generator``."""
 
     def deco(cls):
         cls.name = name
         cls.reference = reference
         DFKD_METHODS.register(name, cls, description=description, published=published, defaults=defaults or {},
                               choices=choices or {}, rows=[name], memory="none", reference=reference,
-                              key_neutral=tuple(key_neutral))
+                              key_neutral=tuple(key_neutral), synthesis_cost=synthesis_cost, generator=generator)
         return cls
 
     return deco

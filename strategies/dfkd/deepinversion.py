@@ -35,6 +35,7 @@ DEFAULTS = {"g_steps": 1000, "kd_steps": 0, "lr_g": 0.1, "g_betas": [0.5, 0.99],
 
 
 @register_dfkd_method("deepinversion", published="DeepInv", defaults=DEFAULTS, choices={"keep": ["best", "last"]},
+                      synthesis_cost=1.0, generator=False,
                       description="DeepInversion (Yin et al. 2020): pixels optimised on BN statistics, one-hot, "
                                   "adversarial JS and TV; CMI's recipe")
 class DeepInversion(PoolMethod):

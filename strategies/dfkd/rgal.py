@@ -69,7 +69,7 @@ def _sampler_kw(name: str, p: dict) -> dict:
     return {}
 
 
-@register_dfkd_method("rgal", published="RGAL", defaults=DEFAULTS, choices=CHOICES,
+@register_dfkd_method("rgal", published="RGAL", defaults=DEFAULTS, choices=CHOICES, synthesis_cost=1.0,
                       description="RGAL (Liang & Fu): relation-guided adversarial synthesis (L_ntri, focal sampling) "
                                   "+ triplet / embedding student losses on paired pool batches")
 class RGAL(PoolMethod):
