@@ -127,16 +127,16 @@ _add(DFKDProfile(
 # for every method (results/README.md, dfkd-cifar10-cpu-12ep): RGAL 23.3 min, CMI 20.8, the generator-based methods
 # 10.7-11.1, KD with real data 6.8.  So 22 epochs for the pool methods (~43 and ~39 min), 40 for the generator-based
 # ones (~37 min; their student steps cost a generator forward each, no synthesis rounds) and for KD with real data
-# (the reference row gets the most steps any method gets), 18 for DeepInversion (250 pixel steps through the teacher
-# a round: ~2 min a round, estimated, not measured on CIFAR).
+# (the reference row gets the most steps any method gets), 14 for DeepInversion (250 pixel steps through teacher and
+# student a round, ~2.5 min, plus 100 student steps: ~43 min by --dry-run's estimate, not measured on CIFAR).
 _CPU_CIFAR_EPOCHS = {m: 40 for m in ("kd-real", "dafl", "zskt", "dfq", "dfad", "dfad+ar+vi")}
-_CPU_CIFAR_EPOCHS["deepinversion"] = 18
+_CPU_CIFAR_EPOCHS["deepinversion"] = 14
 _add(DFKDProfile(
     "cpu", "cifar10", "wrn16_2", "wrn16_1", replace(_CIFAR_T, epochs=14, channels_last=True),
     replace(_CIFAR_D, epochs=22, ep_steps=100, synthesis_batch=128, ngf=32, channels_last=True),
     "CIFAR-10: teacher WRN-16-2 (14 epochs) instead of WRN-40-2 (200) to fit 45 min; epochs of 100 student steps "
     "instead of 200 x 400, as many as fit 45 min per method: 22 for RGAL and CMI, 40 for KD with real data and the "
-    "generator-based methods, 18 for DeepInversion; synthesis batch 128 instead of 256; generator width ngf 32 "
+    "generator-based methods, 14 for DeepInversion; synthesis batch 128 instead of 256; generator width ngf 32 "
     "instead of 64; pool methods synthesise 1/4 of their published generator steps per round; student batch 128 for "
     "every method (the generator-based ones publish 256)",
     method_params={"*": {"student_batch": 128}, "cmi": {"g_steps": 50}, "deepinversion": {"g_steps": 250},
@@ -145,7 +145,7 @@ _add(DFKDProfile(
     "cpu", "cifar100", "wrn16_2", "wrn16_1", replace(_CIFAR_T, epochs=14, channels_last=True),
     replace(_CIFAR_D, epochs=22, ep_steps=100, synthesis_batch=128, ngf=32, channels_last=True),
     "CIFAR-100: as the CIFAR-10 cpu profile (WRN-16-2 teacher, epochs of 100 steps: 22 for the pool methods, 40 for "
-    "KD with real data and the generator-based ones, 18 for DeepInversion; batch 128, ngf 32)",
+    "KD with real data and the generator-based ones, 14 for DeepInversion; batch 128, ngf 32)",
     method_params={"*": {"student_batch": 128}, "cmi": {"g_steps": 50}, "deepinversion": {"g_steps": 250},
                    "rgal": {"g_steps": 100}}, method_epochs=_CPU_CIFAR_EPOCHS))
 
