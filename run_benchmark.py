@@ -326,9 +326,15 @@ def run(args) -> int:
                     p0 = f" phase-0 cache: miss ({fam})"
                 if st != "finished":  # a finished cell trains nothing, so it fills no cache
                     planned.add(key)
+            n_phases, done = len(c.config["phase_sizes"]), 0
+            if st == "partial":  # what is left: phase 0 unless done, and the later phases not yet done
+                done = (r.checkpoint_state() or {}).get("phases_done", 0)
+                p0_sec = 0.0 if done else p0_sec
+                rest_sec *= (n_phases - max(done, 1)) / max(n_phases - 1, 1)
+                st = f"partial {done}/{n_phases} phases"
             sec = 0.0 if st == "finished" else p0_sec + rest_sec
             total += sec
-            print(f"{c.label:40s} {c.dirname:55s} {st:8s} ~{sec / 60:6.1f} min{p0}")
+            print(f"{c.label:40s} {c.dirname:55s} {st:22s} ~{sec / 60:6.1f} min{p0}")
         print(f"{len(cells)} cells, predicted {total / 60:.1f} min (2-core CPU throughput figures; a GPU is faster)")
         return 0
     from benchmark.store import check_writable
@@ -384,6 +390,13 @@ def run_dfkd(args) -> int:
             cfg, r = c.config, runs[c.key]
             st = r.status()
             sec = 0.0 if st == "finished" else predicted_dfkd_seconds(cfg, r.test_images())
+            if st == "partial":  # the epochs (and rounds of the current one) not yet done
+                ck, epochs = r.checkpoint_state() or {}, cfg["distill"]["epochs"]
+                rounds = max(1, cfg["distill"]["ep_steps"] // (cfg["method_params"].get("kd_steps")
+                                                                or cfg["distill"]["ep_steps"]))
+                done = ck.get("epoch", 0) + ck.get("round", 0) / rounds
+                sec *= max(0.0, 1 - done / epochs)
+                st = f"partial {ck.get('epoch', 0)}/{epochs} epochs"
             if args.teacher_checkpoint:
                 teacher = "teacher: --teacher-checkpoint"
             elif r.teacher_cache_path().is_file():
@@ -397,7 +410,7 @@ def run_dfkd(args) -> int:
                 teacher = f"teacher cache: miss (this cell trains it, ~{t_sec / 60:.1f} min of the estimate)"
             total += sec
             print(f"{cfg['method']:14s} {cfg['scenario']:9s} {cfg['teacher']}->{cfg['student']} "
-                  f"seed {cfg['seed']}  {r.dir.name:50s} {st:8s} ~{sec / 60:6.1f} min  {teacher}")
+                  f"seed {cfg['seed']}  {r.dir.name:50s} {st:18s} ~{sec / 60:6.1f} min  {teacher}")
         print(f"{len(cells)} cells, predicted {total / 60:.1f} min, teacher training on a cache miss included (rough "
               f"2-core CPU estimate)")
         return 0

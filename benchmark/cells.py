@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchmark import store
+from benchmark.errors import BenchError
 
 
 def stable_hash(obj) -> str:
@@ -61,3 +62,13 @@ class CellFolder:
 
     def status(self) -> str:
         return "finished" if self.finished() else "partial" if self.ckpt_path.is_file() else "new"
+
+    def checkpoint_state(self) -> dict | None:
+        """The progress a partial cell saved (its checkpoint's ``state``: phases or epochs done), for ``--dry-run``;
+        None without a readable checkpoint of this cell (the run itself reports what is wrong with it)."""
+        if not self.ckpt_path.is_file():
+            return None
+        try:
+            return store.load_torch(self.ckpt_path, self.cell.key).get("state")
+        except BenchError:
+            return None

@@ -248,6 +248,8 @@ def test_killed_run_resumes_to_the_same_numbers(tmp_path):
     proc.wait()
     ck = __import__("torch").load(next(run.rglob("checkpoint.pt")), weights_only=True)
     assert ck["training"] is not None and ck["state"]["phases_done"] == 0
+    dry = cli(*args, "--out", str(run), "--dry-run", env={"BENCH_CACHE": str(tmp_path / "c1")})
+    assert "partial 0/2 phases" in dry.stdout, dry.stdout  # --dry-run says how far a partial cell got
     again = cli(*args, "--out", str(run), env={"BENCH_CACHE": str(tmp_path / "c1")})
     assert again.returncode == 0, again.stderr[-2000:]
     a, b = _results(tmp_path / "ref")["lwf"], _results(run)["lwf"]

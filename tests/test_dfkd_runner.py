@@ -64,6 +64,13 @@ def test_interrupted_run_resumes_to_the_same_numbers(method, cls_path, tmp_path,
     with pytest.raises(KeyboardInterrupt):
         run.run()
     assert run.status() == "partial"
+    assert {k: run.checkpoint_state()[k] for k in ("epoch", "round")} == {"epoch": 1, "round": 1}
+    # --dry-run prices what is left: half of epoch 2 and the epochs after it
+    dry = in_process("--task", "dfkd", "--scenario", "mnist", "--profile", "smoke", "--methods", method, "--set",
+                     f"{method}.kd_steps=2", "--data-root", str(SHARED_DATA), "--out", str(tmp_path / "b"),
+                     "--cache-dir", str(cache), "--dry-run")
+    epochs = cell.config["distill"]["epochs"]
+    assert f"partial 1/{epochs} epochs" in dry.stdout, dry.stdout
     monkeypatch.setattr(cls, "synthesize", orig)
     res = run.run()
     assert len(calls) == 4  # the resumed run started after the third round, from the checkpoint
