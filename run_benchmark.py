@@ -355,7 +355,7 @@ def run_dfkd(args) -> int:
     from tqdm.auto import tqdm
 
     from benchmark.dfkd_runner import (DFKDCellRun, make_dfkd_cells, predicted_dfkd_seconds,
-                                       predicted_teacher_seconds, throughput_line)
+                                       predicted_teacher_seconds, rounds_per_epoch, throughput_line)
     from benchmark.errors import BenchError
     from benchmark.executor import SequentialExecutor
     from benchmark.runner import command_line, resolve_device
@@ -392,9 +392,7 @@ def run_dfkd(args) -> int:
             sec = 0.0 if st == "finished" else predicted_dfkd_seconds(cfg, r.test_images())
             if st == "partial":  # the epochs (and rounds of the current one) not yet done
                 ck, epochs = r.checkpoint_state() or {}, cfg["distill"]["epochs"]
-                rounds = max(1, cfg["distill"]["ep_steps"] // (cfg["method_params"].get("kd_steps")
-                                                                or cfg["distill"]["ep_steps"]))
-                done = ck.get("epoch", 0) + ck.get("round", 0) / rounds
+                done = ck.get("epoch", 0) + ck.get("round", 0) / rounds_per_epoch(cfg)
                 sec *= max(0.0, 1 - done / epochs)
                 st = f"partial {ck.get('epoch', 0)}/{epochs} epochs"
             if args.teacher_checkpoint:

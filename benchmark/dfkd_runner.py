@@ -309,6 +309,12 @@ def generator_images_per_s(ngf: int) -> float:
     return 3000.0 * (16 / ngf) ** 0.8
 
 
+def rounds_per_epoch(cfg: dict) -> int:
+    """Synthesis rounds of an epoch of a cell (``ep_steps // kd_steps``; pool methods take all steps in one round)."""
+    d = cfg["distill"]
+    return max(1, d["ep_steps"] // (cfg["method_params"].get("kd_steps") or d["ep_steps"]))
+
+
 def predicted_dfkd_seconds(cfg: dict, test_images: int = 10000) -> float:
     """Rough 2-core CPU estimate of one distillation cell (``--dry-run``) from the throughput table
     (``benchmark.runner.CPU_IMAGES_PER_S``, training images/s of each network) and the generator's rate above:
@@ -333,8 +339,7 @@ def predicted_dfkd_seconds(cfg: dict, test_images: int = 10000) -> float:
     ips_s = CPU_IMAGES_PER_S.get(cfg["student"], 200)
     gen = generator_images_per_s(d.get("ngf", 64))
     steps = d["epochs"] * d["ep_steps"]
-    kd = p.get("kd_steps") or d["ep_steps"]
-    rounds = d["epochs"] * max(1, d["ep_steps"] // kd)
+    rounds = d["epochs"] * rounds_per_epoch(cfg)
     fresh = getattr(entry.factory, "synthesizes", True) and not issubclass(entry.factory, PoolMethod)
     student = steps * p.get("student_batch", 128) * (1 / ips_s + 0.33 / ips_t + (1 / gen if fresh else 0.0))
     per_synth = entry.extra.get("synthesis_cost", 0.65) * (1 / ips_t + 1 / ips_s)
