@@ -399,6 +399,8 @@ def run_dfkd(args) -> int:
                 teacher = "teacher: --teacher-checkpoint"
             elif r.teacher_cache_path().is_file():
                 teacher = "teacher cache: hit"
+            elif (src := r.carried_teacher()) is not None:
+                teacher = f"teacher cache: miss (restored from {src.parent.name}/{src.name}, no training)"
             elif st == "finished" or r.teacher_cache_path() in teachers:
                 teacher = "teacher cache: miss (trained by the first cell needing it)"
             else:  # this cell trains the teacher: its time counts here, once

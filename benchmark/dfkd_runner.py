@@ -2,7 +2,8 @@
 checkpoints and resume (CONVENTIONS.md "Cells, keys, resume").
 
 Flow of ``DFKDCellRun.run``: load the dataset -> teacher from the cache (trained on first use) or
-``--teacher-checkpoint`` -> build the student and the method -> restore the checkpoint if any -> for every epoch:
+``--teacher-checkpoint`` (on a cache miss, a finished teacher cell's ``teacher.pt`` in the same ``--out`` folder
+stands in for training; the teacher cell writes it) -> build the student and the method -> restore the checkpoint if any -> for every epoch:
 ``ep_steps // kd_steps`` rounds of ``synthesize()`` + ``kd_steps`` student SGD steps (CMI's ``datafree_kd.py``
 loop), the learning-rate schedule stepped per epoch, the student evaluated on the real test set -> ``result.json``.
 The state (student, optimiser, schedule, method state with its synthetic-pool size, seeded generator and global RNG
@@ -37,13 +38,14 @@ from benchmark.methods import cell_params, full_params
 from benchmark.models import MODELS, build_model
 from benchmark.runner import versions
 from benchmark.scenarios import SCENARIOS, _cached_arrays
-from benchmark.teachers import get_teacher, teacher_cache_path, test_accuracy
+from benchmark.teachers import carried_teacher, get_teacher, teacher_cache_path, test_accuracy
 from benchmark.training import rng_state, seed_everything, set_rng_state
 
 # augmentation of real and pool images in the distillation task: CMI's CIFAR transform (crop 4 + flip, no colour
 # jitter); MNIST none (DFAD's MNIST script)
 DFKD_AUGMENT = {"cifar10": AugmentSpec(crop_padding=4, flip=True), "cifar100": AugmentSpec(crop_padding=4, flip=True),
                 "mnist": AugmentSpec()}
+TEACHER_FILE = "teacher.pt"  # a finished teacher cell's copy of its cache entry (see benchmark.teachers)
 
 
 def make_dfkd_cells(*, scenarios, methods, seeds, profile, teacher=None, student=None, epochs=None, batch_size=None,
@@ -105,6 +107,14 @@ class DFKDCellRun(CellFolder):
         return teacher_cache_path(self.cache_dir, c["data_sha256"], c["teacher"], TeacherRecipe(**c["teacher_recipe"]),
                                   AugmentSpec(**c["augment"]), c["teacher_seed"], c["device_type"])
 
+    def carried_teachers(self) -> list[Path]:
+        """``teacher.pt`` of the teacher cells beside this one (the same ``--out``), by folder name."""
+        return sorted(self.dir.parent.glob(f"{self.cfg['scenario']}-teacher-s*/{TEACHER_FILE}"))
+
+    def carried_teacher(self) -> Path | None:
+        """The carried ``teacher.pt`` holding this cell's teacher, if any (``--dry-run`` reports it)."""
+        return carried_teacher(self.carried_teachers(), self.teacher_cache_path().stem)
+
     def train_images(self) -> int:
         """Training images of the cell's dataset (already loaded and cached when the cells were made)."""
         spec = SCENARIOS.get(self.cfg["scenario"])
@@ -130,11 +140,14 @@ class DFKDCellRun(CellFolder):
         aug = AugmentSpec(**cfg["augment"])
         t_recipe, recipe = TeacherRecipe(**cfg["teacher_recipe"]), DistillRecipe(**cfg["distill"])
         teacher, t_info = get_teacher(cfg["teacher"], data, spec.mean, spec.std, t_recipe, aug, dev,
-                                      self.cache_dir, cfg["teacher_seed"], self.teacher_checkpoint, self.progress)
+                                      self.cache_dir, cfg["teacher_seed"], self.teacher_checkpoint, self.progress,
+                                      carried=() if self.teacher_checkpoint else self.carried_teachers())
         self.dir.mkdir(parents=True, exist_ok=True)
         store.save_json(self.dir / "cell.json", {"key": self.cell.key, "cell": cfg, "command": self.command})
         method_cls = DFKD_METHODS.get(cfg["method"])
         if not method_cls.needs_student:
+            if not self.teacher_checkpoint:  # the folder carries its teacher (a user's checkpoint is theirs)
+                store.copy_file(self.teacher_cache_path(), self.dir / TEACHER_FILE)
             return self._finish({"teacher": {"top1": t_info["test_accuracy"], "best_top1": t_info["test_accuracy"],
                                              "curve": []}}, t_info, {}, {}, method=None)
 

@@ -52,6 +52,11 @@ def save_torch(path: Path, obj) -> None:
     _atomic(Path(path), lambda f: torch.save(obj, f))
 
 
+def copy_file(src: Path, dst: Path) -> None:
+    data = Path(src).read_bytes()
+    _atomic(Path(dst), lambda f: f.write(data))
+
+
 def load_torch(path: Path, key: str, what: str = "checkpoint") -> dict:
     """Loads a checkpoint / cache written by ``save_torch`` and checks that it belongs to ``key``."""
     try:

@@ -103,6 +103,40 @@ def test_reference_rows_and_report_with_published_numbers(tmp_path, cache, monke
     assert (out / "report" / "dfkd_accuracy_curves.png").stat().st_size > 10_000
 
 
+def test_a_results_folder_carries_its_teacher_to_a_machine_without_the_cache(tmp_path, monkeypatch):
+    """The teacher cell keeps its cache entry as teacher.pt; a fresh cache then restores it instead of training."""
+    import benchmark.teachers
+
+    out = tmp_path / "o"
+    args = ("--task", "dfkd", "--scenario", "mnist", "--profile", "smoke", "--data-root", str(SHARED_DATA),
+            "--out", str(out), "--no-progress")
+    first = tmp_path / "cache"
+    assert in_process(*args, "--methods", "teacher", "--cache-dir", str(first)).returncode == 0
+    (carried,) = out.glob("mnist-teacher-s0-*/teacher.pt")
+    (cached,) = (first / "teachers").glob("*.pt")
+    assert carried.read_bytes() == cached.read_bytes()
+
+    fresh = tmp_path / "fresh-cache"
+    dry = in_process(*args, "--methods", "teacher", "kd-real", "--cache-dir", str(fresh), "--dry-run")
+    assert dry.stdout.count(f"restored from {carried.parent.name}/teacher.pt, no training") == 2, dry.stdout
+    assert "this cell trains it" not in dry.stdout, dry.stdout
+
+    def no_training(*a, **k):
+        raise AssertionError("the teacher was retrained although the folder carries it")
+
+    monkeypatch.setattr(benchmark.teachers, "train_teacher", no_training)
+    assert in_process(*args, "--methods", "kd-real", "--cache-dir", str(fresh)).returncode == 0
+    (res,) = [json.loads(f.read_text()) for f in out.glob("mnist-kd-real-*/result.json")]
+    teacher_res = json.loads((carried.parent / "result.json").read_text())
+    assert res["teacher"]["cache"] == f"miss, restored from {carried.parent.name}/teacher.pt"
+    assert res["teacher"]["test_accuracy"] == teacher_res["teacher"]["test_accuracy"]
+    assert (fresh / "teachers" / cached.name).read_bytes() == cached.read_bytes()  # cached for the next cells
+
+    carried.write_bytes(b"not a checkpoint")
+    _one_line_error(in_process(*args, "--methods", "kd-real", "--seeds", "1", "--cache-dir", str(tmp_path / "c3")),
+                    "teacher weights", "corrupt", "delete the file")
+
+
 @pytest.mark.parametrize("args,words", [
     (["--scenario", "tinyimagenet"], ["no data-free distillation setting", "mnist"]),
     (["--teacher", "resnet1000"], ["unknown model", "resnet1000"]),
