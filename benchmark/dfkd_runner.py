@@ -216,6 +216,7 @@ class DFKDCellRun(CellFolder):
                     last_save = time.time()
             if sched:
                 sched.step()
+            method.end_epoch(opt.param_groups[0]["lr"] / recipe.lr)
             st["epoch"] += 1
             st["round"] = 0
             if st["epoch"] % recipe.eval_every == 0 or st["epoch"] == recipe.epochs:

@@ -244,3 +244,28 @@ def test_a_profile_gives_a_method_its_own_epochs_unless_the_user_sets_them(monke
     overridden = make_dfkd_cells(scenarios=["mnist"], methods=["dfad", "dafl"], seeds=[0], profile="smoke",
                                  data_root=SHARED_DATA, epochs=3)
     assert [c.config["distill"]["epochs"] for c in overridden] == [3, 3]
+
+
+@pytest.mark.parametrize("schedule", ["constant", "student"])
+def test_the_generator_learning_rate_follows_the_students_decay_only_when_asked(schedule, tmp_path, cache,
+                                                                               monkeypatch):
+    """``g_schedule``: "student" decays the generator's Adam by the student's cosine factor after every epoch (DFAD's
+    DFAD_cifar.py steps one MultiStepLR on both optimisers); "constant" (CMI's recipe, the default) never does.  The
+    smoke MNIST recipe has no schedule, so the cell is given a cosine one here."""
+    import math
+
+    from strategies.dfkd.generative import DFAD
+
+    (cell,) = _cells(["dfad"], g_schedule=schedule)
+    cell.config["distill"]["schedule"] = "cosine"
+    epochs, lr_g = cell.config["distill"]["epochs"], 1e-3
+    seen, orig = [], DFAD.end_epoch
+
+    def record(self, lr_factor):
+        orig(self, lr_factor)
+        seen.append(self.opt_g.param_groups[0]["lr"])
+
+    monkeypatch.setattr(DFAD, "end_epoch", record)
+    DFKDCellRun(cell, tmp_path, cache, torch.device("cpu"), SHARED_DATA, progress=False).run()
+    cosine = [lr_g * (1 + math.cos(math.pi * e / epochs)) / 2 for e in range(1, epochs + 1)]
+    assert epochs >= 2 and seen == pytest.approx(cosine if schedule == "student" else [lr_g] * epochs, abs=1e-12)

@@ -91,6 +91,10 @@ class DFKDMethod:
     def load_state_dict(self, state: dict) -> None:
         pass
 
+    def end_epoch(self, lr_factor: float) -> None:
+        """Called after the student's schedule stepped; ``lr_factor`` is its learning rate over the initial one
+        (1 without a schedule).  A method with optimisers of its own may follow the student's decay."""
+
     def extra_results(self) -> dict:
         return {}
 

@@ -15,6 +15,9 @@ student's criterion.
   these methods) or, for DFAD, the mean absolute error between logits.  The adversarial term is *not* masked here
   (CMI masks it only in CMI / RGAL).
 * Student step: fresh ``z``, ``x = G(z)`` without gradients, ``crit(S(x), T(x))``.
+* The generator's learning rate stays at ``lr_g`` (CMI's synthesiser never decays it; ``g_schedule="constant"``);
+  DFAD's ``DFAD_cifar.py`` steps one MultiStepLR on both optimisers, so ``g_schedule="student"`` decays it by the
+  student's schedule factor after every epoch.
 
 Weights (the issue's table, from CMI's scripts): DAFL oh 1, act 1e-3, balance 20, z 512-d; ZSKT adv 1; DFQ adv 1,
 bn 1, oh 1, balance 20, 10 student steps per generator step; DFAD adv 1 with L1 for both players.  The table gives
@@ -96,6 +99,15 @@ class GenerativeMethod(DFKDMethod):
     def analysis_images(self, n: int) -> torch.Tensor | None:
         return self.sample(n).clamp(0, 1)
 
+    def end_epoch(self, lr_factor: float) -> None:
+        # g_schedule "student": the generator's Adam decays with the student's SGD, as DFAD's official
+        # DFAD_cifar.py steps MultiStepLR on both optimisers (and its derivatives step one schedule on both);
+        # "constant" (default): CMI's GenerativeSynthesizer, which never decays the generator.  The lr lives in
+        # opt_g's state, so a resumed cell continues with the decayed value.
+        if self.p["g_schedule"] == "student":
+            for group in self.opt_g.param_groups:
+                group["lr"] = self.p["lr_g"] * lr_factor
+
     def state_dict(self) -> dict:
         return {"generator": self.generator.state_dict(), "opt_g": self.opt_g.state_dict()}
 
@@ -106,11 +118,11 @@ class GenerativeMethod(DFKDMethod):
 
 _COMMON = {"g_steps": 1, "kd_steps": 5, "lr_g": 1e-3, "g_betas": [0.5, 0.999], "nz": 256, "student_batch": 256,
            "adv": 0.0, "bn": 0.0, "oh": 0.0, "act": 0.0, "balance": 0.0, "criterion": "kl", "T": 1.0,
-           "generator": "", "g_student_mode": "eval"}
+           "generator": "", "g_student_mode": "eval", "g_schedule": "constant"}
 _CHOICES = {"criterion": ["kl", "l1"], "generator": ["", "cmi", "cmi-large", "dfad"],
-            "g_student_mode": ["eval", "train"]}
-# added after the MNIST results: at its default a cell's key is what it was
-_KEY_NEUTRAL = ("g_student_mode",)
+            "g_student_mode": ["eval", "train"], "g_schedule": ["constant", "student"]}
+# added after the MNIST results: at their defaults a cell's key is what it was
+_KEY_NEUTRAL = ("g_student_mode", "g_schedule")
 
 
 @register_dfkd_method("dafl", published="DAFL", choices=_CHOICES, key_neutral=_KEY_NEUTRAL,
