@@ -322,6 +322,8 @@ def run(args) -> int:
                 if r.phase0_cache_path(fam).is_file() or key in planned:
                     p0, p0_sec = " phase-0 cache: hit" + ("" if r.phase0_cache_path(fam).is_file() else
                                                           " (trained by an earlier cell)"), 0.0
+                elif st != "finished" and (src := r.carried_phase0(fam)) is not None:
+                    p0, p0_sec = f" phase-0 cache: miss (restored from {src.parent.name}/{src.name}, no training)", 0.0
                 else:
                     p0 = f" phase-0 cache: miss ({fam})"
                 if st != "finished":  # a finished cell trains nothing, so it fills no cache

@@ -57,6 +57,23 @@ def copy_file(src: Path, dst: Path) -> None:
     _atomic(Path(dst), lambda f: f.write(data))
 
 
+def find_carried(candidates, key: str, what: str, fix: str) -> Path | None:
+    """The first of ``candidates`` (copies of cache entries that finished cells keep in their folders: a teacher's
+    ``teacher.pt``, a phase 0's ``phase0.pt``) that holds the entry of ``key``; a corrupt one is a one-line error
+    naming ``what`` and ``fix``."""
+    for path in candidates:
+        path = Path(path)
+        if not path.is_file():
+            continue
+        try:
+            found = torch.load(path, map_location="cpu", weights_only=True).get("key")
+        except Exception as e:  # noqa: BLE001 - any unpickling failure means a corrupt or foreign file
+            raise BenchError(f"{what} {path} are corrupt ({type(e).__name__}); delete the file ({fix})") from None
+        if found == key:
+            return path
+    return None
+
+
 def load_torch(path: Path, key: str, what: str = "checkpoint") -> dict:
     """Loads a checkpoint / cache written by ``save_torch`` and checks that it belongs to ``key``."""
     try:

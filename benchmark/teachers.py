@@ -112,18 +112,7 @@ def train_teacher(model, data: ArrayData, recipe, augment: AugmentSpec, device, 
 
 def carried_teacher(candidates, key: str) -> Path | None:
     """The first of ``candidates`` (``teacher.pt`` files of teacher cells) that holds the teacher of ``key``."""
-    for path in candidates:
-        path = Path(path)
-        if not path.is_file():
-            continue
-        try:
-            found = torch.load(path, map_location="cpu", weights_only=True).get("key")
-        except Exception as e:  # noqa: BLE001 - any unpickling failure means a corrupt or foreign file
-            raise BenchError(f"teacher weights {path} are corrupt ({type(e).__name__}); delete the file (the teacher "
-                             f"is then taken from the cache or retrained)") from None
-        if found == key:
-            return path
-    return None
+    return store.find_carried(candidates, key, "teacher weights", "the teacher is then taken from the cache or retrained")
 
 
 def get_teacher(name: str, data: ArrayData, mean, std, recipe, augment: AugmentSpec, device, cache_dir: Path,

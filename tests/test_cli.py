@@ -162,14 +162,38 @@ def test_rgal_plugins_leave_phase0_alone(smoke_run, tmp_path):
     assert cold["rows"]["pass+rgal"]["acc"][0][0] == trained["rows"]["pass"]["acc"][0][0]
 
 
-def test_twenty_phases_share_the_phase0_of_fewer_phases(smoke_run, tmp_path):
-    """20 phases show 90 of the 100 classes (official split); phase 0 is still the cached one of the 2-phase run."""
+def test_a_results_folder_carries_its_phase0_and_a_fresh_cache_restores_it(smoke_run, tmp_path):
+    """The first cell of a family to train (or load) phase 0 keeps a copy of the cache entry, ``phase0.pt``; on a
+    machine without the cache the cells of the same --out folder restore it instead of retraining, to the same
+    numbers; a corrupt copy is a one-line error.  The restoring cell has 20 phases, which show 90 of the 100 classes
+    (official split): phase 0 is still the one of the 2-phase cells."""
     out, _ = smoke_run
-    shutil.copytree(out / "cache", tmp_path / "cache")
-    r = _run(tmp_path / "r", tmp_path / "cache", "--profile", "smoke", "--phases", "20", "--methods", "finetune",
-             "--no-progress")["finetune"]
-    assert r["timings"]["phase0_cache"].startswith("hit") and r["cell"]["dropped_classes"] == 10
+    carried = sorted((out / "run").glob("*/phase0.pt"))
+    # one copy per family (finetune's, shared by lwf and ewc; pass's, shared by pass+rgal and ssre), in the cell
+    # that trained it, byte-identical to the cache entry
+    assert sorted(p.parent.name.split("-")[3] for p in carried) == ["finetune", "pass"], carried
+    cached = {p.read_bytes() for p in (out / "cache" / "phase0").glob("*.pt")}
+    assert {p.read_bytes() for p in carried} == cached
+    folder = tmp_path / "run"
+    shutil.copytree(out / "run", folder)
+    args = ("--profile", "smoke", "--phases", "20", "--methods", "finetune", "--no-progress")
+    env = {"BENCH_CACHE": str(tmp_path / "empty"), "BENCH_OFFLINE": "1"}
+    dry = cli(*args, "--out", str(folder), "--dry-run", env=env)
+    assert dry.returncode == 0 and "restored from" in dry.stdout and "no training" in dry.stdout, dry.stdout
+    _run(folder, tmp_path / "empty", *args)
+    (res,) = folder.glob("*-p20-finetune-*/result.json")
+    r = json.loads(res.read_text())
+    src = next(p for p in carried if "finetune" in p.parent.name)
+    assert r["timings"]["phase0_cache"] == f"miss, restored from {src.parent.name}/phase0.pt"
+    assert r["cell"]["dropped_classes"] == 10
     assert r["rows"]["finetune"]["acc"][0][0] == _results(out / "run")["finetune"]["rows"]["finetune"]["acc"][0][0]
+    assert [p.read_bytes() for p in (tmp_path / "empty" / "phase0").glob("*.pt")] == [src.read_bytes()]
+    assert len(list(folder.glob("*/phase0.pt"))) == 2  # the restoring cell adds no third copy
+    bad = tmp_path / "bad"
+    shutil.copytree(out / "run", bad)
+    (bad / src.parent.name / "phase0.pt").write_bytes(b"not a checkpoint")
+    p = cli(*args, "--out", str(bad), env={"BENCH_CACHE": str(tmp_path / "empty2"), "BENCH_OFFLINE": "1"})
+    _one_line_error(p, "phase-0 weights", "corrupt", "delete the file")
 
 
 def test_finished_cells_are_skipped_and_dry_run_reports_them(smoke_run):
