@@ -32,7 +32,7 @@ class PASS(CILMethod):
         super().__init__(ctx)
         prm, net, sc = ctx.params, ctx.model, ctx.scenario
         batch = ctx.recipe_for(1).batch_size
-        self.bank = PrototypeBank(recompute_radius=prm["recompute_radius"])
+        self.bank = PrototypeBank(recompute_radius=prm["recompute_radius"], noise=True)
         self.old = OldModelHolder()
         self.capture = FeatureCapturePlugin(net.backbone)
         self.proto_gen = torch.Generator()
@@ -129,8 +129,7 @@ def add_rgal_g(method: PASS, prm: dict, label_scale: int = 4):
     if prm["rgal_pool_per_class"] < 1:
         raise BenchError(f"rgal_pool_per_class must be at least 1, not {prm['rgal_pool_per_class']}")
     method.rgal_g = PrototypeOptimizationPlugin(
-        method.proto_aug, method.old, lambda e: method.model.head(e), lambda: method.bank.radius,
-        label_scale=label_scale, schedule=prm["rgal_schedule"], pool_per_class=prm["rgal_pool_per_class"],
+        method.bank, method.old, lambda e: method.model.head(e), label_scale=label_scale, schedule=prm["rgal_schedule"], pool_per_class=prm["rgal_pool_per_class"],
         seed=method.ctx.seed, epoch_fn=lambda: method.suite_plugin.epoch,
         steps=prm["rgal_steps"], lr=prm["rgal_lr"], optimizer=prm["rgal_optimizer"], w_adv=prm["rgal_adv"],
         w_ntri=prm["rgal_ntri"], w_oh=prm["rgal_oh"], sampler=prm["rgal_sampler"], generator=method.rgal_gen,

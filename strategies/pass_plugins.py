@@ -7,8 +7,8 @@
 * ``FeatureCapturePlugin`` -- keeps the embedding of the current forward (a forward hook on the backbone), so that
   feature losses work with any strategy's forward.
 * ``PrototypeAugmentationPlugin`` -- ``weight * CE(fc(p + N(0, I) * r) / T, 4*c)`` on ``n`` augmented prototypes
-  of old classes per step (official: weight 10, T 0.1, n = batch size 64).  ``sample_hook`` lets another plugin
-  (RGAL's prototype optimisation) replace the drawn samples before the loss.
+  of old classes per step (official: weight 10, T 0.1, n = batch size 64), drawn from the bank (whose
+  ``sample_hook`` lets another plugin, RGAL's prototype optimisation, replace the samples before the loss).
 * ``FeatureDistillationPlugin`` -- ``weight * ||f - f_old||_F`` over the whole (rotated) batch against the frozen
   previous model (official ``torch.dist(feature, feature_old, 2)``, weight 10; not averaged).  The previous model
   runs once, without gradients (the official code runs it with gradients enabled, which changes no gradient of the
@@ -87,20 +87,17 @@ class OldModelHolder:
 
 class PrototypeAugmentationPlugin(SupervisedPlugin):
     def __init__(self, bank: PrototypeBank, head, weight=10.0, temperature=0.1, n_samples=64, label_scale=4,
-                 noise=True, generator: torch.Generator | None = None):
+                 generator: torch.Generator | None = None):
         super().__init__()
         self.bank, self.head, self.weight, self.t = bank, head, weight, temperature
-        self.n, self.scale, self.noise, self.generator = n_samples, label_scale, noise, generator
-        self.sample_hook = None  # (samples, labels, strategy) -> samples (RGAL prototype optimisation)
+        self.n, self.scale, self.generator = n_samples, label_scale, generator
         self.last_samples = None
 
     def before_backward(self, strategy, **kwargs):
         if len(self.bank) == 0:
             return
         dev = strategy.device
-        p, c = self.bank.sample(self.n, self.generator, device=dev, noise=self.noise)
-        if self.sample_hook is not None:
-            p = self.sample_hook(p, c, strategy)
+        p, c = self.bank.sample(self.n, self.generator, device=dev, context=strategy)
         self.last_samples = (p, c)
         strategy.loss = strategy.loss + self.weight * F.cross_entropy(self.head(p) / self.t, c * self.scale)
 

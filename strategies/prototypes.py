@@ -6,7 +6,12 @@ the radius ``r = sqrt(mean_c trace(cov_c) / dim)`` (``np.cov``: unbiased) is com
 (``recompute_radius=True``, our option, recomputes it after every phase as the same mean over *all* classes stored so
 far, each class counted once with the spread measured when it was learned; a phase of 5 classes does not weigh as
 much as the 50 base classes).  Prototype augmentation draws an old class
-uniformly at random for each sample and adds ``N(0, I) * r`` (``np.random.normal(0, 1, dim) * radius``).
+uniformly at random for each sample and adds ``N(0, I) * r`` (``np.random.normal(0, 1, dim) * radius``; SSRE's
+official code adds no noise: ``noise=False``).
+
+The bank is the one seam between a prototype loss and whatever reshapes its samples: ``sample_hook`` (RGAL's L'_g,
+``strategies/rgal/prototype_optimization.py``) receives every draw of ``sample`` before the loss sees it, so the RGAL
+plugins need a bank, not a particular loss plugin.
 """
 from __future__ import annotations
 
@@ -31,10 +36,12 @@ def class_means_and_spreads(features: torch.Tensor, labels: torch.Tensor
 class PrototypeBank:
     """Class means, radius, augmented-prototype sampling and the after-phase update."""
 
-    def __init__(self, recompute_radius: bool = False):
+    def __init__(self, recompute_radius: bool = False, noise: bool = True):
         self.means: dict[int, torch.Tensor] = {}
         self.radius: float | None = None
         self.recompute_radius = recompute_radius
+        self.noise = noise  # sample adds N(0, I) * r (PASS) or returns the means themselves (SSRE)
+        self.sample_hook = None  # (samples, labels, context) -> samples, applied to every draw of ``sample``
         self._spreads: dict[int, float] = {}  # class -> trace(cov_c) / dim, of the classes the radius is taken over
 
     def __len__(self):
@@ -58,14 +65,18 @@ class PrototypeBank:
         return torch.stack([self.means[c] for c in cs]).to(device), torch.tensor(cs, device=device)
 
     def sample(self, n: int, generator: torch.Generator | None = None, device=None,
-               noise: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-        """``n`` augmented prototypes ``p_c + N(0, I) * r`` of uniformly drawn stored classes, and their labels."""
+               context=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``n`` augmented prototypes ``p_c + N(0, I) * r`` of uniformly drawn stored classes, and their labels,
+        passed through ``sample_hook`` if one is installed (``context``, e.g. the strategy, is handed to it)."""
         protos, labels = self.matrix()
         idx = torch.randint(0, len(labels), (n,), generator=generator)
         p = protos[idx]
-        if noise:
+        if self.noise:
             p = p + torch.randn(p.shape, generator=generator) * self.radius
-        return p.to(device), labels[idx].to(device)
+        p, c = p.to(device), labels[idx].to(device)
+        if self.sample_hook is not None:
+            p = self.sample_hook(p, c, context)
+        return p, c
 
     def state_dict(self) -> dict:
         return {"means": {int(c): m for c, m in self.means.items()}, "radius": self.radius,

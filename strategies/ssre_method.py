@@ -46,15 +46,14 @@ class SSRE(CILMethod):
     def __init__(self, ctx):
         super().__init__(ctx)
         prm, net, sc = ctx.params, ctx.model, ctx.scenario
-        self.bank = PrototypeBank(recompute_radius=prm["recompute_radius"])
+        self.bank = PrototypeBank(recompute_radius=prm["recompute_radius"], noise=prm["proto_noise"])
         self.old = OldModelHolder()
         self.capture = FeatureCapturePlugin(net.backbone)
         self.selection = PrototypeSelection(self.capture, self.bank)
         self.proto_gen = torch.Generator()
         self.proto_aug = PrototypeAugmentationPlugin(
             self.bank, lambda e: self.model.head(e), prm["proto_weight"], prm["temperature"],
-            prm["proto_samples"] or ctx.recipe_for(1).batch_size, label_scale=1, noise=prm["proto_noise"],
-            generator=self.proto_gen)
+            prm["proto_samples"] or ctx.recipe_for(1).batch_size, label_scale=1, generator=self.proto_gen)
         self.reparam = ReparamPlugin(net, on_convert=self._after_convert)
         self.suite_plugin = make_suite_plugin(
             ctx, seen_classes=lambda k: (1 if self.reparam.converted else 4) * sc.seen_after(k),

@@ -7,8 +7,8 @@
   while there are no old prototypes (phase 0).
 * ``SelectionDistillationPlugin`` -- ``weight * sum_i s_i ||f_i - f_old_i||_2`` (per-sample L2 norm of the
   embedding difference to the frozen previous model, weighted by ``s`` and *summed* over the batch; weight 1).
-* The prototype term ``10 * CE(fc(proto) / 0.1, c)`` is PASS's ``PrototypeAugmentationPlugin`` with ``noise=False``
-  and ``n`` = batch size (128), labels scaled by 1.
+* The prototype term ``10 * CE(fc(proto) / 0.1, c)`` is PASS's ``PrototypeAugmentationPlugin`` on a bank without noise
+  (``PrototypeBank(noise=False)``) and ``n`` = batch size (128), labels scaled by 1.
 * ``ReparamPlugin`` -- structural re-parameterisation (``strategies.reparam``): at the end of phase 0 the network
   becomes SSRE's (BatchNorm folded, zero adapters, unrotated classifier rows; the previous-model copy is made from
   it); after every later phase the adapters are merged into their kernels and reset to zero.

@@ -26,11 +26,11 @@ class _S:
 
 
 def test_prototype_augmentation_loss_by_hand():
-    bank = PrototypeBank()
+    bank = PrototypeBank(noise=False)
     bank.means, bank.radius = {0: torch.tensor([1.0, 0.0]), 1: torch.tensor([0.0, 1.0])}, 0.0
     head = torch.nn.Linear(2, 8, bias=False)
     head.weight.data = torch.eye(8, 2)  # logit k = feature k for k < 2
-    plug = PrototypeAugmentationPlugin(bank, head, weight=10.0, temperature=0.1, n_samples=3, noise=False,
+    plug = PrototypeAugmentationPlugin(bank, head, weight=10.0, temperature=0.1, n_samples=3,
                                        generator=torch.Generator().manual_seed(0))
     s = _S()
     plug.before_backward(s)

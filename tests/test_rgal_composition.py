@@ -22,7 +22,7 @@ def test_rgal_prototype_plugin_works_in_a_naive_strategy():
     proto = PrototypeAugmentationPlugin(bank, net.head, weight=1.0, temperature=1.0, n_samples=16, label_scale=1,
                                         generator=torch.Generator().manual_seed(0))
     update = PrototypeUpdatePlugin(bank, old, net, 32, sc.spec.augment, lambda: 1, "cpu")
-    rgal = PrototypeOptimizationPlugin(proto, old, net.head, lambda: bank.radius, label_scale=1, steps=3)
+    rgal = PrototypeOptimizationPlugin(bank, old, net.head, label_scale=1, steps=3)
     suite = make_suite_plugin(ctx)
     strategy = Naive(model=net, optimizer=placeholder_optimizer(net), criterion=torch.nn.CrossEntropyLoss(),
                      train_mb_size=32, device="cpu", plugins=[proto, update, rgal, suite], evaluator=quiet_evaluator())
@@ -70,7 +70,7 @@ def test_both_rgal_plugins_in_a_plain_avalanche_strategy_with_its_own_loader():
     update = PrototypeUpdatePlugin(bank, old, net, 32, sc.spec.augment, lambda: 1, "cpu")
     capture = FeatureCapturePlugin(net.backbone)
     triplet = TripletLossPlugin(capture, weight=0.1, generator=torch.Generator().manual_seed(0))
-    rgal_g = PrototypeOptimizationPlugin(proto, old, net.head, lambda: bank.radius, steps=2)
+    rgal_g = PrototypeOptimizationPlugin(bank, old, net.head, steps=2)
     rec = Record()
     strategy = Naive(model=net, optimizer=torch.optim.Adam(net.parameters(), 1e-3),
                      criterion=torch.nn.CrossEntropyLoss(), train_mb_size=32, train_epochs=1, device="cpu",

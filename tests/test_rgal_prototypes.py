@@ -55,7 +55,7 @@ class _Strategy:
 
 
 def _pool_plugin(schedule, seed=0, **kw):
-    from strategies.pass_plugins import OldModelHolder, PrototypeAugmentationPlugin
+    from strategies.pass_plugins import OldModelHolder
     from strategies.prototypes import PrototypeBank
     from strategies.rgal.prototype_optimization import PrototypeOptimizationPlugin
 
@@ -67,10 +67,22 @@ def _pool_plugin(schedule, seed=0, **kw):
     old.model = torch.nn.Module()
     old.model.head = torch.nn.Linear(8, 6)
     head_cur = torch.nn.Linear(8, 6)
-    proto = PrototypeAugmentationPlugin(bank, head_cur, n_samples=16, label_scale=1)
-    plug = PrototypeOptimizationPlugin(proto, old, head_cur, lambda: bank.radius, schedule=schedule, pool_per_class=5,
+    plug = PrototypeOptimizationPlugin(bank, old, head_cur, schedule=schedule, pool_per_class=5,
                                        seed=seed, steps=5, lr=0.05, generator=torch.Generator().manual_seed(0), **kw)
     return plug, bank
+
+
+def test_l_g_reshapes_every_draw_of_the_bank_whoever_samples_it():
+    """The plugin needs only the bank: a loss of the user's own that calls ``bank.sample`` gets optimised samples of
+    the same classes (the same draw, then moved), the movement is recorded, and the class means stay as they were."""
+    plug, bank = _pool_plugin("step")
+    means = {c: m.clone() for c, m in bank.means.items()}
+    hooked, c1 = bank.sample(16, torch.Generator().manual_seed(3), context=_Strategy(1))
+    bank.sample_hook = None
+    raw, c2 = bank.sample(16, torch.Generator().manual_seed(3))
+    assert torch.equal(c1, c2) and not torch.allclose(hooked, raw)
+    assert plug._moves == [pytest.approx(float((hooked - raw).norm(dim=1).mean()) / bank.radius)]
+    assert all(torch.equal(bank.means[c], m) for c, m in means.items())
 
 
 def test_pool_schedules_draw_the_step_classes_from_a_pool_built_per_phase_or_per_epoch():

@@ -74,20 +74,21 @@ SCHEDULES = ("step", "phase", "epoch")
 
 
 class PrototypeOptimizationPlugin(SupervisedPlugin):
-    """Installs ``optimize_prototypes`` as the ``sample_hook`` of a prototype-loss plugin (e.g. PASS's
-    ``PrototypeAugmentationPlugin``): any strategy with a prototype bank, an old model and such a hook can use it.
+    """Installs ``optimize_prototypes`` as the ``sample_hook`` of a ``PrototypeBank``: every draw of the bank (by
+    whichever prototype loss samples it: PASS's ``PrototypeAugmentationPlugin``, SSRE's, a user's own) is optimised
+    before the loss sees it.  Needs only the bank, the previous model (``old_holder.model``) and the current head.
     ``schedule``/``pool_per_class``/``seed``/``epoch_fn`` select and seed the pool modes (module docstring);
     ``epoch_fn`` gives the current epoch of the phase (default: the plugin's own count)."""
 
-    def __init__(self, proto_plugin, old_holder, head_cur, radius_fn, label_scale=1, schedule: str = "step",
+    def __init__(self, bank, old_holder, head_cur, label_scale=1, schedule: str = "step",
                  pool_per_class: int = 20, seed: int = 0, epoch_fn=None, **kw):
         super().__init__()
         if schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, not {schedule!r}")
         if pool_per_class < 1:
             raise ValueError(f"pool_per_class must be at least 1, not {pool_per_class}")
-        self.old, self.head_cur, self.radius_fn, self.scale, self.kw = old_holder, head_cur, radius_fn, label_scale, kw
-        self.proto_plugin = proto_plugin
+        self.old, self.head_cur, self.scale, self.kw = old_holder, head_cur, label_scale, kw
+        self.bank = bank
         self.schedule, self.pool_per_class, self.seed = schedule, pool_per_class, seed
         self.epoch_fn = epoch_fn
         self._epoch = 0
@@ -95,16 +96,15 @@ class PrototypeOptimizationPlugin(SupervisedPlugin):
         self._picks = None  # generator of the picks from the pool
         self.movement: list[float] = []  # mean ||p' - p|| / r of each phase (t > 0)
         self._moves: list[float] = []
-        proto_plugin.sample_hook = self.hook
+        bank.sample_hook = self.hook
 
     def _n_old(self):
-        bank = getattr(self.proto_plugin, "bank", None)
-        return max(bank.classes) + 1 if bank is not None and len(bank) else None
+        return max(self.bank.classes) + 1 if len(self.bank) else None
 
     def _optimize(self, p, c, head_cur, **override):
         new = optimize_prototypes(p, c, self.old.model.head, head_cur, label_scale=self.scale, n_old=self._n_old(),
                                   **{**self.kw, **override})
-        r = self.radius_fn() or 1.0
+        r = self.bank.radius or 1.0
         self._moves.append(float((new - p).norm(dim=1).mean()) / r)
         return new
 
@@ -113,7 +113,7 @@ class PrototypeOptimizationPlugin(SupervisedPlugin):
                                              + epoch * 2 + offset)
 
     def _build_pool(self, strategy, epoch: int):
-        bank = self.proto_plugin.bank
+        bank = self.bank
         if self.old.model is None or len(bank) == 0:
             self.pool = None
             return
@@ -121,7 +121,7 @@ class PrototypeOptimizationPlugin(SupervisedPlugin):
         protos, cls = bank.matrix()
         k = self.pool_per_class
         p, c = protos.repeat_interleave(k, 0), cls.repeat_interleave(k)
-        if getattr(self.proto_plugin, "noise", True):
+        if bank.noise:
             p = p + torch.randn(p.shape, generator=gen) * bank.radius
         p, c = p.to(strategy.device), c.to(strategy.device)
         if self.schedule == "phase" or epoch == 0:  # the heads still agree: L_adv is identically 0 (docstring)
