@@ -44,7 +44,7 @@ CPU_IMAGES_PER_S = {"resnet18": 50, "resnet34": 25, "reduced_resnet18": 240, "re
 # A cell that trains (or first loads) a phase 0 keeps a copy of the cache entry in its folder, unless a cell beside it
 # already does, so that a results folder carries the phase-0 models its cells share: on a machine whose cache lacks
 # one, the cells of the same --out folder restore it from there instead of retraining it (11 minutes a seed for the
-# cpu CIFAR-100 PASS family; 1.1 MB).  Only phase 0 is carried: the later phases are what a cell measures.
+# cpu CIFAR-100 PASS family; 1.2 MB).  Only phase 0 is carried: the later phases are what a cell measures.
 PHASE0_FILE = "phase0.pt"
 
 

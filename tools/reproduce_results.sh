@@ -49,6 +49,9 @@ sweep() {
                  --methods dfad+ar+vi --set dfad+ar+vi.ar_l=$1 --set dfad+ar+vi.ar_m=$2 \
                  --out results/dfkd-mnist-arvi-sweep; done ;;
     cifar10)   $DFKD --scenario cifar10 --seeds 0 --methods teacher kd-real rgal cmi dfad dfad+ar+vi dafl \
+                 --out results/dfkd-cifar10-cpu
+               # probe: the generator's lr decays with the student's, as DFAD_cifar.py schedules both players
+               $DFKD --scenario cifar10 --seeds 0 --methods dfad --set dfad.g_schedule=student \
                  --out results/dfkd-cifar10-cpu ;;
     # The first CIFAR-10 sweep: every method at 12 epochs (the profile's since session 15: 22 / 40, budget-filling),
     # the DFAD student-mode probe and the RGAL student-terms ablation.
