@@ -317,20 +317,20 @@ def run(args) -> int:
             fam = METHODS.get(c.config["method"]).phase0_family_for(
                 full_params(c.config["method"], c.config["method_params"]))
             p0 = ""
+            done = (r.checkpoint_state() or {}).get("phases_done", 0) if st == "partial" else 0
             if fam:
                 key = phase0_key(c.config, fam)
                 if r.phase0_cache_path(fam).is_file() or key in planned:
                     p0, p0_sec = " phase-0 cache: hit" + ("" if r.phase0_cache_path(fam).is_file() else
-                                                          " (trained by an earlier cell)"), 0.0
-                elif st != "finished" and (src := r.carried_phase0(fam)) is not None:
+                                                          " (filled by an earlier cell)"), 0.0
+                elif st != "finished" and not done and (src := r.carried_phase0(fam)) is not None:
                     p0, p0_sec = f" phase-0 cache: miss (restored from {src.parent.name}/{src.name}, no training)", 0.0
                 else:
                     p0 = f" phase-0 cache: miss ({fam})"
                 if st != "finished":  # a finished cell trains nothing, so it fills no cache
                     planned.add(key)
-            n_phases, done = len(c.config["phase_sizes"]), 0
+            n_phases = len(c.config["phase_sizes"])
             if st == "partial":  # what is left: phase 0 unless done, and the later phases not yet done
-                done = (r.checkpoint_state() or {}).get("phases_done", 0)
                 p0_sec = 0.0 if done else p0_sec
                 rest_sec *= (n_phases - max(done, 1)) / max(n_phases - 1, 1)
                 st = f"partial {done}/{n_phases} phases"

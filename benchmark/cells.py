@@ -46,7 +46,8 @@ def phase0_key(config: dict, family: str) -> str:
 
 
 class CellFolder:
-    """A cell's folder: ``checkpoint.pt`` while it runs, ``result.json`` (carrying the cell key) when finished."""
+    """A cell's folder: ``checkpoint.pt`` while it runs, ``result.json`` (carrying the cell key) when finished, and
+    possibly a copy of a model other cells share (``phase0.pt``, ``teacher.pt``: see ``store.find_carried``)."""
 
     def __init__(self, cell: Cell, folder: Path):
         self.cell, self.cfg, self.dir = cell, cell.config, folder

@@ -3,12 +3,13 @@ checkpoints and resume (CONVENTIONS.md "Cells, keys, resume").
 
 Flow of ``DFKDCellRun.run``: load the dataset -> teacher from the cache (trained on first use) or
 ``--teacher-checkpoint`` (on a cache miss, a finished teacher cell's ``teacher.pt`` in the same ``--out`` folder
-stands in for training; the teacher cell writes it) -> build the student and the method -> restore the checkpoint if any -> for every epoch:
-``ep_steps // kd_steps`` rounds of ``synthesize()`` + ``kd_steps`` student SGD steps (CMI's ``datafree_kd.py``
-loop), the learning-rate schedule stepped per epoch, the student evaluated on the real test set -> ``result.json``.
-The state (student, optimiser, schedule, method state with its synthetic-pool size, seeded generator and global RNG
-states, accuracy curve, timings) is saved atomically after every epoch and after any round that ends more than
-``checkpoint_seconds`` after the previous save, so a killed run resumes and ends with the same numbers.
+stands in for training; the teacher cell writes it) -> build the student and the method -> restore the checkpoint
+if any -> for every epoch: ``ep_steps // kd_steps`` rounds of ``synthesize()`` + ``kd_steps`` student SGD steps
+(CMI's ``datafree_kd.py`` loop), the learning-rate schedule stepped per epoch (then ``method.end_epoch``), the
+student evaluated on the real test set -> ``result.json``.  The state (student, optimiser, schedule, method state
+with its synthetic-pool size, seeded generator and global RNG states, accuracy curve, timings) is saved atomically
+after every epoch and after any round that ends more than ``checkpoint_seconds`` after the previous save, so a
+killed run resumes and ends with the same numbers.
 
 The reported accuracy is the student's after the last epoch (``top1``); ``best_top1`` (the best over the evaluated
 epochs) is also stored because DFAD's official scripts report it, but it is selected on the test set and the tables

@@ -1,8 +1,9 @@
 """Class-incremental cells: resolve the CLI request into cells, and run one cell with checkpoints and resume.
 
 Flow of ``run_cil_cell``: load scenario -> build model and method -> restore checkpoint if any -> for each phase:
-(phase 0 of a shared family: load the cached phase-0 model if present) train, evaluate every classifier, save the
-state atomically -> write ``result.json``.  Every phase starts from a seed derived from (seed, phase), so a cached
+(phase 0 of a shared family: load the cached phase-0 model if present, else the ``phase0.pt`` a cell of the same
+``--out`` folder carries, see ``PHASE0_FILE``) train, evaluate every classifier, save the state atomically -> write
+``result.json``.  Every phase starts from a seed derived from (seed, phase), so a cached
 phase 0 and a trained one lead to the same later phases, and a resumed run ends with the same numbers as an
 uninterrupted one.
 """
@@ -169,10 +170,11 @@ class CellRun(CellFolder):
     def phase0_cache_path(self, family: str) -> Path:
         return self.cache_dir / "phase0" / f"{phase0_key(self.cfg, family)}.pt"
 
-    def carried_phase0(self, family: str) -> Path | None:
-        """The ``phase0.pt`` of a cell beside this one (the same ``--out``) holding this cell's phase 0, if any."""
+    def carried_phase0(self, family: str, strict: bool = True) -> Path | None:
+        """The ``phase0.pt`` of a cell beside this one (the same ``--out``) holding this cell's phase 0, if any;
+        ``strict=False`` passes over corrupt copies (only asked whether one is carried, not loading from it)."""
         return store.find_carried(sorted(self.dir.parent.glob(f"*/{PHASE0_FILE}")), phase0_key(self.cfg, family),
-                                  "phase-0 weights", "phase 0 is then taken from the cache or retrained")
+                                  "phase-0 weights", "phase 0 is then taken from the cache or retrained", strict)
 
     # -- the run -------------------------------------------------------------------------------------------------
     def run(self) -> dict:
@@ -241,7 +243,8 @@ class CellRun(CellFolder):
         if resume_training is None:
             seed_everything(cfg["seed"] * 1000 + k)
             plugin.generator.manual_seed(cfg["seed"] * 1000 + k)
-        carried = self.carried_phase0(family) if cache is not None else None
+        # a corrupt phase0.pt beside the cell matters only when phase 0 is to be restored from it
+        carried = None if cache is None else self.carried_phase0(family, strict=not cache.is_file())
         if cache is not None and (cache.is_file() or carried is not None):
             src, what = (cache, "phase-0 cache") if cache.is_file() else (carried, "phase-0 weights")
             cached = store.load_torch(src, phase0_key(cfg, family), what)
@@ -274,7 +277,7 @@ class CellRun(CellFolder):
             training = plugin.training_state(method.strategy)
             if cache is not None and epoch == epochs:
                 store.save_torch(cache, {"key": phase0_key(cfg, family), "model": method.phase0_state()})
-                if self.carried_phase0(family) is None:
+                if self.carried_phase0(family, strict=False) is None:
                     store.copy_file(cache, self.dir / PHASE0_FILE)
             if epoch < epochs:
                 st = dict(state)

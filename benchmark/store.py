@@ -57,10 +57,11 @@ def copy_file(src: Path, dst: Path) -> None:
     _atomic(Path(dst), lambda f: f.write(data))
 
 
-def find_carried(candidates, key: str, what: str, fix: str) -> Path | None:
-    """The first of ``candidates`` (copies of cache entries that finished cells keep in their folders: a teacher's
-    ``teacher.pt``, a phase 0's ``phase0.pt``) that holds the entry of ``key``; a corrupt one is a one-line error
-    naming ``what`` and ``fix``."""
+def find_carried(candidates, key: str, what: str, fix: str, strict: bool = True) -> Path | None:
+    """The first of ``candidates`` (copies of cache entries that cells keep in their folders: a finished teacher
+    cell's ``teacher.pt``, the ``phase0.pt`` a cell writes when its phase 0 is done) that holds the entry of ``key``.
+    A corrupt one is a one-line error naming ``what`` and ``fix`` when the entry is needed from it (``strict``), and
+    is passed over when the question is only whether some cell already carries it."""
     for path in candidates:
         path = Path(path)
         if not path.is_file():
@@ -68,6 +69,8 @@ def find_carried(candidates, key: str, what: str, fix: str) -> Path | None:
         try:
             found = torch.load(path, map_location="cpu", weights_only=True).get("key")
         except Exception as e:  # noqa: BLE001 - any unpickling failure means a corrupt or foreign file
+            if not strict:
+                continue
             raise BenchError(f"{what} {path} are corrupt ({type(e).__name__}); delete the file ({fix})") from None
         if found == key:
             return path

@@ -112,7 +112,8 @@ def train_teacher(model, data: ArrayData, recipe, augment: AugmentSpec, device, 
 
 def carried_teacher(candidates, key: str) -> Path | None:
     """The first of ``candidates`` (``teacher.pt`` files of teacher cells) that holds the teacher of ``key``."""
-    return store.find_carried(candidates, key, "teacher weights", "the teacher is then taken from the cache or retrained")
+    return store.find_carried(candidates, key, "teacher weights",
+                              "the teacher is then taken from the cache or retrained")
 
 
 def get_teacher(name: str, data: ArrayData, mean, std, recipe, augment: AugmentSpec, device, cache_dir: Path,

@@ -29,8 +29,9 @@ def predicted(res: dict) -> float | None:
     from benchmark.runner import predicted_seconds
 
     p0, later = predicted_seconds(cfg)
-    hit = str(res.get("timings", {}).get("phase0_cache") or "").startswith("hit")
-    return later + (0.0 if hit else p0)
+    cache = str(res.get("timings", {}).get("phase0_cache") or "")
+    loaded = cache.startswith("hit") or "restored from" in cache  # a restored phase0.pt trains nothing either
+    return later + (0.0 if loaded else p0)
 
 
 def main(argv: list[str]) -> int:

@@ -78,8 +78,8 @@ def main() -> int:
             print(f"cpu profile, CIFAR-100: measured phase 0 {c0 / 60:.1f} min; a sweep of {len(METHODS)} methods x 3 "
                   f"protocols trains it once per seed instead of {n} times: saves {(n - 1) * c0 / 3600:.1f} h per seed")
         else:
-            print(f"no cpu CIFAR-100 cell under {a.cpu_results} trained phase 0 (all loaded it), so there is no "
-                  f"measured phase-0 time to extrapolate from")
+            print(f"no cpu CIFAR-100 cell under {a.cpu_results} trained phase 0, so there is no measured phase-0 "
+                  f"time to extrapolate from")
     return 0
 
 

@@ -129,11 +129,11 @@ def add_rgal_g(method: PASS, prm: dict, label_scale: int = 4):
     if prm["rgal_pool_per_class"] < 1:
         raise BenchError(f"rgal_pool_per_class must be at least 1, not {prm['rgal_pool_per_class']}")
     method.rgal_g = PrototypeOptimizationPlugin(
-        method.bank, method.old, lambda e: method.model.head(e), label_scale=label_scale, schedule=prm["rgal_schedule"], pool_per_class=prm["rgal_pool_per_class"],
-        seed=method.ctx.seed, epoch_fn=lambda: method.suite_plugin.epoch,
-        steps=prm["rgal_steps"], lr=prm["rgal_lr"], optimizer=prm["rgal_optimizer"], w_adv=prm["rgal_adv"],
-        w_ntri=prm["rgal_ntri"], w_oh=prm["rgal_oh"], sampler=prm["rgal_sampler"], generator=method.rgal_gen,
-        triplet_kw=kw, sample_on=prm["rgal_sample_on"])
+        method.bank, method.old, lambda e: method.model.head(e), label_scale=label_scale,
+        schedule=prm["rgal_schedule"], pool_per_class=prm["rgal_pool_per_class"], seed=method.ctx.seed,
+        epoch_fn=lambda: method.suite_plugin.epoch, steps=prm["rgal_steps"], lr=prm["rgal_lr"],
+        optimizer=prm["rgal_optimizer"], w_adv=prm["rgal_adv"], w_ntri=prm["rgal_ntri"], w_oh=prm["rgal_oh"],
+        sampler=prm["rgal_sampler"], generator=method.rgal_gen, triplet_kw=kw, sample_on=prm["rgal_sample_on"])
     method.suite_plugin.stateful["rgal_g"] = method.rgal_g
     return method.rgal_g
 

@@ -66,8 +66,9 @@ class PrototypeBank:
 
     def sample(self, n: int, generator: torch.Generator | None = None, device=None,
                context=None) -> tuple[torch.Tensor, torch.Tensor]:
-        """``n`` augmented prototypes ``p_c + N(0, I) * r`` of uniformly drawn stored classes, and their labels,
-        passed through ``sample_hook`` if one is installed (``context``, e.g. the strategy, is handed to it)."""
+        """``n`` augmented prototypes ``p_c + N(0, I) * r`` (``p_c`` itself with ``noise=False``) of uniformly drawn
+        stored classes, and their labels, passed through ``sample_hook`` if one is installed (``context``, e.g. the
+        strategy, is handed to it)."""
         protos, labels = self.matrix()
         idx = torch.randint(0, len(labels), (n,), generator=generator)
         p = protos[idx]

@@ -171,7 +171,7 @@ def test_a_results_folder_carries_its_phase0_and_a_fresh_cache_restores_it(smoke
     carried = sorted((out / "run").glob("*/phase0.pt"))
     # one copy per family (finetune's, shared by lwf and ewc; pass's, shared by pass+rgal and ssre), in the cell
     # that trained it, byte-identical to the cache entry
-    assert sorted(p.parent.name.split("-")[3] for p in carried) == ["finetune", "pass"], carried
+    assert sorted(p.parent.name.split("-p2-")[1].split("-s0-")[0] for p in carried) == ["finetune", "pass"], carried
     cached = {p.read_bytes() for p in (out / "cache" / "phase0").glob("*.pt")}
     assert {p.read_bytes() for p in carried} == cached
     folder = tmp_path / "run"
@@ -194,6 +194,11 @@ def test_a_results_folder_carries_its_phase0_and_a_fresh_cache_restores_it(smoke
     (bad / src.parent.name / "phase0.pt").write_bytes(b"not a checkpoint")
     p = cli(*args, "--out", str(bad), env={"BENCH_CACHE": str(tmp_path / "empty2"), "BENCH_OFFLINE": "1"})
     _one_line_error(p, "phase-0 weights", "corrupt", "delete the file")
+    # with the cache at hand the corrupt copy is not needed: the run goes on, and the cell that loads phase 0 from
+    # the cache writes a good copy, since no readable one is carried
+    _run(bad, tmp_path / "empty", *args)
+    (fresh,) = bad.glob("*-p20-finetune-*/phase0.pt")
+    assert fresh.read_bytes() == src.read_bytes()
 
 
 def test_finished_cells_are_skipped_and_dry_run_reports_them(smoke_run):

@@ -72,7 +72,7 @@ def test_a_non_default_temperature_gets_its_own_cached_phase0(tmp_path, capsys):
     assert run_benchmark.main(base) == 0
     out = capsys.readouterr().out.splitlines()
     assert [ln.split("phase-0 cache: ")[1] for ln in out if "phase-0 cache" in ln] == [
-        "miss (pass)", "hit (trained by an earlier cell)"]
+        "miss (pass)", "hit (filled by an earlier cell)"]
     assert run_benchmark.main(base + ["--set", "pass.temperature=0.5"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert [ln.split("phase-0 cache: ")[1] for ln in out if "phase-0 cache" in ln] == [

@@ -3,7 +3,8 @@ and a phase 0 restored from a carried ``phase0.pt`` both count as loaded, so nei
 import importlib.util
 from pathlib import Path
 
-spec = importlib.util.spec_from_file_location("phase0_cache", Path(__file__).parents[1] / "benchmarks" / "phase0_cache.py")
+SCRIPT = Path(__file__).parents[1] / "benchmarks" / "phase0_cache.py"
+spec = importlib.util.spec_from_file_location("phase0_cache", SCRIPT)
 phase0_cache = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(phase0_cache)
 

@@ -148,9 +148,9 @@ def register_dfkd_method(name: str, *, published: str = "", defaults: dict | Non
     """Class decorator: registers a ``DFKDMethod`` with its default hyper-parameters (``--set`` checks against
     them and ``choices``).  ``key_neutral``: parameters added after results were committed, left out of a cell's
     configuration and key while at their default (``benchmark.methods.cell_params``), as for the CIL methods.
-    ``synthesis_cost`` and ``generator`` feed ``--dry-run``'s estimate (``benchmark.dfkd_runner.predicted_dfkd_seconds``):
-    one synthesis step per image costs ``synthesis_cost`` teacher-plus-student training passes, plus a generator's
-    forward and backward when ``generator``."""
+    ``synthesis_cost`` and ``generator`` feed ``--dry-run``'s estimate
+    (``benchmark.dfkd_runner.predicted_dfkd_seconds``): one synthesis step per image costs ``synthesis_cost``
+    teacher-plus-student training passes, plus a generator's forward and backward when ``generator``."""
 
     def deco(cls):
         cls.name = name
