@@ -44,9 +44,16 @@ CPU_IMAGES_PER_S = {"resnet18": 50, "resnet34": 25, "reduced_resnet18": 240, "re
 
 # A cell that trains (or first loads) a phase 0 keeps a copy of the cache entry in its folder, unless a cell beside it
 # already does, so that a results folder carries the phase-0 models its cells share: on a machine whose cache lacks
-# one, the cells of the same --out folder restore it from there instead of retraining it (11 minutes a seed for the
-# cpu CIFAR-100 PASS family; 1.2 MB).  Only phase 0 is carried: the later phases are what a cell measures.
+# one, the cells of the same --out folder restore it from there instead of retraining it (11-19 minutes a seed for
+# the cpu CIFAR-100 PASS family; 1.2 MB).  Only phase 0 is carried: the later phases are what a cell measures.
 PHASE0_FILE = "phase0.pt"
+
+
+def phase0_loaded(timings: dict) -> bool:
+    """Whether a finished cell's phase 0 came ready-made (a cache hit, or a miss restored from a carried
+    ``phase0.pt``) rather than trained: ``timings["phase0_cache"]`` as ``CellRun`` records it."""
+    cache = str(timings.get("phase0_cache") or "")
+    return cache.startswith("hit") or cache.startswith("miss, restored from")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -176,6 +183,11 @@ class CellRun(CellFolder):
         return store.find_carried(sorted(self.dir.parent.glob(f"*/{PHASE0_FILE}")), phase0_key(self.cfg, family),
                                   "phase-0 weights", "phase 0 is then taken from the cache or retrained", strict)
 
+    def _carry_phase0(self, family: str, cache: Path) -> None:
+        """Copies the cache entry into this cell's folder unless a cell beside it carries it already."""
+        if self.carried_phase0(family, strict=False) is None:
+            store.copy_file(cache, self.dir / PHASE0_FILE)
+
     # -- the run -------------------------------------------------------------------------------------------------
     def run(self) -> dict:
         done = self.finished()
@@ -253,8 +265,7 @@ class CellRun(CellFolder):
             method.load_phase0_state(cached["model"])
             if src is cache:
                 state["phase0_cache"] = f"hit {cache.name}"
-                if carried is None:  # this --out folder does not carry this phase 0 yet
-                    store.copy_file(cache, self.dir / PHASE0_FILE)
+                self._carry_phase0(family, cache)
             else:
                 store.copy_file(carried, cache)
                 state["phase0_cache"] = f"miss, restored from {carried.parent.name}/{carried.name}"
@@ -277,8 +288,7 @@ class CellRun(CellFolder):
             training = plugin.training_state(method.strategy)
             if cache is not None and epoch == epochs:
                 store.save_torch(cache, {"key": phase0_key(cfg, family), "model": method.phase0_state()})
-                if self.carried_phase0(family, strict=False) is None:
-                    store.copy_file(cache, self.dir / PHASE0_FILE)
+                self._carry_phase0(family, cache)
             if epoch < epochs:
                 st = dict(state)
                 st["train_images"] = state["train_images"] + plugin.images_seen - images0

@@ -26,12 +26,10 @@ def predicted(res: dict) -> float | None:
         from benchmark.dfkd_runner import predicted_dfkd_seconds
 
         return None if cfg["method"] == "teacher" else predicted_dfkd_seconds(cfg)
-    from benchmark.runner import predicted_seconds
+    from benchmark.runner import phase0_loaded, predicted_seconds
 
     p0, later = predicted_seconds(cfg)
-    cache = str(res.get("timings", {}).get("phase0_cache") or "")
-    loaded = cache.startswith("hit") or "restored from" in cache  # a restored phase0.pt trains nothing either
-    return later + (0.0 if loaded else p0)
+    return later + (0.0 if phase0_loaded(res.get("timings", {})) else p0)
 
 
 def main(argv: list[str]) -> int:

@@ -29,11 +29,11 @@ def _results(folder: Path) -> list[dict]:
 def phase0_times(results: list[dict]) -> tuple[list[float], list[float]]:
     """Phase-0 seconds of the cells that trained phase 0 (cache miss) and of those that loaded it (a cache hit, or a
     miss restored from a ``phase0.pt`` beside the cell: neither trained anything)."""
+    from benchmark.runner import phase0_loaded
+
     miss, hit = [], []
     for r in results:
-        c = r["timings"].get("phase0_cache") or ""
-        loaded = c.startswith("hit") or "restored from" in c
-        (hit if loaded else miss).append(r["timings"]["phase_seconds"][0])
+        (hit if phase0_loaded(r["timings"]) else miss).append(r["timings"]["phase_seconds"][0])
     return miss, hit
 
 
