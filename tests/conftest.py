@@ -1,9 +1,17 @@
-"""Shared fixtures: the repository root on sys.path, an isolated cache, and where the team's datasets live."""
+"""Shared fixtures: the repository root on sys.path, an isolated cache, and where the team's datasets live; under
+pytest-xdist (`make test` runs one worker per core), each worker's share of the cores."""
 import os
 import sys
 from pathlib import Path
 
 import pytest
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # Workers x threads must not exceed the cores: two workers of two OpenMP threads on two cores spin against each
+    # other (a test run beside a training was ~3x slower).  Set before torch is imported here, and inherited by the
+    # command-line runs the tests start.
+    _workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // _workers))
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
