@@ -56,6 +56,14 @@ def new_accuracy(acc: Matrix) -> float:
     return sum(acc[k][k] for k in range(1, t + 1)) / t
 
 
+def best_so_far(acc: Matrix) -> list[list[float | None]]:
+    """The accuracy matrix with no forgetting: every entry ``acc[k][j]`` raised to ``max_{j<=i<=k} acc[i][j]``, each
+    group kept at the best it reached so far.  ``average_incremental_accuracy`` of it minus that of ``acc`` bounds
+    what removing forgetting alone could add (the room an anti-forgetting term has)."""
+    return [[None if v is None else max(acc[i][j] for i in range(j, k + 1)) for j, v in enumerate(row)]
+            for k, row in enumerate(acc)]
+
+
 def summarize(acc: Matrix, counts: Sequence[int]) -> dict:
     s = seen_accuracy(acc, counts)
     fm, ff, na = forgetting_max(acc), forgetting_first(acc), new_accuracy(acc)

@@ -37,6 +37,16 @@ def test_forgetting_max_differs_from_first_when_accuracy_rises_later():
     assert metrics.forgetting_first(acc) == pytest.approx(((0.5 - 0.4) + (0.8 - 0.6)) / 2)
 
 
+def test_best_so_far_keeps_each_group_at_its_best_and_bounds_the_room_for_less_forgetting():
+    acc = [[0.5, None, None], [0.7, 0.8, None], [0.4, 0.6, 0.9]]  # group 0 rises, then falls; group 1 falls
+    assert metrics.best_so_far(acc) == [[0.5, None, None], [0.7, 0.8, None], [0.7, 0.8, 0.9]]
+    # the same test counts as COUNTS: seen accuracy becomes 0.5, (0.7*100 + 0.8*50)/150, (0.7*100 + 0.8*50 + 0.9*50)/200
+    room = (metrics.average_incremental_accuracy(metrics.best_so_far(acc), COUNTS)
+            - metrics.average_incremental_accuracy(acc, COUNTS))
+    assert room == pytest.approx(((0.7 - 0.4) * 100 + (0.8 - 0.6) * 50) / 200 / 3)
+    assert metrics.best_so_far(ACC[:1]) == [[0.80, None, None]]
+
+
 def test_new_accuracy_is_the_diagonal_of_the_incremental_phases():
     # acc[1][1] = 0.90, acc[2][2] = 0.95; phase 0's 0.80 is not a new-class figure
     assert metrics.new_accuracy(ACC) == pytest.approx((0.90 + 0.95) / 2)
