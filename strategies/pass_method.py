@@ -103,6 +103,30 @@ def _applies_sampler(prm: dict, prefix: str) -> None:
         _applies(prm, f"{prefix}_{name}", sampler == "focal", f"with {prefix}_sampler focal")
     for name in ("distance_cutoff", "nonzero_cutoff"):
         _applies(prm, f"{prefix}_{name}", sampler == "distance", f"with {prefix}_sampler distance")
+    _applies(prm, f"{prefix}_sample_on", sampler != "random", f"with {prefix}_sampler focal or distance (random "
+             "negatives ignore distances)")
+
+
+def _applies_triplet(prm: dict, prefix: str, weight: str, names: tuple[str, ...]) -> None:
+    """With the triplet term's weight at 0 its form and its sampler's settings shape nothing (the sampler itself is
+    left alone: it names a method, e.g. ``pass+rgal-random``)."""
+    for name in names + ("margin", "squared", "sample_on", "focal_lower", "focal_upper",
+                         "distance_cutoff", "nonzero_cutoff"):
+        _applies(prm, f"{prefix}_{name}", prm[weight] != 0, f"with {weight} != 0")
+
+
+def check_rgal_g(prm: dict) -> None:
+    """L'_g's parameters that would not act (one-line errors)."""
+    _applies(prm, "rgal_pool_per_class", prm["rgal_schedule"] != "step", "with rgal_schedule phase or epoch")
+    _applies_triplet(prm, "rgal", "rgal_ntri", ())
+    _applies_sampler(prm, "rgal")
+
+
+def check_rgal_s(prm: dict, stride: int) -> None:
+    """L'_s's parameters that would not act (``stride`` 1: batches without rotations, e.g. SSRE's later phases)."""
+    _applies(prm, "triplet_rotated_as_classes", stride > 1, "to rotated batches (PASS's)")
+    _applies_triplet(prm, "triplet", "triplet_weight", ("embedding", "rotated_as_classes", "prototypes_as_negatives"))
+    _applies_sampler(prm, "triplet")
 
 
 def sampler_kw(prm: dict, prefix: str, sampler: str) -> dict:
@@ -118,8 +142,7 @@ def sampler_kw(prm: dict, prefix: str, sampler: str) -> dict:
 def add_rgal_g(method: PASS, prm: dict, label_scale: int = 4):
     """RGAL L'_g: the prototype samples are optimised before the prototype loss (every step's draw, or a pool built
     before each phase / epoch: ``rgal_schedule``)."""
-    _applies(prm, "rgal_pool_per_class", prm["rgal_schedule"] != "step", "with rgal_schedule phase or epoch")
-    _applies_sampler(prm, "rgal")
+    check_rgal_g(prm)
     from strategies.rgal.prototype_optimization import PrototypeOptimizationPlugin
 
     method.rgal_gen = torch.Generator()
@@ -140,7 +163,7 @@ def add_rgal_g(method: PASS, prm: dict, label_scale: int = 4):
 
 def add_rgal_s(method: PASS, prm: dict, stride: int = 4, label_scale: int = 4):
     """RGAL L'_s: ``weight * L_tri`` on the unrotated embeddings of paired-sampled batches."""
-    _applies_sampler(prm, "triplet")
+    check_rgal_s(prm, stride)
     from strategies.rgal.paired_sampling import PairedSamplingPlugin
     from strategies.rgal.triplet_plugin import TripletLossPlugin
 

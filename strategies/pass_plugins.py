@@ -103,9 +103,9 @@ class PrototypeAugmentationPlugin(SupervisedPlugin):
 
 
 class FeatureDistillationPlugin(SupervisedPlugin):
-    def __init__(self, capture: FeatureCapturePlugin, old: OldModelHolder, weight=10.0, distance="frobenius"):
+    def __init__(self, capture: FeatureCapturePlugin, old: OldModelHolder, weight=10.0):
         super().__init__()
-        self.capture, self.old, self.weight, self.distance = capture, old, weight, distance
+        self.capture, self.old, self.weight = capture, old, weight
 
     def before_backward(self, strategy, **kwargs):
         if self.old.model is None:

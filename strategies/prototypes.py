@@ -11,7 +11,8 @@ official code adds no noise: ``noise=False``).
 
 The bank is the one seam between a prototype loss and whatever reshapes its samples: ``sample_hook`` (RGAL's L'_g,
 ``strategies/rgal/prototype_optimization.py``) receives every draw of ``sample`` before the loss sees it, so the RGAL
-plugins need a bank, not a particular loss plugin.
+plugins need a bank, not a particular loss plugin.  One hook per bank (``install_sample_hook`` refuses a second, which
+would silently replace the first); ``augmented`` gives un-hooked samples of every class for a hook's own pool.
 """
 from __future__ import annotations
 
@@ -63,6 +64,25 @@ class PrototypeBank:
     def matrix(self, device=None) -> tuple[torch.Tensor, torch.Tensor]:
         cs = self.classes
         return torch.stack([self.means[c] for c in cs]).to(device), torch.tensor(cs, device=device)
+
+    def install_sample_hook(self, hook) -> None:
+        """Sets ``sample_hook``.  One slot: a second hook would silently replace the first (e.g. two L'_g plugins on
+        one bank), so that is refused; ``sample_hook = None`` removes the installed one."""
+        if self.sample_hook is not None and self.sample_hook != hook:
+            raise BenchError("this PrototypeBank already has a sample_hook (one per bank): give each prototype "
+                             "optimiser its own bank, or remove the first with bank.sample_hook = None")
+        self.sample_hook = hook
+
+    def augmented(self, per_class: int, generator: torch.Generator | None = None, device=None
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``per_class`` augmented samples of every stored class, class by class (rows ``i*per_class ..`` belong to
+        the i-th of ``classes``), *not* passed through ``sample_hook``: the raw material of a pool that a hook
+        builds itself (RGAL's L'_g ``schedule="phase"``/``"epoch"``)."""
+        protos, labels = self.matrix()
+        p, c = protos.repeat_interleave(per_class, 0), labels.repeat_interleave(per_class)
+        if self.noise:
+            p = p + torch.randn(p.shape, generator=generator) * self.radius
+        return p.to(device), c.to(device)
 
     def sample(self, n: int, generator: torch.Generator | None = None, device=None,
                context=None) -> tuple[torch.Tensor, torch.Tensor]:

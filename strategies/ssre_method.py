@@ -20,6 +20,7 @@ from __future__ import annotations
 import torch
 from avalanche.training import Naive
 
+from benchmark.errors import BenchError
 from benchmark.methods import (CILMethod, make_suite_plugin, placeholder_optimizer, put_last, quiet_evaluator,
                                register_method)
 from strategies.pass_method import (PASS, RGAL_CHOICES, RGAL_G_DEFAULTS, RGAL_KEY_NEUTRAL, RGAL_S_DEFAULTS,
@@ -44,6 +45,10 @@ class SSRE(CILMethod):
     use_g = use_s = False
 
     def __init__(self, ctx):
+        prm = ctx.params
+        if prm["recompute_radius"] and not prm["proto_noise"]:
+            raise BenchError("recompute_radius=true has no effect here: SSRE's prototypes carry no noise, so the "
+                             "radius is used only with proto_noise=true")
         super().__init__(ctx)
         prm, net, sc = ctx.params, ctx.model, ctx.scenario
         self.bank = PrototypeBank(recompute_radius=prm["recompute_radius"], noise=prm["proto_noise"])

@@ -77,3 +77,19 @@ def test_a_non_default_temperature_gets_its_own_cached_phase0(tmp_path, capsys):
     out = capsys.readouterr().out.splitlines()
     assert [ln.split("phase-0 cache: ")[1] for ln in out if "phase-0 cache" in ln] == [
         "miss (pass-temperature=0.5)", "miss (pass)"]
+
+
+def test_evaluation_scores_are_the_unrotated_logits():
+    """PASS's head has 4 rows per class (4y + k); a prediction is the arg-max over the k = 0 rows (``[:, ::4]``).
+    SSRE the same until its head is cut to one row per class after phase 0 (``reparam.converted``)."""
+    from types import SimpleNamespace
+
+    from strategies.pass_method import PASS
+    from strategies.ssre_method import SSRE
+
+    out = torch.tensor([[0.0, 9.0, 9.0, 9.0, 1.0, 0.0, 0.0, 0.0]])  # class 0: rows 0-3, class 1: rows 4-7
+    model = SimpleNamespace(name="m", model=lambda x: out)
+    assert PASS.scores(model, None)["m"].tolist() == [[0.0, 1.0]]  # class 1 wins, not the rotated row 1
+    for converted, want in ((False, [[0.0, 1.0]]), (True, out.tolist())):
+        model.reparam = SimpleNamespace(converted=converted)
+        assert SSRE.scores(model, None)["m"].tolist() == want

@@ -63,3 +63,23 @@ def test_sampling_draws_classes_uniformly_with_gaussian_noise_of_radius_r():
     other = PrototypeBank()
     other.load_state_dict(st)
     assert other.radius == 0.5 and torch.equal(other.means[1], bank.means[1])
+
+
+def test_one_sample_hook_per_bank_and_pools_are_raw_augmented_samples_class_by_class():
+    from benchmark.errors import BenchError
+
+    bank = PrototypeBank()
+    labels = torch.tensor([3, 3, 7, 7])
+    bank.update(torch.tensor([[0.0, 0.0], [2.0, 0.0], [0.0, 4.0], [0.0, 6.0]]), labels)  # means (1, 0), (0, 5)
+    hook = lambda p, c, ctx: p + 100  # noqa: E731
+    bank.install_sample_hook(hook)
+    bank.install_sample_hook(hook)  # the same hook again is harmless
+    with pytest.raises(BenchError, match="already has a sample_hook"):
+        bank.install_sample_hook(lambda p, c, ctx: p)  # a second one would silently replace the first
+    assert (bank.sample(4)[0] > 50).all()
+    p, c = bank.augmented(3, torch.Generator().manual_seed(0))  # not hooked; rows 0-2 class 3, rows 3-5 class 7
+    assert c.tolist() == [3, 3, 3, 7, 7, 7]
+    noise = torch.randn(6, 2, generator=torch.Generator().manual_seed(0)) * bank.radius
+    assert torch.allclose(p, torch.tensor([[1.0, 0.0]] * 3 + [[0.0, 5.0]] * 3) + noise)
+    bank.noise = False
+    assert torch.equal(bank.augmented(2)[0], torch.tensor([[1.0, 0.0]] * 2 + [[0.0, 5.0]] * 2))

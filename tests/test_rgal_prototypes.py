@@ -157,6 +157,47 @@ def test_rgal_options_that_cannot_act_are_refused():
     _applies_sampler({**RGAL_G_DEFAULTS, "rgal_focal_lower": 0.3}, "rgal")  # the focal window with the focal sampler
     with pytest.raises(BenchError, match="rgal_distance_cutoff=0.3 has no effect"):
         _applies_sampler({**RGAL_G_DEFAULTS, "rgal_distance_cutoff": 0.3}, "rgal")
+    with pytest.raises(BenchError, match="rgal_sample_on=embedding has no effect"):  # random negatives ignore it
+        _applies_sampler({**RGAL_G_DEFAULTS, "rgal_sampler": "random", "rgal_sample_on": "embedding"}, "rgal")
+
+
+RGAL_METHODS = {"pass+rgal": 4, "pass+rgal-g": 4, "pass+rgal-s": 4, "pass+rgal-random": 4, "ssre+rgal": 1}
+
+
+@pytest.mark.parametrize("method,change,message", [
+    ("pass+rgal-g", {"rgal_ntri": 0, "rgal_margin": 0.5},
+     "rgal_margin=0.5 has no effect here: it applies only with rgal_ntri != 0"),
+    ("pass+rgal", {"triplet_weight": 0, "triplet_squared": True}, "triplet_squared=True has no effect"),
+    ("pass+rgal-random", {"triplet_sample_on": "embedding"}, "triplet_sample_on=embedding has no effect"),
+    ("ssre+rgal", {"triplet_rotated_as_classes": True},
+     "triplet_rotated_as_classes=True has no effect here: it applies only to rotated batches"),
+])
+def test_rgal_options_that_cannot_act_in_a_method_are_refused_and_its_defaults_pass(method, change, message):
+    """Each would otherwise make a new cell with the default's numbers (``_applies``)."""
+    from benchmark.errors import BenchError
+    from benchmark.methods import METHODS
+    from strategies.pass_method import check_rgal_g, check_rgal_s
+
+    def check(name, prm):
+        if "rgal_ntri" in prm:
+            check_rgal_g(prm)
+        if "triplet_weight" in prm:
+            check_rgal_s(prm, RGAL_METHODS[name])
+
+    for name in RGAL_METHODS:  # every RGAL method's own defaults are accepted
+        check(name, dict(METHODS.entry(name).extra["defaults"]))
+    with pytest.raises(BenchError, match=message):
+        check(method, {**METHODS.entry(method).extra["defaults"], **change})
+
+
+def test_ssre_refuses_a_radius_option_it_never_uses():
+    from benchmark.errors import BenchError
+    from benchmark.methods import METHODS
+    from strategies.ssre_method import SSRE
+
+    prm = {**METHODS.entry("ssre").extra["defaults"], "recompute_radius": True}
+    with pytest.raises(BenchError, match="recompute_radius=true has no effect here"):
+        SSRE(type("Ctx", (), {"params": prm}))  # refused before any model or data is touched
 
 
 def test_pool_size_without_a_pool_schedule_is_a_one_line_error(tmp_path):

@@ -123,3 +123,38 @@ def test_triplet_plugin_without_positives_adds_zero_and_rejects_unknown_options(
     assert s.loss.item() == 0.0
     with pytest.raises(ValueError, match="embedding"):
         TripletLossPlugin(cap, embedding="pixels")
+
+
+def test_rotated_images_as_their_own_classes():
+    """Two images of class 0, four rotations each: by default only the unrotated pair is used (no negative: loss
+    0); with ``rotated_as_classes`` every rotation k is class 4*0+k, A_k and B_k are positives and the other
+    rotations negatives.  Rotation k of both images is the unit vector e_k: d(a, p) = 0, d(a, n) = sqrt(2), so
+    every triplet costs [0 - sqrt(2) + margin]_+ whichever negative is drawn."""
+    f = torch.eye(4).repeat(2, 1)  # rows A0..A3, B0..B3
+    y = torch.arange(4).repeat(2)  # 4 * 0 + k
+    cap = _Cap()
+    cap.features = f
+    for as_classes, expected in ((False, 0.0), (True, 2.0 - math.sqrt(2.0))):
+        plug = TripletLossPlugin(cap, weight=0.5, stride=4, label_scale=4, rotated_as_classes=as_classes, margin=2.0,
+                                 generator=torch.Generator().manual_seed(0))
+        s = _S(torch.randn(8, 8), y)
+        plug.before_backward(s)
+        assert s.loss.item() == pytest.approx(0.5 * expected, abs=1e-4)
+
+
+def test_prototypes_join_as_negatives_only_when_asked():
+    """A batch of one class has no negative (loss 0); with ``prototypes_as_negatives`` the stored prototype of an
+    old class (here class 5 at (0, 1)) is every anchor's negative, the by-hand value of the rotated-batch test."""
+    from strategies.prototypes import PrototypeBank
+
+    bank = PrototypeBank()
+    bank.update(torch.tensor([[0.0, 1.0], [0.0, 1.0]]), torch.tensor([5, 5]))
+    cap = _Cap()
+    cap.features = torch.tensor([[1.0, 0.0], [0.6, 0.8]])
+    d01, d02, d12 = math.sqrt(0.8), math.sqrt(2.0), math.sqrt(0.4)
+    by_hand = (max(0.0, d01 - d02 + 0.2) + max(0.0, d01 - d12 + 0.2)) / 2  # anchors 0 and 1, the prototype as negative
+    for as_negatives, expected in ((False, 0.0), (True, by_hand)):
+        plug = TripletLossPlugin(cap, weight=1.0, head=lambda e: e, bank=bank, prototypes_as_negatives=as_negatives)
+        s = _S(cap.features.clone(), torch.tensor([0, 0]))  # logits = embeddings (head is the identity)
+        plug.before_backward(s)
+        assert s.loss.item() == pytest.approx(expected, abs=1e-5)

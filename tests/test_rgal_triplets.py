@@ -51,16 +51,40 @@ def test_random_weights_are_uniform_over_negatives():
     assert w[0].tolist() == pytest.approx([0, 0, 0.5, 0.5])
 
 
-def test_sampled_negatives_follow_the_weights():
+@pytest.mark.parametrize("sampler,expected", [
+    # anchor 0 at 0 deg; negatives at 35 / 55 / 75 deg: d = 0.601, 0.923, 1.218 (n = 4)
+    ("distance", [_inv_density(0.601, 4), _inv_density(0.923, 4), _inv_density(1.218, 4)]),
+    ("focal", [_inv_density(0.601, 4), _inv_density(0.923, 4), 0.0]),  # 1.218 is outside (0.5, 1.0)
+    ("random", [1.0, 1.0, 1.0]),
+])
+def test_sampled_negatives_follow_each_samplers_distribution(sampler, expected):
     emb = torch.stack([_unit(0), _unit(1), _unit(35), _unit(55), _unit(75)])
     labels = torch.tensor([0, 0, 1, 2, 3])
     g = torch.Generator().manual_seed(0)
     counts = torch.zeros(5)
-    for _ in range(400):
-        a, p, n = sample_triplets(emb, labels, "distance", g)
+    for _ in range(1000):
+        a, p, n = sample_triplets(emb, labels, sampler, g)
         counts += torch.bincount(n[a == 0], minlength=5)
     freq = counts / counts.sum()
-    assert torch.allclose(freq, distance_weighted(emb, labels)[0], atol=0.04)
+    want = torch.tensor([0.0, 0.0, *expected])
+    assert torch.allclose(freq, want / want.sum(), atol=0.03), freq
+
+
+def test_antipodal_pairs_and_anchors_without_negatives_give_finite_weights():
+    """The released code turns a row into NaN when a pair sits at distance 2 (log 0); NaN weights become 0 and a
+    row without negatives is all 0, so such an anchor is never sampled."""
+    emb = torch.stack([_unit(0), _unit(180), _unit(50), _unit(1)])  # rows 0 and 1 at distance 2
+    labels = torch.tensor([0, 1, 2, 0])
+    for fn in (distance_weighted, focal_weighted, random_weights):
+        w = fn(emb, labels)
+        assert torch.isfinite(w).all()
+        if fn is not random_weights:
+            assert w[0].tolist() == pytest.approx([0.0, 0.0, 1.0, 0.0], abs=1e-6)  # 50 deg: the one valid negative
+            # row 1 (180 deg): its negatives at 2.0, 1.81 and 2.0 are all beyond both windows -> uniform
+            assert w[1].tolist() == pytest.approx([1 / 3, 0.0, 1 / 3, 1 / 3], abs=1e-6)
+        same = fn(emb, torch.zeros(4, dtype=torch.long))  # one class: nobody has a negative
+        assert torch.equal(same, torch.zeros(4, 4))
+    assert sample_triplets(emb, torch.zeros(4, dtype=torch.long), "focal") is None
 
 
 def test_triplet_loss_default_form_and_paper_form_by_hand():

@@ -96,7 +96,7 @@ class PrototypeOptimizationPlugin(SupervisedPlugin):
         self._picks = None  # generator of the picks from the pool
         self.movement: list[float] = []  # mean ||p' - p|| / r of each phase (t > 0)
         self._moves: list[float] = []
-        bank.sample_hook = self.hook
+        bank.install_sample_hook(self.hook)
 
     def _n_old(self):
         return max(self.bank.classes) + 1 if len(self.bank) else None
@@ -117,18 +117,13 @@ class PrototypeOptimizationPlugin(SupervisedPlugin):
         if self.old.model is None or len(bank) == 0:
             self.pool = None
             return
-        gen = self._gen(strategy, epoch)
-        protos, cls = bank.matrix()
         k = self.pool_per_class
-        p, c = protos.repeat_interleave(k, 0), cls.repeat_interleave(k)
-        if bank.noise:
-            p = p + torch.randn(p.shape, generator=gen) * bank.radius
-        p, c = p.to(strategy.device), c.to(strategy.device)
+        p, c = bank.augmented(k, self._gen(strategy, epoch), device=strategy.device)
         if self.schedule == "phase" or epoch == 0:  # the heads still agree: L_adv is identically 0 (docstring)
             new = self._optimize(p, c, self.old.model.head, w_adv=0.0)
         else:
             new = self._optimize(p, c, self.head_cur)
-        self.pool = (new, {int(v): i * k for i, v in enumerate(cls.tolist())})
+        self.pool = (new, {v: i * k for i, v in enumerate(bank.classes)})
 
     def training_state(self) -> list[float]:
         """What a mid-phase checkpoint must carry: the movements of the phase so far."""
