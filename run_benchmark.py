@@ -76,6 +76,9 @@ def parse_args(argv):
     p.add_argument("--profile", default=None, help="paper | cpu | mini | smoke (default: mini for cifar100-mini, "
                                                    "else cpu)")
     p.add_argument("--epochs", type=_count(1), help="override the epochs of every phase (dfkd: of distillation)")
+    p.add_argument("--inc-epochs", type=_count(1),
+                   help="override the epochs of the incremental phases only (phase 0 and its cache stay the "
+                        "profile's)")
     p.add_argument("--batch-size", type=_count(1), help="override the training batch (dfkd: the student's)")
     p.add_argument("--lr", type=_positive_float, help="override the learning rate (dfkd: the student's)")
     p.add_argument("--model", help="override the profile's backbone (see --list)")
@@ -269,7 +272,8 @@ def run(args) -> int:
         print_list()
         return 0
     if args.task == "dfkd":
-        for flag in ("phases", "model", "class_order_seed", "memory_total", "base_classes", "spread_remaining"):
+        for flag in ("phases", "model", "class_order_seed", "memory_total", "base_classes", "spread_remaining",
+                     "inc_epochs"):
             if getattr(args, flag) not in (None, False):
                 hint = " (data-free runs choose models with --teacher and --student)" if flag == "model" else ""
                 raise BenchError(f"--{flag.replace('_', '-')} belongs to class-incremental runs; drop it or drop "
@@ -292,9 +296,9 @@ def run(args) -> int:
     order_seed = 1993 if args.class_order_seed is None else args.class_order_seed
     cells = make_cells(scenarios=scenarios, phases=args.phases or [10], methods=methods, seeds=args.seeds,
                        profile=profile, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                       class_order_seed=order_seed, data_root=args.data_root, spread_remaining=args.spread_remaining,
-                       base_classes=args.base_classes, model=args.model, memory_total=args.memory_total,
-                       device_type=device.type, method_params=parse_settings(args.settings, methods))
+                       inc_epochs=args.inc_epochs, class_order_seed=order_seed, data_root=args.data_root,
+                       spread_remaining=args.spread_remaining, base_classes=args.base_classes, model=args.model,
+                       memory_total=args.memory_total, device_type=device.type, method_params=parse_settings(args.settings, methods))
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     out = Path(args.out or f"runs/{'+'.join(scenarios)}-{stamp}")
     cache = Path(args.cache_dir).expanduser() if args.cache_dir else default_cache_dir()

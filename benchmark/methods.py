@@ -106,8 +106,9 @@ def register_method(name: str, *, published: str = "", memory: str = "none", row
     """Class decorator: registers a ``CILMethod`` subclass with its default hyper-parameters.  ``recipe_group``
     names the profile recipes the method trains with (``Profile.group_recipes``; default: the shared recipe).
     ``cost``: training compute per image of phase 0 and of later phases, in plain forward+backward passes (PASS's
-    rotation: 4; a frozen previous model's forward adds about 1/3; RGAL's paired sampling doubles an epoch); used
-    only to predict wall time.  ``choices``: parameter -> allowed values (checked by ``--set``).  ``key_neutral``:
+    rotation: 4; a frozen previous model's forward adds about 1/3; RGAL's paired sampling doubles an epoch; the PASS
+    family's are fitted to measured cells instead, see ``strategies.pass_method.PASS_PHASE0_COST``); used only to
+    predict wall time.  ``choices``: parameter -> allowed values (checked by ``--set``).  ``key_neutral``:
     parameters added after results were committed whose default reproduces the earlier behaviour; a cell leaves
     them out of its configuration (and so of its key) while they hold that default (``cell_params``,
     ``full_params``), so that finished cells stay finished."""

@@ -43,21 +43,29 @@ class Profile:
         g = self.group_recipes.get(group, {}) if group else {}
         return g.get("base", self.base), g.get("inc", self.inc)
 
-    def with_overrides(self, epochs=None, batch_size=None, lr=None) -> "Profile":
-        def ov(r: PhaseRecipe) -> PhaseRecipe:
+    def with_overrides(self, epochs=None, batch_size=None, lr=None, inc_epochs=None) -> "Profile":
+        """The profile with CLI overrides applied.  ``epochs`` sets every phase's epochs, ``inc_epochs`` only the
+        later phases' (after ``epochs``), so phase 0 -- and with it the cached phase-0 model -- stays the profile's.
+        The schedule keeps its shape: step sizes and milestones scale with the epochs."""
+        def ov(r: PhaseRecipe, ep) -> PhaseRecipe:
             kw = {}
-            if epochs is not None:
-                kw["epochs"] = epochs
-                kw["lr_step"] = max(1, round(r.lr_step * epochs / r.epochs)) if r.lr_step else 0
-                kw["lr_milestones"] = tuple(sorted({max(1, round(m * epochs / r.epochs)) for m in r.lr_milestones}))
+            if ep is not None:
+                kw["epochs"] = ep
+                kw["lr_step"] = max(1, round(r.lr_step * ep / r.epochs)) if r.lr_step else 0
+                kw["lr_milestones"] = tuple(sorted({max(1, round(m * ep / r.epochs)) for m in r.lr_milestones}))
             if batch_size is not None:
                 kw["batch_size"] = batch_size
             if lr is not None:
                 kw["lr"] = lr
             return replace(r, **kw)
 
-        groups = {g: {k: ov(r) for k, r in rs.items()} for g, rs in self.group_recipes.items()}
-        return replace(self, base=ov(self.base), inc=ov(self.inc), group_recipes=groups)
+        def ov_inc(r: PhaseRecipe) -> PhaseRecipe:
+            r = ov(r, epochs)
+            return ov(r, inc_epochs) if inc_epochs is not None else r
+
+        groups = {g: {k: (ov_inc(r) if k == "inc" else ov(r, epochs)) for k, r in rs.items()}
+                  for g, rs in self.group_recipes.items()}
+        return replace(self, base=ov(self.base, epochs), inc=ov_inc(self.inc), group_recipes=groups)
 
     def as_dict(self) -> dict:
         return {"model": self.model, "base": self.base.as_dict(), "inc": self.inc.as_dict()}

@@ -23,8 +23,8 @@ from avalanche.training import Naive
 from benchmark.errors import BenchError
 from benchmark.methods import (CILMethod, make_suite_plugin, placeholder_optimizer, put_last, quiet_evaluator,
                                register_method)
-from strategies.pass_method import (PASS, RGAL_CHOICES, RGAL_G_DEFAULTS, RGAL_KEY_NEUTRAL, RGAL_S_DEFAULTS,
-                                    add_rgal_g, add_rgal_s)
+from strategies.pass_method import (PASS, PASS_PHASE0_COST, RGAL_CHOICES, RGAL_G_DEFAULTS, RGAL_KEY_NEUTRAL,
+                                    RGAL_S_DEFAULTS, add_rgal_g, add_rgal_s)
 from strategies.pass_plugins import (FeatureCapturePlugin, OldModelHolder, PrototypeAugmentationPlugin,
                                      PrototypeUpdatePlugin, RotationPlugin)
 from strategies.prototypes import PrototypeBank
@@ -35,7 +35,7 @@ SSRE_DEFAULTS = {"temperature": 0.1, "proto_weight": 10.0, "kd_weight": 1.0, "pr
                  "proto_noise": False, "recompute_radius": False}
 
 
-@register_method("ssre", published="SSRE", defaults=SSRE_DEFAULTS, recipe_group="ssre", cost=(4.0, 1.3),
+@register_method("ssre", published="SSRE", defaults=SSRE_DEFAULTS, recipe_group="ssre", cost=(PASS_PHASE0_COST, 0.6),
                  description="SSRE: PASS phase 0, BN folding + re-parameterised adapters, prototype selection "
                              "(official code)")
 class SSRE(CILMethod):
@@ -122,7 +122,7 @@ class SSRE(CILMethod):
 
 @register_method("ssre+rgal", published="SSRE+RGAL",
                  defaults={**SSRE_DEFAULTS, "proto_noise": True, **RGAL_G_DEFAULTS, **RGAL_S_DEFAULTS},
-                 recipe_group="ssre", cost=(4.0, 2.6), choices=RGAL_CHOICES, key_neutral=RGAL_KEY_NEUTRAL,
+                 recipe_group="ssre", cost=(PASS_PHASE0_COST, 1.5), choices=RGAL_CHOICES, key_neutral=RGAL_KEY_NEUTRAL,
                  description="SSRE + RGAL: augmented prototypes optimised by L'_g, triplet loss with paired sampling")
 class SSRERGAL(SSRE):
     use_g = use_s = True

@@ -146,6 +146,7 @@ def test_a_results_folder_carries_its_teacher_to_a_machine_without_the_cache(tmp
     (["--phases", "5"], ["--phases belongs to class-incremental runs"]),
     (["--model", "lenet5"], ["--model belongs to class-incremental runs", "--teacher and --student"]),
     (["--spread-remaining"], ["--spread-remaining belongs to class-incremental runs"]),
+    (["--inc-epochs", "3"], ["--inc-epochs belongs to class-incremental runs"]),
 ])
 def test_dfkd_bad_input_gives_one_line_error(args, words, tmp_path):
     _one_line_error(in_process("--task", "dfkd", "--data-root", str(SHARED_DATA), "--out", str(tmp_path / "o"),

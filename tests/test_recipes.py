@@ -81,3 +81,23 @@ def test_set_integer_for_a_float_default_is_the_default_cell():
     assert parse_settings(["g_steps=3.0"], ["dfad+ar+vi"], registry=DFKD_METHODS) == {"dfad+ar+vi": {"g_steps": 3}}
     with pytest.raises(BenchError, match="g_steps takes an integer"):
         parse_settings(["g_steps=2.5"], ["dfad+ar+vi"], registry=DFKD_METHODS)
+
+
+def test_inc_epochs_changes_later_phases_only_and_keeps_the_phase0_cache_key():
+    """``--inc-epochs`` retrains phases 1..T at the new length (step scaled with them) on the same cached phase 0: the
+    cell key changes, the phase-0 key does not; ``--epochs`` changes both."""
+    from benchmark.cells import phase0_key
+
+    def cell(**kw):
+        return make_cells(scenarios=["cifar100-mini"], phases=[2], methods=["pass", "ssre"], seeds=[0],
+                          profile="cpu", **kw)
+
+    plain, longer, every = cell(), cell(inc_epochs=20), cell(epochs=20)
+    cpu = PROFILES.get("cpu")
+    for a, b, c, group in zip(plain, longer, every, ("pass", "ssre")):
+        base, inc = cpu.recipes(group)
+        assert b.config["recipe"]["base"] == a.config["recipe"]["base"] == base.as_dict()
+        assert b.config["recipe"]["inc"]["epochs"] == 20 != inc.epochs
+        assert b.config["recipe"]["inc"]["lr_step"] == max(1, round(inc.lr_step * 20 / inc.epochs))
+        assert b.key != a.key and phase0_key(b.config, "f") == phase0_key(a.config, "f")
+        assert c.config["recipe"]["base"]["epochs"] == 20 and phase0_key(c.config, "f") != phase0_key(a.config, "f")

@@ -5,7 +5,8 @@
 # machine (delete a folder's cells first to recompute them) and carries unfinished sweeps forward.
 #
 #   tools/reproduce_results.sh                 # every sweep, in the order below
-#   tools/reproduce_results.sh issue5 mnist    # only these (names: baselines issue5 mnist arvi cifar10-12ep cifar10 pass10 pass5 pass20)
+#   tools/reproduce_results.sh issue5 mnist    # only these (names: baselines issue5 mnist arvi cifar10-12ep cifar10 pass10 pass5 pass20
+#                                              pass-probe, not in the default list)
 #   DRY=1 tools/reproduce_results.sh           # what is finished, cached or still to run (run_benchmark --dry-run)
 #
 # Threads: OMP_NUM_THREADS (default 2, what the result files record as `torch_threads`, save where a command below
@@ -65,7 +66,11 @@ sweep() {
     pass10|pass5|pass20)
                for s in 0 1 2; do $CIL --phases "${1#pass}" --seeds $s \
                  --methods pass pass+rgal ssre ssre+rgal pass+rgal-g --out results/cil-pass-family-cpu; done ;;
-    *) echo "error: unknown sweep '$1'; choose from baselines issue5 mnist arvi cifar10-12ep cifar10 pass10 pass5 pass20" >&2
+    # probe (seed 0): later phases at 20 epochs instead of the profile's 5, on the same cached phase 0 -- more training
+    # between phases means more forgetting for RGAL to prevent (does its gain grow with it?)
+    pass-probe) $CIL --phases 10 --seeds 0 --inc-epochs 20 --methods pass pass+rgal \
+                 --out results/cil-pass-probe-cpu ;;
+    *) echo "error: unknown sweep '$1'; choose from baselines issue5 mnist arvi cifar10-12ep cifar10 pass10 pass5 pass20 pass-probe" >&2
        exit 2 ;;
   esac
 }
