@@ -298,7 +298,8 @@ def run(args) -> int:
                        profile=profile, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                        inc_epochs=args.inc_epochs, class_order_seed=order_seed, data_root=args.data_root,
                        spread_remaining=args.spread_remaining, base_classes=args.base_classes, model=args.model,
-                       memory_total=args.memory_total, device_type=device.type, method_params=parse_settings(args.settings, methods))
+                       memory_total=args.memory_total, device_type=device.type,
+                       method_params=parse_settings(args.settings, methods))
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     out = Path(args.out or f"runs/{'+'.join(scenarios)}-{stamp}")
     cache = Path(args.cache_dir).expanduser() if args.cache_dir else default_cache_dir()

@@ -44,9 +44,9 @@ class Profile:
         return g.get("base", self.base), g.get("inc", self.inc)
 
     def with_overrides(self, epochs=None, batch_size=None, lr=None, inc_epochs=None) -> "Profile":
-        """The profile with CLI overrides applied.  ``epochs`` sets every phase's epochs, ``inc_epochs`` only the
-        later phases' (after ``epochs``), so phase 0 -- and with it the cached phase-0 model -- stays the profile's.
-        The schedule keeps its shape: step sizes and milestones scale with the epochs."""
+        """The profile with CLI overrides applied.  ``epochs`` sets every phase's epochs; ``inc_epochs`` sets the
+        later phases' (over ``epochs``) and leaves phase 0 alone, so the cached phase-0 model is reused.  The schedule
+        keeps its shape: step sizes and milestones scale with the epochs."""
         def ov(r: PhaseRecipe, ep) -> PhaseRecipe:
             kw = {}
             if ep is not None:
@@ -59,13 +59,10 @@ class Profile:
                 kw["lr"] = lr
             return replace(r, **kw)
 
-        def ov_inc(r: PhaseRecipe) -> PhaseRecipe:
-            r = ov(r, epochs)
-            return ov(r, inc_epochs) if inc_epochs is not None else r
-
-        groups = {g: {k: (ov_inc(r) if k == "inc" else ov(r, epochs)) for k, r in rs.items()}
+        later = epochs if inc_epochs is None else inc_epochs
+        groups = {g: {k: ov(r, later if k == "inc" else epochs) for k, r in rs.items()}
                   for g, rs in self.group_recipes.items()}
-        return replace(self, base=ov(self.base, epochs), inc=ov_inc(self.inc), group_recipes=groups)
+        return replace(self, base=ov(self.base, epochs), inc=ov(self.inc, later), group_recipes=groups)
 
     def as_dict(self) -> dict:
         return {"model": self.model, "base": self.base.as_dict(), "inc": self.inc.as_dict()}

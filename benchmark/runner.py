@@ -67,8 +67,8 @@ def resolve_device(name: str) -> torch.device:
 
 
 def make_cells(*, scenarios, phases, methods, seeds, profile, epochs=None, batch_size=None, lr=None,
-               inc_epochs=None, class_order_seed=1993, data_root=None, spread_remaining=False, base_classes=None, model=None,
-               memory_total=None, device_type="cpu", method_params=None) -> list[Cell]:
+               inc_epochs=None, class_order_seed=1993, data_root=None, spread_remaining=False, base_classes=None,
+               model=None, memory_total=None, device_type="cpu", method_params=None) -> list[Cell]:
     prof: Profile = PROFILES.get(profile).with_overrides(epochs, batch_size, lr, inc_epochs)
     if model is not None:
         MODELS.entry(model)

@@ -19,8 +19,10 @@ from strategies.prototypes import PrototypeBank
 # Wall-time estimate only (``register_method``'s ``cost``), fitted to this suite's own CPU cells rather than counted in
 # passes: the rotation makes a batch of 64 images 256 samples, which a reduced backbone trains more efficiently per
 # sample than a batch of 64, so PASS's phase 0 costs 2.8 plain passes an image, not 4 (idle 2-core runs: 7.9-8.2 min
-# for 50 CIFAR-100 classes, the cpu profile's 3 rotated epochs).  Later phases: median of the 5- and 20-phase cells of
-# results/cil-pass-family-cpu (``python benchmarks/check_estimates.py results/cil-pass-family-cpu``).
+# for 50 CIFAR-100 classes, the cpu profile's 3 rotated epochs).  Later phases: fitted to the idle 5- and 20-phase
+# cells of results/cil-pass-family-cpu; ``python benchmarks/check_estimates.py results/cil-pass-family-cpu`` prints
+# the refit over all its cells (pass 2.5, pass+rgal 5.7, pass+rgal-g 2.5, ssre 0.6, ssre+rgal 1.6; some 10-phase
+# cells shared the cores).
 PASS_PHASE0_COST = 2.8
 
 PASS_DEFAULTS = {"temperature": 0.1, "proto_weight": 10.0, "kd_weight": 10.0, "proto_samples": None,
