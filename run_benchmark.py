@@ -91,6 +91,10 @@ def parse_args(argv):
     p.add_argument("--memory-total", type=_count(1),
                    help="fixed exemplar budget instead of 20 per class (exemplar methods: icarl, ucir, eeil)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    p.add_argument("--precision", choices=["fp32", "bf16", "fp16", "auto"], default=None,
+                   help="training arithmetic: bf16 / fp16 autocast (fp16: CUDA only, with loss scaling), auto = bf16 "
+                        "where the CPU or GPU computes it natively; evaluation and statistics stay fp32 "
+                        "(default: the profile's)")
     p.add_argument("--data-root", default=None, help="folder with <name>.npz or torchvision layouts "
                                                      "(default $BENCH_DATA, then ~/.cache/rgal-bench/data)")
     p.add_argument("--cache-dir", default=None, help="phase-0 / teacher cache (default $BENCH_CACHE, then "
@@ -264,6 +268,7 @@ def run(args) -> int:
     import baselines  # noqa: F401  (registers the baselines)
     import strategies  # noqa: F401  (registers PASS)
     from benchmark.errors import BenchError
+    from benchmark.precision import emulation_note, resolve_precision
     from benchmark.executor import SequentialExecutor
     from benchmark.runner import CellRun, command_line, make_cells, predicted_seconds, resolve_device
     from benchmark.store import default_cache_dir
@@ -299,7 +304,10 @@ def run(args) -> int:
                        inc_epochs=args.inc_epochs, class_order_seed=order_seed, data_root=args.data_root,
                        spread_remaining=args.spread_remaining, base_classes=args.base_classes, model=args.model,
                        memory_total=args.memory_total, device_type=device.type,
-                       method_params=parse_settings(args.settings, methods))
+                       method_params=parse_settings(args.settings, methods), precision=args.precision)
+    note = emulation_note(args.precision and resolve_precision(args.precision, device.type), device.type)
+    if note:
+        print(note)
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     out = Path(args.out or f"runs/{'+'.join(scenarios)}-{stamp}")
     cache = Path(args.cache_dir).expanduser() if args.cache_dir else default_cache_dir()
@@ -359,6 +367,7 @@ def run(args) -> int:
 
 def run_dfkd(args) -> int:
     import strategies.dfkd  # noqa: F401  (registers the data-free methods)
+    from benchmark.precision import emulation_note, resolve_precision
     from tqdm.auto import tqdm
 
     from benchmark.dfkd_runner import (DFKDCellRun, make_dfkd_cells, predicted_dfkd_seconds,
@@ -385,7 +394,10 @@ def run_dfkd(args) -> int:
                             teacher=args.teacher, student=args.student, epochs=args.epochs,
                             batch_size=args.batch_size, lr=args.lr, data_root=args.data_root,
                             device_type=device.type, method_params=parse_settings(settings, methods, DFKD_METHODS),
-                            teacher_checkpoint=args.teacher_checkpoint)
+                            teacher_checkpoint=args.teacher_checkpoint, precision=args.precision)
+    note = emulation_note(args.precision and resolve_precision(args.precision, device.type), device.type)
+    if note:
+        print(note)
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     out = Path(args.out or f"runs/dfkd-{'+'.join(scenarios)}-{stamp}")
     cache = Path(args.cache_dir).expanduser() if args.cache_dir else default_cache_dir()

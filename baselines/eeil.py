@@ -41,6 +41,7 @@ from benchmark.augment import augment_batch
 from benchmark.methods import (EXEMPLAR_DEFAULTS, CILMethod, exemplar_memory_note, make_suite_plugin,
                                placeholder_optimizer, quiet_evaluator, register_method)
 from benchmark.models.base import frozen_copy
+from benchmark.precision import StepPrecision
 from benchmark.training import make_optimizer, materialize
 
 
@@ -98,18 +99,21 @@ class EEILPlugin(SupervisedPlugin):
         gen = torch.Generator(device=self.device).manual_seed(self.seed * 1000 + k + 800)
         was = self.net.training
         self.net.train()
+        sp = StepPrecision(bft.precision, self.device.type)  # the phase's autocast (and fp16 loss scaling)
         for _ in range(p["bft_epochs"]):
             perm = torch.randperm(len(y), generator=gen, device=gen.device).to(self.device)
             for i in range(0, len(y), r.batch_size):
                 idx = perm[i:i + r.batch_size]
                 xb = augment_batch(x[idx], self.sc.spec.augment, gen)
-                out = self.net(xb)
-                with torch.no_grad():
-                    target = after_unbalanced(xb)
-                loss = F.cross_entropy(out, y[idx]) + p["lamb"] * grouped_distillation(out, target, groups, p["T"])
+                with sp.autocast():
+                    out = self.net(xb)
+                    with torch.no_grad():
+                        target = after_unbalanced(xb)
+                    loss = F.cross_entropy(out, y[idx]) + p["lamb"] * grouped_distillation(out, target, groups,
+                                                                                          p["T"])
                 opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
+                sp.backward(loss)
+                sp.step(opt)
             if sched:
                 sched.step()
         self.net.train(was)

@@ -44,6 +44,7 @@ from benchmark.augment import augment_batch
 from benchmark.methods import (EXEMPLAR_DEFAULTS, CILMethod, exemplar_memory_note, make_suite_plugin,
                                placeholder_optimizer, quiet_evaluator, register_method)
 from benchmark.models.base import OutputCapture, frozen_copy
+from benchmark.precision import float32_forward
 from benchmark.training import materialize
 
 
@@ -58,6 +59,7 @@ class CosineHead(nn.Module):
         self.active: int | None = None
         self.out_features = out_features
 
+    @float32_forward
     def cosine(self, x: torch.Tensor) -> torch.Tensor:
         w = self.weight if self.active is None else self.weight[: self.active]
         return F.linear(F.normalize(x, dim=1), F.normalize(w, dim=1))

@@ -15,7 +15,7 @@ hyper-parameters (``strategies/dfkd``); a profile may override them (``method_pa
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 
 from benchmark.errors import BenchError
 
@@ -30,6 +30,10 @@ class TeacherRecipe:
     schedule: str = "cosine"  # cosine | none
     channels_last: bool = False
     max_steps_per_epoch: int = 0  # 0: whole epochs; >0 caps an epoch (smoke / mini teachers only)
+    precision: str = "fp32"  # fp32 | bf16 (benchmark.precision): the resolved one
+
+    def as_dict(self) -> dict:
+        return recipe_dict(self)
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,19 @@ class DistillRecipe:
     eval_every: int = 1  # epochs between test-set evaluations (always after the last)
     channels_last: bool = False
     analysis_samples: int = 256  # synthetic (and real) samples of the final diversity / t-SNE analysis
+    precision: str = "fp32"  # fp32 | bf16 (benchmark.precision): the resolved one
+
+    def as_dict(self) -> dict:
+        return recipe_dict(self)
+
+
+def recipe_dict(recipe) -> dict:
+    """A recipe as it enters a cell's configuration (and key): ``precision`` only when not float32, so the keys of
+    the cells and teachers made before the field existed stay what they were."""
+    d = asdict(recipe)
+    if d.get("precision") == "fp32":
+        d.pop("precision")
+    return d
 
 
 @dataclass(frozen=True)
@@ -74,9 +91,12 @@ class DFKDProfile:
             params.update({k: v for k, v in self.method_params.get(scope, {}).items() if k in params})
         return params
 
-    def with_overrides(self, epochs=None, batch_size=None, lr=None) -> "DFKDProfile":
-        kw = {k: v for k, v in (("epochs", epochs), ("lr", lr)) if v is not None}
+    def with_overrides(self, epochs=None, batch_size=None, lr=None, precision=None) -> "DFKDProfile":
+        """``precision``: the resolved one; sets the teacher's and the distillation's."""
+        kw = {k: v for k, v in (("epochs", epochs), ("lr", lr), ("precision", precision)) if v is not None}
         prof = replace(self, distill=replace(self.distill, **kw)) if kw else self
+        if precision is not None:
+            prof = replace(prof, teacher_recipe=replace(prof.teacher_recipe, precision=precision))
         if epochs is not None:  # the user's epoch count is every method's
             prof = replace(prof, method_epochs={})
         if batch_size is not None:  # the student batch is a method parameter

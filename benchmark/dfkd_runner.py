@@ -24,7 +24,6 @@ from __future__ import annotations
 import datetime as _dt
 import math
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -37,6 +36,7 @@ from benchmark.dfkd_profiles import DFKDProfile, DistillRecipe, TeacherRecipe, d
 from benchmark.errors import BenchError
 from benchmark.methods import cell_params, full_params
 from benchmark.models import MODELS, build_model
+from benchmark.precision import autocast, resolve_precision
 from benchmark.runner import versions
 from benchmark.scenarios import SCENARIOS, _cached_arrays
 from benchmark.teachers import carried_teacher, get_teacher, teacher_cache_path, test_accuracy
@@ -51,7 +51,13 @@ TEACHER_FILE = "teacher.pt"  # a finished teacher cell's copy of its cache entry
 
 def make_dfkd_cells(*, scenarios, methods, seeds, profile, teacher=None, student=None, epochs=None, batch_size=None,
                     lr=None, data_root=None, device_type="cpu", method_params=None,
-                    teacher_checkpoint=None) -> list[Cell]:
+                    teacher_checkpoint=None, precision=None) -> list[Cell]:
+    """``precision``: ``--precision`` (None: the profile's); a cell records the resolved one in its recipes.  fp16
+    is refused here: the synthesisers' own optimisation loops have no loss scaling."""
+    if precision == "fp16":
+        raise BenchError("--precision fp16 is for class-incremental training; data-free distillation runs in bf16 "
+                         "(--precision bf16 or auto) or fp32")
+    resolved = resolve_precision(precision, device_type) if precision else None
     from strategies.dfkd import DFKD_METHODS
 
     for m in methods:
@@ -73,7 +79,7 @@ def make_dfkd_cells(*, scenarios, methods, seeds, profile, teacher=None, student
         if scen not in DFKD_AUGMENT:
             raise BenchError(f"scenario {scen!r} has no data-free distillation setting; choose one of: "
                              f"{', '.join(DFKD_AUGMENT)}")
-        prof: DFKDProfile = dfkd_profile(profile, scen).with_overrides(epochs, batch_size, lr)
+        prof: DFKDProfile = dfkd_profile(profile, scen).with_overrides(epochs, batch_size, lr, resolved)
         data = _cached_arrays(spec.dataset, str(data_root) if data_root else None)
         for seed in seeds:
             for m in methods:
@@ -83,7 +89,7 @@ def make_dfkd_cells(*, scenarios, methods, seeds, profile, teacher=None, student
                 cells.append(Cell({
                     "task": "dfkd", "scenario": scen, "phases": 0, "seed": seed, "profile": profile,
                     "teacher": teacher or prof.teacher, "student": student or prof.student,
-                    "teacher_recipe": asdict(prof.teacher_recipe), "distill": asdict(prof.distill_for(m)),
+                    "teacher_recipe": prof.teacher_recipe.as_dict(), "distill": prof.distill_for(m).as_dict(),
                     "teacher_seed": 0, "teacher_checkpoint_sha256": t_sha, "method": m,
                     "method_params": cell_params(m, params, DFKD_METHODS),
                     "augment": DFKD_AUGMENT[scen].as_dict(), "data_sha256": data.sha256, "device_type": device_type,
@@ -194,13 +200,15 @@ class DFKDCellRun(CellFolder):
         while st["epoch"] < recipe.epochs:
             while st["round"] < rounds:
                 t0 = time.time()
-                info = method.synthesize()
+                with autocast(recipe.precision, dev.type):  # the synthesisers' own steps included
+                    info = method.synthesize()
                 st["synth_seconds"] += time.time() - t0
                 st["synth_images"] += method.g_steps * recipe.synthesis_batch if method.synthesizes else 0
                 st["synth_kept"] += recipe.synthesis_batch if method.uses_pool else 0
                 t0 = time.time()
                 for _ in range(method.kd_steps):
-                    loss, n = method.student_loss()
+                    with autocast(recipe.precision, dev.type):
+                        loss, n = method.student_loss()
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
                     opt.step()

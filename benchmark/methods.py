@@ -72,7 +72,10 @@ class CILMethod:
         self.suite_plugin.phase = k
         self.strategy.train_epochs = epochs
         self.strategy.clock.train_exp_counter = k
-        self.strategy.train(experience, eval_streams=[])
+        try:
+            self.strategy.train(experience, eval_streams=[])
+        finally:  # an exception inside a step leaves no autocast behind (benchmark.precision)
+            self.suite_plugin.leave_autocast()
 
     # -- evaluation --------------------------------------------------------------------------------------------
     def scores(self, x: torch.Tensor) -> dict[str, torch.Tensor]:

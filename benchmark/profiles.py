@@ -43,10 +43,11 @@ class Profile:
         g = self.group_recipes.get(group, {}) if group else {}
         return g.get("base", self.base), g.get("inc", self.inc)
 
-    def with_overrides(self, epochs=None, batch_size=None, lr=None, inc_epochs=None) -> "Profile":
+    def with_overrides(self, epochs=None, batch_size=None, lr=None, inc_epochs=None, precision=None) -> "Profile":
         """The profile with CLI overrides applied.  ``epochs`` sets every phase's epochs; ``inc_epochs`` sets the
         later phases' (over ``epochs``) and leaves phase 0 alone, so the cached phase-0 model is reused.  The schedule
-        keeps its shape: step sizes and milestones scale with the epochs."""
+        keeps its shape: step sizes and milestones scale with the epochs.  ``precision`` is the resolved one
+        (``benchmark.precision.resolve_precision``) and sets every recipe's, the profile's own included."""
         def ov(r: PhaseRecipe, ep) -> PhaseRecipe:
             kw = {}
             if ep is not None:
@@ -57,6 +58,8 @@ class Profile:
                 kw["batch_size"] = batch_size
             if lr is not None:
                 kw["lr"] = lr
+            if precision is not None:
+                kw["precision"] = precision
             return replace(r, **kw)
 
         later = epochs if inc_epochs is None else inc_epochs

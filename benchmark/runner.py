@@ -27,6 +27,7 @@ from benchmark.errors import BenchError
 from benchmark.evaluation import evaluate_phase
 from benchmark.methods import METHODS, MethodContext, cell_params, full_params
 from benchmark.models import MODELS, build_model
+from benchmark.precision import resolve_precision
 from benchmark.profiles import PROFILES, Profile
 from benchmark.scenarios import SCENARIOS, build_scenario
 from benchmark.training import PhaseRecipe, seed_everything
@@ -68,8 +69,14 @@ def resolve_device(name: str) -> torch.device:
 
 def make_cells(*, scenarios, phases, methods, seeds, profile, epochs=None, batch_size=None, lr=None,
                inc_epochs=None, class_order_seed=1993, data_root=None, spread_remaining=False, base_classes=None,
-               model=None, memory_total=None, device_type="cpu", method_params=None) -> list[Cell]:
-    prof: Profile = PROFILES.get(profile).with_overrides(epochs, batch_size, lr, inc_epochs)
+               model=None, memory_total=None, device_type="cpu", method_params=None, precision=None) -> list[Cell]:
+    """``precision``: ``--precision`` (None: each recipe's own, ``auto`` resolved for ``device_type``); a cell
+    records the resolved value in its recipes."""
+    prof: Profile = PROFILES.get(profile)
+    if precision is None:
+        precision = prof.base.precision if prof.base.precision == "auto" else None
+    prof = prof.with_overrides(epochs, batch_size, lr, inc_epochs,
+                               resolve_precision(precision, device_type) if precision else None)
     if model is not None:
         MODELS.entry(model)
     for m in methods:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -28,13 +27,14 @@ from benchmark.cells import stable_hash
 from benchmark.data import ArrayData
 from benchmark.errors import BenchError
 from benchmark.models import build_model
+from benchmark.precision import autocast
 from benchmark.training import rng_state, seed_everything, set_rng_state
 
 
 def teacher_key(data_sha256: str, model: str, recipe, augment: AugmentSpec, seed: int, device_type: str) -> str:
     # "init": the initialisation is drawn from the seed (session 5; teachers cached before were initialised from
     # whatever the process's generator held, so they get a new key rather than a silent mismatch)
-    return stable_hash({"what": "dfkd-teacher", "data": data_sha256, "model": model, "recipe": asdict(recipe),
+    return stable_hash({"what": "dfkd-teacher", "data": data_sha256, "model": model, "recipe": recipe.as_dict(),
                         "augment": augment.as_dict(), "seed": seed, "device_type": device_type, "init": "seeded"})
 
 
@@ -92,7 +92,8 @@ def train_teacher(model, data: ArrayData, recipe, augment: AugmentSpec, device, 
             xb = augment_batch(x[idx], augment, gen)
             if recipe.channels_last:
                 xb = xb.contiguous(memory_format=torch.channels_last)
-            loss = F.cross_entropy(model(xb), y[idx])
+            with autocast(recipe.precision, device.type):
+                loss = F.cross_entropy(model(xb), y[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

@@ -12,6 +12,11 @@ What it replaces in Avalanche and why:
   and a StepLR schedule at the start of every phase, and steps the schedule after every epoch.
 * **Seen classes.** ``model.head.active`` is set to the number of classes seen so far (PASS / iCaRL's expanding
   classifier).
+* **Mixed precision.**  A step's forward passes and losses -- the strategy's forward and criterion and every
+  plugin's ``before_backward`` term -- run under the recipe's autocast (``benchmark.precision``): entered in this
+  plugin's ``before_training_iteration`` and left in its ``before_backward``, the last of both callbacks, so backward
+  and the optimiser step run outside it; fp16 also scales the loss.  End-of-phase statistics and evaluation run
+  outside training iterations, in float32.
 * **Checkpoints.** After every epoch the callback ``on_epoch_end(epoch)`` lets the runner save the state atomically;
   ``resume`` restores model, optimiser, schedule and generator states after the strategy's own
   ``before_training_exp`` work, so a resumed phase continues exactly where the saved one stopped.
@@ -28,6 +33,7 @@ from avalanche.core import SupervisedPlugin
 from torch.utils.data import DataLoader
 
 from benchmark.augment import AugmentSpec, augment_batch
+from benchmark.precision import StepPrecision
 
 
 @dataclass
@@ -42,15 +48,19 @@ class PhaseRecipe:
     lr_gamma: float = 0.1
     channels_last: bool = False
     lr_milestones: tuple = ()  # MultiStepLR epochs (UCIR's [80, 120], MUC's [120, 160, 180]); replaces lr_step
+    precision: str = "fp32"  # fp32 | bf16 | fp16 | auto (benchmark.precision); a cell records the resolved one
 
     def as_dict(self) -> dict:
-        """The recipe as it enters a cell's configuration (and key).  ``lr_milestones`` only when set, so the keys
-        of every recipe without milestones -- all results made before the field existed -- stay what they were."""
+        """The recipe as it enters a cell's configuration (and key).  ``lr_milestones`` only when set and
+        ``precision`` only when not float32, so the keys of every recipe without them -- all results made before
+        the fields existed -- stay what they were."""
         d = asdict(self)
         if not self.lr_milestones:
             d.pop("lr_milestones")
         else:
             d["lr_milestones"] = list(self.lr_milestones)
+        if self.precision == "fp32":
+            d.pop("precision")
         return d
 
     @classmethod
@@ -171,6 +181,8 @@ class SuiteTrainingPlugin(SupervisedPlugin):
         # other per-phase state of a method's plugins (``training_state()`` / ``load_training_state(st)``), e.g. the
         # prototype movements RGAL's L'_g has measured so far in the phase
         self.stateful: dict[str, object] = {}
+        self.precision = StepPrecision("fp32", self.device.type)
+        self._autocast = None  # the autocast context of the step in progress
 
     # -- state -------------------------------------------------------------------------------------------------
     def training_state(self, strategy) -> dict:
@@ -178,7 +190,8 @@ class SuiteTrainingPlugin(SupervisedPlugin):
                 "scheduler": self.scheduler.state_dict() if self.scheduler else {}, "epoch": self.epoch,
                 "generator": self.generator.get_state(), "rng": rng_state(),
                 "generators": {name: g.get_state() for name, g in self.generators.items()},
-                "stateful": {name: obj.training_state() for name, obj in self.stateful.items()}}
+                "stateful": {name: obj.training_state() for name, obj in self.stateful.items()},
+                "scaler": self.precision.state_dict()}
 
     # -- callbacks ---------------------------------------------------------------------------------------------
     def before_training_exp(self, strategy, **kwargs):
@@ -195,6 +208,7 @@ class SuiteTrainingPlugin(SupervisedPlugin):
                                             batch_indices=provider)
         strategy.optimizer = make_optimizer(self.params_for(strategy), r)
         self.scheduler = r.scheduler(strategy.optimizer)
+        self._set_precision(strategy, r.precision)
         self.epoch = 0
         if self.pending_resume is not None:
             st, self.pending_resume = self.pending_resume, None
@@ -208,10 +222,38 @@ class SuiteTrainingPlugin(SupervisedPlugin):
                 self.generators[name].set_state(g_state)
             for name, obj_state in st.get("stateful", {}).items():
                 self.stateful[name].load_training_state(obj_state)
+            self.precision.load_state_dict(st.get("scaler", {}))
             set_rng_state(st["rng"])
 
     def _count(self, n: int) -> None:
         self.images_seen += n
+
+    # -- mixed precision ---------------------------------------------------------------------------------------
+    def _set_precision(self, strategy, precision: str) -> None:
+        self.precision = StepPrecision(precision, self.device.type)
+        if self.precision.scaler is not None:  # fp16: scaled backward and a skipped step on inf / NaN gradients
+            sp = self.precision
+            strategy.backward = lambda: sp.backward(strategy.loss, retain_graph=strategy.retain_graph)
+            strategy.optimizer_step = lambda: sp.step(strategy.optimizer)
+
+    def leave_autocast(self) -> None:
+        if self._autocast is not None:
+            ctx, self._autocast = self._autocast, None
+            ctx.__exit__(None, None, None)
+
+    def before_training_iteration(self, strategy, **kwargs):
+        self.leave_autocast()
+        self._autocast = self.precision.autocast()
+        self._autocast.__enter__()
+
+    def before_backward(self, strategy, **kwargs):
+        self.leave_autocast()
+
+    def after_training_iteration(self, strategy, **kwargs):
+        self.leave_autocast()  # a step with no backward (none in the suite) must not leak autocast
+
+    def after_training_exp(self, strategy, **kwargs):
+        self.leave_autocast()
 
     def after_training_epoch(self, strategy, **kwargs):
         if self.scheduler:

@@ -26,6 +26,8 @@ import copy
 import torch
 from torch import nn
 
+from benchmark.precision import float32_forward
+
 
 def frozen_copy(net: nn.Module, state: dict | None = None) -> nn.Module:
     """A frozen (eval mode, no gradients) copy of ``net``, optionally loaded with ``state``: the "previous model" of
@@ -85,6 +87,7 @@ class SlicedLinear(nn.Linear):
         super().__init__(in_features, out_features, bias)
         self.active: int | None = None
 
+    @float32_forward
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.active is None or self.active >= self.out_features:
             return super().forward(x)
@@ -110,7 +113,7 @@ class Backbone(nn.Module):
         return self.stages[-1]
 
     def pool_last(self, last: torch.Tensor) -> torch.Tensor:
-        return torch.flatten(self.pool(last), 1)
+        return torch.flatten(self.pool(last.float()), 1)  # float32 embedding under bf16 autocast (a no-op in fp32)
 
     def activation_features(self, last: torch.Tensor) -> torch.Tensor:
         """The pooled features of DAFL's activation loss / the activation-regularisation paper's ``R_m``: the

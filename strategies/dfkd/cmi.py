@@ -53,7 +53,7 @@ class MemoryBank:
     def add(self, rows: torch.Tensor) -> None:
         rows = rows.detach()[: len(self.data)]
         idx = (self.ptr + torch.arange(len(rows), device=self.data.device)) % len(self.data)
-        self.data[idx] = rows.to(self.data.device)
+        self.data[idx] = rows.to(self.data.device, self.data.dtype)  # float32 rows, also under bf16 autocast
         self.ptr = int((self.ptr + len(rows)) % len(self.data))
         self.filled = min(len(self.data), self.filled + len(rows))
 

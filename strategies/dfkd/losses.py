@@ -59,7 +59,7 @@ class BNStatsHook:
         if not torch.is_grad_enabled():
             self.r_feature = None
             return
-        x = inputs[0]
+        x = inputs[0].float()  # the statistics in float32 under bf16 autocast (benchmark.precision)
         mean = x.mean((0, 2, 3))
         var = x.permute(1, 0, 2, 3).reshape(x.shape[1], -1).var(1, unbiased=False)
         self.r_feature = torch.norm(module.running_var - var, 2) + torch.norm(module.running_mean - mean, 2)

@@ -17,7 +17,7 @@ from benchmark import store
 
 def to_uint8(x: torch.Tensor) -> torch.Tensor:
     """[0, 1] floats -> uint8, as ``torchvision.utils.save_image`` quantises (``x * 255 + 0.5``, clamped)."""
-    return (x.detach() * 255 + 0.5).clamp_(0, 255).to(torch.uint8).cpu()
+    return (x.detach().float() * 255 + 0.5).clamp_(0, 255).to(torch.uint8).cpu()  # float32 under bf16 autocast
 
 
 class DataPool:
