@@ -33,3 +33,35 @@ def cli(*args, env=None, timeout=600):
     e.update(env or {})
     return subprocess.run([sys.executable, str(ROOT / "run_benchmark.py"), *args], capture_output=True, text=True,
                           env=e, timeout=timeout, cwd=ROOT)
+
+
+def dfkd_context(method_name: str, pool_dir: Path, precision: str = "fp32", teacher: str = "wrn16_1"):
+    """A data-free method's context on random CIFAR-10-shaped models (smoke recipe): a teacher in eval mode with
+    BatchNorm statistics that are not the identity, a fresh student, 64 random 'real' images for ``kd-real``."""
+    from dataclasses import replace
+
+    import torch
+
+    from benchmark.augment import AugmentSpec
+    from benchmark.dfkd_profiles import dfkd_profile
+    from benchmark.models import build_model
+    from benchmark.training import seed_everything
+    from strategies.dfkd import DFKD_METHODS, DFKDContext
+
+    prof = dfkd_profile("smoke", "cifar10")
+    recipe = replace(prof.distill_for(method_name), precision=precision)
+    seed_everything(0)
+    t = build_model(teacher, 10, 3, (0.5,) * 3, (0.25,) * 3).eval()
+    for p in t.parameters():
+        p.requires_grad_(False)
+    with torch.no_grad():
+        for m in t.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+    student = build_model("wrn16_1", 10, 3, (0.5,) * 3, (0.25,) * 3)
+    real = (torch.randint(0, 256, (64, 3, 32, 32), dtype=torch.uint8), torch.randint(0, 10, (64,)))
+    params = prof.params_for(method_name, DFKD_METHODS.entry(method_name).extra["defaults"])
+    return DFKDContext(t, student, params, recipe, 10, (3, 32, 32), (0.5,) * 3, (0.25,) * 3,
+                       AugmentSpec(crop_padding=4, flip=True), torch.device("cpu"), torch.Generator().manual_seed(0),
+                       pool_dir, "k", real_data=real)

@@ -1,13 +1,8 @@
-"""The synthetic pool: uint8 quantisation as a PNG file stores it, bounded views, and reload/truncation to the size a
-checkpoint recorded (what makes a resumed pool-based method see the pool the uninterrupted run had)."""
+"""The synthetic pool: bounded views, and reload/truncation to the size a checkpoint recorded (what makes a resumed
+pool-based method see the pool the uninterrupted run had).  Its uint8 quantisation: tests/test_fidelity.py."""
 import torch
 
-from strategies.dfkd.pool import DataPool, to_uint8
-
-
-def test_to_uint8_rounds_like_save_image_and_clamps():
-    x = torch.tensor([0.0, 0.5, 1.0, 1.2, -0.1, 0.998])
-    assert to_uint8(x).tolist() == [0, 128, 255, 255, 0, 254]  # floor(x * 255 + 0.5)
+from strategies.dfkd.pool import DataPool
 
 
 def test_pool_add_load_truncate_and_bound(tmp_path):

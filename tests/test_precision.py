@@ -17,7 +17,7 @@ from benchmark.precision import cpu_has_native_bf16, resolve_precision
 from benchmark.runner import make_cells
 from benchmark.scenarios import build_scenario
 from benchmark.training import PhaseRecipe, seed_everything
-from conftest import SHARED_DATA, cli
+from conftest import SHARED_DATA, cli, dfkd_context
 
 # bf16 keeps 8 bits of mantissa: a loss through a ResNet-20 lands within a few per cent of its float32 value
 BF16_REL_TOL = 0.05
@@ -112,31 +112,10 @@ def test_bf16_first_step_loss_of_every_method_is_close_to_fp32(method):
 
 
 def _dfkd_losses(method_name: str, precision: str, tmp: Path) -> tuple[float, float]:
-    from benchmark.augment import AugmentSpec
-    from benchmark.dfkd_profiles import dfkd_profile
-    from strategies.dfkd import DFKD_METHODS, DFKDContext
-
-    prof = dfkd_profile("smoke", "cifar10")
-    cls = DFKD_METHODS.get(method_name)
-    recipe = replace(prof.distill_for(method_name), precision=precision)
-    seed_everything(0)
-    teacher = build_model("wrn16_1", 10, 3, (0.5,) * 3, (0.25,) * 3).eval()
-    for p in teacher.parameters():
-        p.requires_grad_(False)
-    with torch.no_grad():  # BatchNorm statistics that are not the identity, as a trained teacher's
-        for m in teacher.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.uniform_(-0.5, 0.5)
-                m.running_var.uniform_(0.5, 2.0)
-    student = build_model("wrn16_1", 10, 3, (0.5,) * 3, (0.25,) * 3)
-    gen = torch.Generator().manual_seed(0)
-    real = (torch.randint(0, 256, (64, 3, 32, 32), dtype=torch.uint8), torch.randint(0, 10, (64,)))
-    ctx = DFKDContext(teacher, student, prof.params_for(method_name, DFKD_METHODS.entry(method_name).extra["defaults"]),
-                      recipe, 10, (3, 32, 32), (0.5,) * 3, (0.25,) * 3, AugmentSpec(crop_padding=4, flip=True),
-                      torch.device("cpu"), gen, tmp / precision, "k", real_data=real)
-    method = cls(ctx)
     from benchmark.precision import autocast
+    from strategies.dfkd import DFKD_METHODS
 
+    method = DFKD_METHODS.get(method_name)(dfkd_context(method_name, tmp / precision, precision))
     with autocast(precision, "cpu"):
         info = method.synthesize()
         loss, _ = method.student_loss()

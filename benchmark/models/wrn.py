@@ -1,5 +1,9 @@
 """Wide ResNets (Zagoruyko & Komodakis) as used by CMI / RGAL for CIFAR distillation: pre-activation blocks,
-depth 6n+4, widths 16k/32k/64k, final BN-ReLU, global pooling (embedding 64k)."""
+depth 6n+4, widths 16k/32k/64k, final BN-ReLU, global pooling (embedding 64k).
+
+``body`` returns the three stage outputs as the official ``wresnet.py`` of CMI / RGAL returns its block features:
+the last one *before* the final BN-ReLU, which ``pool_last`` applies before pooling.  RGAL's released code takes
+that raw block-3 output for its generator-side triplet and its block-wise CD loss (fidelity harness)."""
 from __future__ import annotations
 
 from torch import nn
@@ -56,8 +60,10 @@ class WideResNet(Backbone):
         for stage in self.stages:
             out = stage(out)
             blocks.append(out)
-        blocks[-1] = self.relu(self.bn(blocks[-1]))
         return blocks
+
+    def pool_last(self, last):
+        return super().pool_last(self.relu(self.bn(last)))
 
 
 def wrn16_1(**kw):

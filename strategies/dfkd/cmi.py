@@ -73,12 +73,13 @@ class MemoryBank:
 
 DEFAULTS = {"g_steps": 200, "kd_steps": 0, "lr_g": 1e-3, "g_betas": [0.5, 0.999], "nz": 256, "student_batch": 128,
             "T": 20.0, "adv": 0.5, "bn": 1.0, "oh": 1.0, "cr": 0.8, "cr_T": 0.1, "head_dim": 256,
-            "bank_size": 40960, "n_neg": 4096, "pool_bound": 0}
+            "bank_size": 40960, "n_neg": 4096, "pool_bound": 0, "pool_rounding": "floor"}
 
 
 # synthesis_cost: the teacher runs twice a step (global and local view) and the head embeds 4096 negatives; fitted
 # on the committed CIFAR-10 cell's timings (benchmark.dfkd_runner.predicted_dfkd_seconds)
 @register_dfkd_method("cmi", published="CMI", defaults=DEFAULTS, synthesis_cost=2.0,
+                      choices={"pool_rounding": ["floor", "round"]},
                       description="CMI (Fang et al. 2021): model inversion with a contrastive term over a memory "
                                   "bank of teacher features; generator re-initialised every round")
 class CMI(PoolMethod):

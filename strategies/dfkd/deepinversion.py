@@ -31,10 +31,11 @@ from strategies.dfkd.pool_kd import PoolMethod, frozen
 
 DEFAULTS = {"g_steps": 1000, "kd_steps": 0, "lr_g": 0.1, "g_betas": [0.5, 0.99], "student_batch": 128, "T": 20.0,
             "adv": 1.0, "bn": 10.0, "oh": 1.0, "tv": 1e-3, "js_T": 3.0, "jitter": 0, "keep": "best",
-            "pool_bound": 0}
+            "pool_bound": 0, "pool_rounding": "floor"}
 
 
-@register_dfkd_method("deepinversion", published="DeepInv", defaults=DEFAULTS, choices={"keep": ["best", "last"]},
+@register_dfkd_method("deepinversion", published="DeepInv", defaults=DEFAULTS, choices={"keep": ["best", "last"],
+                                                                                       "pool_rounding": ["floor", "round"]},
                       synthesis_cost=1.0, generator=False,
                       description="DeepInversion (Yin et al. 2020): pixels optimised on BN statistics, one-hot, "
                                   "adversarial JS and TV; CMI's recipe")

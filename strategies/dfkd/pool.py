@@ -15,14 +15,17 @@ import torch
 from benchmark import store
 
 
-def to_uint8(x: torch.Tensor) -> torch.Tensor:
-    """[0, 1] floats -> uint8, as ``torchvision.utils.save_image`` quantises (``x * 255 + 0.5``, clamped)."""
-    return (x.detach().float() * 255 + 0.5).clamp_(0, 255).to(torch.uint8).cpu()  # float32 under bf16 autocast
+def to_uint8(x: torch.Tensor, rounding: str = "floor") -> torch.Tensor:
+    """[0, 1] floats -> uint8.  ``floor``: ``(clamp(x, 0, 1) * 255).astype(uint8)``, as CMI's and RGAL's
+    ``save_image_batch`` write their pool PNGs (the fidelity harness found the suite rounding to nearest, the
+    quantisation of ``torchvision.utils.save_image``: half the values one level higher); ``round``: that one."""
+    x = x.detach().float().clamp(0, 1) * 255  # float32 under bf16 autocast
+    return (x + 0.5 if rounding == "round" else x).clamp_(0, 255).to(torch.uint8).cpu()
 
 
 class DataPool:
-    def __init__(self, folder: Path, key: str, bound: int | None = None):
-        self.folder, self.key, self.bound = Path(folder), key, bound
+    def __init__(self, folder: Path, key: str, bound: int | None = None, rounding: str = "floor"):
+        self.folder, self.key, self.bound, self.rounding = Path(folder), key, bound, rounding
         self.batches: list[tuple[torch.Tensor, torch.Tensor]] = []
         self._x = self._y = None
 
@@ -35,7 +38,7 @@ class DataPool:
         return len(self.batches)
 
     def add(self, x01: torch.Tensor, labels: torch.Tensor) -> None:
-        x, y = to_uint8(x01), labels.detach().cpu().long()
+        x, y = to_uint8(x01, self.rounding), labels.detach().cpu().long()
         store.save_torch(self.folder / f"{len(self.batches):06d}.pt", {"key": self.key, "x": x, "y": y})
         self.batches.append((x, y))
         self._x = self._y = None

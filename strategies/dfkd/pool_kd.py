@@ -35,7 +35,8 @@ class PoolMethod(DFKDMethod):
 
     def __init__(self, ctx):
         super().__init__(ctx)
-        self.pool = DataPool(ctx.pool_dir, ctx.pool_key, bound=int(self.p.get("pool_bound") or 0) or None)
+        self.pool = DataPool(ctx.pool_dir, ctx.pool_key, bound=int(self.p.get("pool_bound") or 0) or None,
+                             rounding=self.p.get("pool_rounding", "floor"))
 
     @torch.no_grad()
     def add_to_pool(self, x01: torch.Tensor) -> None:

@@ -6,8 +6,9 @@ with it (Adam lr 1e-3, betas (0.5, 0.999)) for ``g_steps`` steps on
     L_g = bn * L_bn + oh * CE(T(x), targets) + adv * L_adv + tri_g * L_ntri
 
 on augmented generator output (crop 4 + flip for CIFAR), with ``L_adv`` CMI's masked ``-KL`` and ``L_ntri`` the
-reversed triplet hinge of Eq. 3 (positive and negative swapped inside the hinge) on the student's pooled embedding,
-labels the teacher's argmax, negatives by focal weighted sampling (window 0.5 < d < 1.0) on the teacher's logits
+reversed triplet hinge of Eq. 3 (positive and negative swapped inside the hinge) on the student's last block output,
+pooled -- before the final BN-ReLU of a WRN, the released code's ``s_layers[2:4]`` (``g_feature="embedding"``: the
+pooled embedding after it) --, labels the teacher's argmax, negatives by focal weighted sampling (window 0.5 < d < 1.0) on the teacher's logits
 (the released code mines on them).  The round's iterate with the lowest ``L_g`` joins the pool.
 ``variant="released"`` adds the triplet hinge unswapped on the generator side, as the released code does.
 ``oh_targets``: the one-hot term's targets.  The paper reads "labels from the teacher's argmax"; the released
@@ -24,15 +25,17 @@ label; ``positive="image"`` pairs two augmentations of one image as the released
     L_s = KD_T(S, T) + tri_s * L_tri + emb_weight * L_emb
 
 ``L_tri`` (Eq. 5) with distance-weighted negatives on the student's logits, L2-normalised embeddings, non-squared
-distance, margin 0.2 (one implementation with the class-incremental plugins: ``strategies.rgal``).
+distance, margin 0.2, labels the teacher's argmax of the augmented batch as the released ``main.py`` takes them
+(``s_labels="pool"``: the argmax stored with the un-augmented image at synthesis) (one implementation with the class-incremental plugins: ``strategies.rgal``).
 ``emb="paper"``: ``L_emb = ||e_T - Fc(e_S)||^2`` with a trainable linear projection trained with the student.  The
 paper gives the term no weight and no normalisation; taken literally (``emb_reduction="sum"``: squared norm, batch
 mean) it is about 40 times the KD term on LeNet-5 (measured: 384 against 9.7 on the first pool batch, the teacher's
 84-d embedding is unnormalised) and the student diverges at DFAD's MNIST learning rate within 10 steps.  The default
 ``emb_reduction="mean"`` divides by the embedding dimension (an MSE, the reduction of the released code's form).
-``emb="released"``: the released ``CDLoss``, an MSE between each pooled block output of the teacher and the
-student's pooled block output through a 1x1 convolution (written as a linear map on the pooled vector, which is the
+``emb="released"``: the released ``CDLoss``, an MSE between each pooled block output of the teacher (the last one
+before the final BN-ReLU, ``benchmark.models.wrn``) and the student's pooled block output through a 1x1 convolution (written as a linear map on the pooled vector, which is the
 same function), summed over blocks, at the released weight 0.1 (times ``emb_weight``, which scales either form).
+Pool images are quantised as the released ``save_image_batch`` writes them (floor; ``pool_rounding``).
 """
 from __future__ import annotations
 
@@ -53,12 +56,13 @@ DEFAULTS = {
     "g_sample_on": "teacher_logits", "variant": "paper", "oh_targets": "random",
     "tri_s": 0.1, "s_sampler": "distance", "dw_cutoff": 0.5, "dw_nonzero_cutoff": 1.4, "margin": 0.2,
     "squared": False, "paired": True, "positive": "class", "emb": "paper", "emb_weight": 1.0, "emb_reduction": "mean",
-    "pool_bound": 0, "kd_steps": 0,
+    "pool_bound": 0, "kd_steps": 0, "pool_rounding": "floor", "g_feature": "block", "s_labels": "teacher",
 }
 CHOICES = {"g_sampler": ["focal", "distance", "random"], "s_sampler": ["distance", "focal", "random"],
            "g_sample_on": ["teacher_logits", "student_logits", "embedding"], "variant": ["paper", "released"],
            "oh_targets": ["random", "argmax"],
-           "positive": ["class", "image"], "emb": ["paper", "released", "none"], "emb_reduction": ["mean", "sum"]}
+           "positive": ["class", "image"], "emb": ["paper", "released", "none"], "emb_reduction": ["mean", "sum"],
+           "pool_rounding": ["floor", "round"], "g_feature": ["block", "embedding"], "s_labels": ["teacher", "pool"]}
 
 
 def _sampler_kw(name: str, p: dict) -> dict:
@@ -119,14 +123,18 @@ class RGAL(PoolMethod):
         p = self.p
         t_logits = self.teacher(x_aug)
         labels = t_logits.argmax(1)
-        s_logits, s_emb = self.student.forward_features(x_aug)
+        s_emb, s_blocks = self.student.backbone(x_aug, return_blocks=True)
+        s_logits = self.student.head(s_emb)
+        # the triplet's feature: the last block's output pooled, before a final BN-ReLU (the released code's
+        # ``s_layers[2:4]``, WRN block 3), or the pooled embedding after it
+        feat = s_emb if p["g_feature"] == "embedding" else F.adaptive_avg_pool2d(s_blocks[-1].float(), 1).flatten(1)
         parts = {"oh": one_hot_loss(t_logits, labels if targets is None else targets),
                  "adv": masked_adversarial_loss(s_logits, t_logits)}
         if self.hooks:
             parts["bn"] = bn_loss(self.hooks).to(x_aug.device)
         if p["tri_g"]:
-            on = {"teacher_logits": t_logits, "student_logits": s_logits, "embedding": s_emb}[p["g_sample_on"]]
-            parts["tri_g"] = sampled_triplet_loss(s_emb, labels, sample_on=on, sampler=p["g_sampler"],
+            on = {"teacher_logits": t_logits, "student_logits": s_logits, "embedding": feat}[p["g_sample_on"]]
+            parts["tri_g"] = sampled_triplet_loss(feat, labels, sample_on=on, sampler=p["g_sampler"],
                                                   reverse=p["variant"] == "paper", generator=self.gen,
                                                   sampler_kw=_sampler_kw(p["g_sampler"], p), margin=p["margin"],
                                                   squared=p["squared"])
@@ -174,8 +182,11 @@ class RGAL(PoolMethod):
         s_logits = self.student.head(s_emb)
         loss = kd_loss(s_logits, t_logits, p["T"])
         if p["tri_s"]:
+            # labels: the teacher's argmax of this augmented batch (the released ``main.py``), or the pool's stored
+            # argmax of the un-augmented image (pairing always uses the stored labels)
+            labels = t_logits.argmax(1) if p["s_labels"] == "teacher" else y
             loss = loss + p["tri_s"] * sampled_triplet_loss(
-                s_emb, y, sample_on=s_logits, sampler=p["s_sampler"], generator=self.gen,
+                s_emb, labels, sample_on=s_logits, sampler=p["s_sampler"], generator=self.gen,
                 sampler_kw=_sampler_kw(p["s_sampler"], p), margin=p["margin"], squared=p["squared"])
         loss = loss + self.embedding_loss(xb, s_emb, t_emb, s_blocks if released else None,
                                           t_blocks if released else None)
