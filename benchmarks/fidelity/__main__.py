@@ -32,6 +32,13 @@ HARNESSES = {
     "rgal": "benchmarks.fidelity.rgal_official",
     "rgal-cil": "benchmarks.fidelity.rgal_official",
     "dfad": "benchmarks.fidelity.dfad_official",
+    "ucir": "benchmarks.fidelity.ucir_official",
+    "muc": "benchmarks.fidelity.muc_official",
+    "lwf": "benchmarks.fidelity.facil_official",
+    "ewc": "benchmarks.fidelity.facil_official",
+    "icarl": "benchmarks.fidelity.facil_official",
+    "eeil": "benchmarks.fidelity.facil_official",
+    "lwm": "benchmarks.fidelity.facil_official",
 }
 
 
