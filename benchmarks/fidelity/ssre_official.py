@@ -158,7 +158,7 @@ MEAN, STD = (0.5071, 0.4867, 0.4408), (0.2675, 0.2565, 0.2761)  # both sides' CI
 ADAM_EPS = 1e-8  # torch.optim.Adam's default eps (both sides)
 ADAM_AMPLIFICATION = 0.1  # level 2 compares the step where it turns a gradient error into at most 0.1x its size
 FLOOR_EPS = 2.0 ** -23  # level-3 round-off floor: relative weight perturbation, about one float32 ulp
-FLOOR_FACTOR = 3.0  # level 3 is identical within this factor of the floor
+FLOOR_FACTOR = 3.0  # identical within this factor of the official error (levels 1-2: vs float64; 3: the floor)
 
 
 @dataclass(frozen=True)
@@ -1103,7 +1103,7 @@ def _row_class_order() -> tuple:
     note = (f"released script --no_order: natural CIFAR-100 order; the suite: PASS's np.random.seed(1993) "
             f"permutation for every method (README; the SSRE paper says it follows PASS's order). Of the 10-phase "
             f"split, phase 0 shares {shared[0]} of 50 classes, the later phases {sum(shared[1:])} of 50; "
-            f"--class-order-seed natural gives the released order")
+            f"--class-order-seed natural gives the released order (docs/fidelity-pass-ssre.md)")
     return (1, "class order (CIFAR-100, 10 phases)", mx, 0.0, verdict(mx, 0.0, "suite-wide PASS order"), note,
             {"shared_per_experience": shared})
 
@@ -1117,7 +1117,8 @@ def _row_classifier(r1: dict, pc1: dict) -> tuple:
             f"(~0 after phase 0, benchmark/models/base.py); phase-1 first step with 0 rows instead of the official "
             f"ones: weighted CE {ce:.1e}, prototype CE {pa:.1e} relative (everywhere else the harness gives the suite "
             f"the official rows). Unseen-class rows are in the suite's Adam (coupled wd): moved by "
-            f"{pc1['suite_unseen_rows_moved']:.1e} here (random rows), ~0 in a run; never in the seen logits")
+            f"{pc1['suite_unseen_rows_moved']:.1e} here (random rows), ~0 in a run; never in the seen logits "
+            f"(docs/fidelity-pass-ssre.md)")
     return (2, "classifier rows of new / unseen classes", mx, GRAD_RTOL, verdict(mx, GRAD_RTOL, "sliced head"),
             note, e)
 
