@@ -25,7 +25,7 @@ def _isolated_env(tmp_path, monkeypatch):
     yield
 
 
-def cli(*args, env=None, timeout=600):
+def cli(*args, env=None, timeout=1500):
     """Runs run_benchmark.py in a subprocess; returns CompletedProcess."""
     import subprocess
 
