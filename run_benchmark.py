@@ -163,6 +163,10 @@ def parse_settings(settings: list[str], methods: list[str], registry=None) -> di
                 kind = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(
                     type(default), f"a {type(default).__name__}")
                 raise BenchError(f"--set {item!r}: {name} takes {kind} like {json.dumps(default)}")
+            # a parameter whose default is null is an optional count (proto_samples, memory_total): null or >= 1
+            if default is None and value is not None and (type(value) is not int or value < 1):
+                raise BenchError(f"--set {item!r}: {name} takes null (the method's own choice) or a whole number "
+                                 f">= 1, like 64")
             number = isinstance(value, (int, float)) and not isinstance(value, bool)
             if number and not (math.isfinite(value) and value >= 0):  # no parameter of the suite is negative
                 like = f", like {json.dumps(default)}" if default is not None else ""
@@ -355,6 +359,7 @@ def run(args) -> int:
     from benchmark.store import check_writable
 
     check_writable(out)
+    check_writable(cache, "--cache-dir")
     print(f"{len(cells)} cells -> {out}  (profile {profile}, device {device})")
     results = SequentialExecutor().run(cells, lambda c: runs[c.key].run(), progress=not args.no_progress)
     from benchmark.reports import summary_table, write_reports
@@ -436,6 +441,7 @@ def run_dfkd(args) -> int:
     from benchmark.store import check_writable
 
     check_writable(out)
+    check_writable(cache, "--cache-dir")
     print(f"{len(cells)} dfkd cells -> {out}  (profile {profile}, device {device})")
 
     def run_one(c):  # each cell's throughput is printed as it finishes: a later failure does not hide it

@@ -77,15 +77,64 @@ def _to_nchw(x: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(x))
 
 
+# What each dataset must look like once loaded: channels, accepted image sizes, number of classes.  A file that
+# differs (float images in [0, 1], 28x28 "CIFAR", 4 channels, flattened rows, labels out of range, x / y of different
+# lengths) is refused at load with one line, instead of training on black images or failing deep inside torch.
+GEOMETRY = {"cifar100": (3, (32,), 100), "cifar100-mini": (3, (32,), 100), "cifar10": (3, (32,), 10),
+            "cifar10-mini": (3, (32,), 10), "svhn": (3, (32,), 10), "mnist": (1, (28, 32), 10),
+            "tinyimagenet": (3, (64,), 200)}
+
+
+def _check_images(x: np.ndarray, where: str) -> None:
+    if x.dtype != np.uint8:
+        hint = " (scale by 255 and cast to uint8)" if np.issubdtype(x.dtype, np.floating) else ""
+        raise BenchError(f"{where} holds {x.dtype} images; the suite reads uint8 pixels 0-255{hint}")
+    if x.ndim not in (3, 4):
+        raise BenchError(f"{where} holds images of shape {tuple(x.shape[1:])}; expected (H, W), (H, W, C) or "
+                         f"(C, H, W) per image, not flattened rows")
+
+
+def validate(d: "ArrayData", where: str) -> None:
+    """One-line ``BenchError`` unless ``d`` has the geometry, lengths and label set of its dataset (``GEOMETRY``)."""
+    channels, sizes, n = GEOMETRY.get(d.name, (d.channels, (d.x_train.shape[-1],), d.n_classes))
+    for split, x, y in (("train", d.x_train, d.y_train), ("test", d.x_test, d.y_test)):
+        if x.ndim != 4 or x.shape[1] != channels or x.shape[2] != x.shape[3] or x.shape[-1] not in sizes:
+            want = " or ".join(f"{channels}x{s}x{s}" for s in sizes)
+            raise BenchError(f"{where}: {split} images are {'x'.join(map(str, x.shape[1:]))}, {d.name} needs {want} "
+                             f"(channels x height x width); it is not a {d.name} file")
+        if len(x) != len(y):
+            raise BenchError(f"{where}: {len(x)} {split} images but {len(y)} labels; x and y must have one label "
+                             f"per image")
+        if len(y) and (int(y.min()) < 0 or int(y.max()) >= n):
+            raise BenchError(f"{where}: {split} labels span {int(y.min())}..{int(y.max())}, {d.name} needs 0..{n - 1}")
+    if len(d.classes) != n:
+        raise BenchError(f"{where} names {len(d.classes)} classes, {d.name} has {n}")
+
+
 def _from_npz(path: Path, name: str) -> ArrayData:
+    import zipfile
+
+    fix = (f"re-create it with `python ../shared/data/expand.py {path.parent}` (or from the original data), or "
+           f"delete it to load {name} from --data-root's other layouts")
     try:
         d = np.load(path, allow_pickle=False)
-        return ArrayData(name, _to_nchw(d["x_train"]), torch.as_tensor(d["y_train"].astype(np.int64)),
-                         _to_nchw(d["x_test"]), torch.as_tensor(d["y_test"].astype(np.int64)),
-                         [str(c) for c in d["classes"]], str(path))
-    except (OSError, KeyError, ValueError) as e:
-        raise BenchError(f"cannot read {path}: {e}; it must be an .npz with x_train, y_train, x_test, y_test, "
-                         f"classes (re-create it with ../shared/data/expand.py)") from None
+        keys = set(getattr(d, "files", ()))
+        if keys and "x_train" not in keys and {"webp", "offsets"} & {k.split("_")[0] for k in keys}:
+            raise BenchError(f"{path} is a packed copy (compressed images), not arrays; expand it with "
+                             f"`.venv/bin/python ../shared/data/expand.py DIR` and pass --data-root DIR")
+        arrays = {k: d[k] for k in ("x_train", "y_train", "x_test", "y_test", "classes")}
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile, AttributeError) as e:
+        why = "it is empty" if path.is_file() and path.stat().st_size == 0 else f"{type(e).__name__}: {e}"
+        raise BenchError(f"cannot read {path} ({why}); it must be an .npz with x_train, y_train, x_test, y_test, "
+                         f"classes; {fix}") from None
+    for k in ("x_train", "x_test"):
+        _check_images(arrays[k], f"{path} ({k})")
+    for k in ("y_train", "y_test"):
+        if not np.issubdtype(arrays[k].dtype, np.integer):
+            raise BenchError(f"{path} ({k}) holds {arrays[k].dtype} labels; expected integer class indices")
+    return ArrayData(name, _to_nchw(arrays["x_train"]), torch.as_tensor(arrays["y_train"].astype(np.int64)),
+                     _to_nchw(arrays["x_test"]), torch.as_tensor(arrays["y_test"].astype(np.int64)),
+                     [str(c) for c in arrays["classes"]], str(path))
 
 
 def _torchvision_cifar(cls, root: Path, name: str, download: bool) -> ArrayData:
@@ -118,18 +167,36 @@ def _torchvision_mnist(root: Path, download: bool) -> ArrayData:
 
 def read_tinyimagenet_layout(folder: Path) -> ArrayData:
     """Reads the standard ``tiny-imagenet-200`` layout (``wnids.txt``, ``train/<wnid>/images/*.JPEG``,
-    ``val/val_annotations.txt`` + ``val/images``); the labelled val split is the test set."""
+    ``val/val_annotations.txt`` + ``val/images``); the labelled val split is the test set.
+
+    Class indices follow the official PASS Tiny-ImageNet loader (``data_manager_tiny.py``, ``find_classes``): the
+    **sorted** folder names of ``train/`` are classes 0..199, and the seed-1993 permutation of the scenario then
+    applies to those indices.  (``wnids.txt`` lists the classes in another order; numbering by it would put a
+    different half of the classes into phase 0.)  ``wnids.txt`` must name the same set of folders."""
     from PIL import Image
 
-    wnids = [w.strip() for w in (folder / "wnids.txt").read_text().split() if w.strip()]
+    listed = {w.strip() for w in (folder / "wnids.txt").read_text().split() if w.strip()}
+    train = folder / "train"
+    wnids = sorted(p.name for p in train.iterdir() if p.is_dir()) if train.is_dir() else []
+    if set(wnids) != listed:
+        odd = sorted(set(wnids) ^ listed)[:3]
+        raise BenchError(f"{folder}: wnids.txt and the folders of train/ name different classes (e.g. {odd}); "
+                         f"re-extract tiny-imagenet-200")
     index = {w: i for i, w in enumerate(wnids)}
 
+    def read(p):
+        try:
+            with Image.open(p) as im:
+                return np.asarray(im.convert("RGB"), dtype=np.uint8)
+        except OSError as e:
+            raise BenchError(f"image {p} cannot be read ({e}); replace it (re-extract tiny-imagenet-200)") from None
+
     def load(paths):
-        return np.stack([np.asarray(Image.open(p).convert("RGB"), dtype=np.uint8) for p in paths])
+        return np.stack([read(p) for p in paths])
 
     tr_paths, tr_y = [], []
     for w in wnids:
-        files = sorted((folder / "train" / w / "images").glob("*.JPEG"))
+        files = sorted((train / w / "images").glob("*.JPEG"))
         tr_paths += files
         tr_y += [index[w]] * len(files)
     te_paths, te_y = [], []
@@ -214,6 +281,7 @@ def load_arrays(name: str, data_root: str | Path | None = None, download: bool =
             raise
         except Exception as e:  # noqa: BLE001 - any failure here means "no data and no network"
             raise _no_data(name, root, e, download) from None
+    validate(d, d.source)
     if name == "mnist":
         d = _resize_mnist(d)
     d.sha256 = fingerprint(d.x_train, d.y_train, d.x_test, d.y_test)

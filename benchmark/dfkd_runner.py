@@ -40,7 +40,7 @@ from benchmark.precision import autocast, resolve_precision
 from benchmark.runner import versions
 from benchmark.scenarios import SCENARIOS, _cached_arrays
 from benchmark.teachers import carried_teacher, get_teacher, teacher_cache_path, test_accuracy
-from benchmark.training import rng_state, seed_everything, set_rng_state
+from benchmark.training import deterministic_kernels, rng_state, seed_everything, set_rng_state
 
 # augmentation of real and pool images in the distillation task: CMI's CIFAR transform (crop 4 + flip, no colour
 # jitter); MNIST none (DFAD's MNIST script)
@@ -140,6 +140,7 @@ class DFKDCellRun(CellFolder):
         from strategies.dfkd import DFKD_METHODS, DFKDContext
 
         cfg, dev = self.cfg, self.device
+        deterministic_kernels(dev.type)  # before the teacher: its training is part of what the cell reproduces
         spec = SCENARIOS.get(cfg["scenario"])
         data = _cached_arrays(spec.dataset, str(self.data_root) if self.data_root else None)
         if data.sha256 != cfg["data_sha256"]:

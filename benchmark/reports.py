@@ -38,6 +38,16 @@ TABLES = [
 ]
 
 
+def result_problem(res) -> str | None:
+    """Why a parsed ``result.json`` cannot be reported (``None`` when it can): every result is written with a
+    ``cell`` dict and a ``rows`` dict of per-row metrics."""
+    if not isinstance(res, dict) or not isinstance(res.get("cell"), dict):
+        return "no 'cell': not a result written by run_benchmark.py"
+    if not isinstance(res.get("rows"), dict) or not res["rows"]:
+        return "no 'rows': a damaged or foreign result"
+    return None
+
+
 def load_results(folders: Path | list[Path], task: str = "cil") -> list[dict]:
     """Every ``result.json`` of ``task`` below ``folders`` (one folder or several; unreadable files are skipped).
 
@@ -50,7 +60,7 @@ def load_results(folders: Path | list[Path], task: str = "cil") -> list[dict]:
                 res = json.loads(p.read_text())
             except (OSError, ValueError):
                 continue  # listed by unreadable_results
-            if not isinstance(res, dict) or not isinstance(res.get("cell"), dict):
+            if result_problem(res):
                 continue
             key = res.get("key")
             if res["cell"].get("task") != task or (key is not None and key in seen):
@@ -72,8 +82,9 @@ def unreadable_results(folders: Path | list[Path]) -> list[str]:
             except (OSError, ValueError) as e:
                 bad.append(f"{p} (not readable JSON: {e})")
                 continue
-            if not isinstance(res, dict) or not isinstance(res.get("cell"), dict):
-                bad.append(f"{p} (no 'cell': not a result written by run_benchmark.py)")
+            why = result_problem(res)
+            if why:
+                bad.append(f"{p} ({why})")
     return bad
 
 
@@ -405,6 +416,28 @@ def write_reports(folders: Path | list[Path], out: Path | None = None) -> list[P
         print(f"warning: skipped {line}; delete it and run its cell again", file=sys.stderr)
     rep = Path(out) if out is not None else folders[0] / "report"
     check_writable(rep)
+    paths = _write_all(results, dfkd, rep)
+    prune_stale(rep, paths)
+    return paths
+
+
+MANIFEST = ".report-files"
+
+
+def prune_stale(rep: Path, paths: list[Path]) -> None:
+    """Deletes the files that the previous report into ``rep`` wrote and this one did not (the heatmap of a cell
+    that is now skipped or gone would otherwise stay beside the new tables), then records this report's files.
+    Only files listed by an earlier report are ever deleted: a user's own files in ``--out`` stay."""
+    manifest = rep / MANIFEST
+    now = {Path(p).name for p in paths}
+    old = manifest.read_text().split("\n") if manifest.is_file() else []
+    for name in old:
+        if name and name not in now and "/" not in name and (rep / name).is_file():
+            (rep / name).unlink()
+    manifest.write_text("\n".join(sorted(now)) + "\n")
+
+
+def _write_all(results: list[dict], dfkd: list[dict], rep: Path) -> list[Path]:
     prov = write_provenance(results + dfkd, rep / "provenance.md")
     if not results:
         return [prov] + write_dfkd_reports(dfkd, rep)

@@ -27,10 +27,11 @@ from benchmark.errors import BenchError
 from benchmark.evaluation import evaluate_phase
 from benchmark.methods import METHODS, MethodContext, cell_params, full_params
 from benchmark.models import MODELS, build_model
+from benchmark.models.base import load_state
 from benchmark.precision import resolve_precision
 from benchmark.profiles import PROFILES, Profile
 from benchmark.scenarios import SCENARIOS, build_scenario
-from benchmark.training import PhaseRecipe, seed_everything
+from benchmark.training import PhaseRecipe, deterministic_kernels, seed_everything
 
 # CPU training throughput (images/s, 2 cores, batch 64, channels_last) for --dry-run's predictions.  resnet20,
 # resnet32 and reduced_resnet18 were measured here with benchmarks/throughput.py; wrn16_1 and wrn16_2 with
@@ -206,6 +207,7 @@ class CellRun(CellFolder):
         if sc.data.sha256 != cfg["data_sha256"]:
             raise BenchError(f"data under {sc.data.source} changed since the cell was planned; re-run the command")
         seed_everything(cfg["seed"])
+        deterministic_kernels(self.device.type)
         method_cls = METHODS.get(cfg["method"])
         # the classifier is sized for every class of the dataset, not for the classes this protocol shows (90 with
         # 20 phases of CIFAR-100, official split): phase 0 must not depend on the number of later phases, so that
@@ -225,7 +227,7 @@ class CellRun(CellFolder):
             ck = store.load_torch(self.ckpt_path, self.cell.key)
             state = ck["state"]
             method.load_state_dict(ck["method"])  # first: a method may change the network's structure (SSRE)
-            model.load_state_dict(ck["model"])
+            load_state(model, ck["model"])
             resume_training = ck.get("training")
         self.dir.mkdir(parents=True, exist_ok=True)
         store.save_json(self.dir / "cell.json", {"key": self.cell.key, "cell": cfg, "command": self.command})

@@ -22,18 +22,36 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("BENCH_CACHE") or Path.home() / ".cache" / "rgal-bench" / "cache").expanduser()
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _atomic(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + path.name, suffix=".tmp")
+    """Writes through a temporary file renamed over ``path``.  The file gets the mode a plain ``open`` would give
+    (0666 minus the umask; ``mkstemp`` alone makes every file 0600, so a team's shared cache was unreadable to the
+    others).  A failed write (disk full, read-only folder) is one line naming the file; earlier results stay."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + path.name, suffix=".tmp")
+    except OSError as e:
+        raise BenchError(f"cannot write {path} ({e.strerror or e}); make {path.parent} writable or choose another "
+                         f"folder (--out / --cache-dir); finished phases and cells are kept") from None
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(e, OSError) or (isinstance(e, RuntimeError) and "PytorchStreamWriter" in str(e)):
+            raise BenchError(f"cannot write {path} ({e.strerror or e}); free space or choose another folder "
+                             f"(--out / --cache-dir), then run the same command again: finished phases and cells "
+                             f"are kept") from None
         raise
 
 
@@ -77,13 +95,15 @@ def find_carried(candidates, key: str, what: str, fix: str, strict: bool = True)
     return None
 
 
-def load_torch(path: Path, key: str, what: str = "checkpoint") -> dict:
-    """Loads a checkpoint / cache written by ``save_torch`` and checks that it belongs to ``key``."""
+def load_torch(path: Path, key: str, what: str = "checkpoint", fix: str = "delete it to recompute it") -> dict:
+    """Loads a checkpoint / cache written by ``save_torch`` and checks that it belongs to ``key``; ``fix`` is what
+    the error tells the user to do about a missing or corrupt file."""
+    if not Path(path).is_file():
+        raise BenchError(f"{what} {path} is missing; {fix}")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unpickling failure means a corrupt or foreign file
-        raise BenchError(f"{what} {path} is corrupt or not a suite file ({type(e).__name__}); delete it to "
-                         f"recompute it") from None
+        raise BenchError(f"{what} {path} is corrupt or not a suite file ({type(e).__name__}); {fix}") from None
     if not isinstance(obj, dict) or obj.get("key") != key:
         found = obj.get("key") if isinstance(obj, dict) else "?"
         raise BenchError(f"{what} {path} belongs to another configuration (key {found}"
@@ -96,6 +116,8 @@ def check_state_fits(own: dict, state, path: Path, what: str, fix: str) -> None:
     a cache or checkpoint of another architecture / class count would otherwise fail deep inside ``load_state_dict``."""
     if not isinstance(state, dict):
         raise BenchError(f"{what} {path} holds no model weights; {fix}")
+    own = {k: v for k, v in own.items() if isinstance(v, torch.Tensor)}  # not the modules' extra state
+    state = {k: v for k, v in state.items() if not k.endswith("_extra_state")}
     bad = [k for k in own if k not in state or tuple(getattr(state[k], "shape", ())) != tuple(own[k].shape)]
     extra = [k for k in state if k not in own]
     if bad or extra:
@@ -108,11 +130,12 @@ def check_state_fits(own: dict, state, path: Path, what: str, fix: str) -> None:
         raise BenchError(f"{what} {path} does not fit this model (first mismatch {first}); {fix}")
 
 
-def check_writable(folder: Path) -> None:
+def check_writable(folder: Path, flag: str = "--out") -> None:
+    """One line before any training unless a file can be created in ``folder`` (``flag`` names the option to
+    change), so that a read-only or missing output or cache folder is not found after hours of phase 0."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=folder):
             pass
     except OSError as e:
-        raise BenchError(f"output folder {folder} is not writable ({e.strerror}); "
-                         "pass --out to a writable folder") from None
+        raise BenchError(f"folder {folder} is not writable ({e.strerror}); pass {flag} to a writable folder") from None

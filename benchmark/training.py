@@ -34,6 +34,7 @@ from torch.utils.data import DataLoader
 
 from benchmark.augment import AugmentSpec, augment_batch
 from benchmark.precision import StepPrecision
+from benchmark.models.base import load_state
 
 
 @dataclass
@@ -139,6 +140,18 @@ def set_rng_state(st: dict) -> None:
         torch.cuda.set_rng_state_all(st["cuda"])
 
 
+def deterministic_kernels(device_type: str) -> None:
+    """On CPU, the kernels that PyTorch may run non-deterministically use their deterministic variant.  Found by
+    issue 39: RGAL distillation differed between two identical runs at 2 threads from epoch 1 (bit-identical at 1
+    thread).  The cause is the backward of advanced indexing (``emb[anchors]`` in the triplet losses, ``index_put_``
+    with accumulation): with more than one thread and more than 32768 elements it adds with CPU atomics, in an
+    order that varies run to run.  ``torch.use_deterministic_algorithms`` makes it serial (a measured cost below
+    noise).  ``warn_only``: an op without a deterministic variant warns instead of failing.  On CUDA the default
+    kernels stay (cuDNN and atomics: CUDA runs are not bit-reproducible, as everywhere in the field)."""
+    if device_type == "cpu":
+        torch.use_deterministic_algorithms(True, warn_only=True)
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -212,7 +225,7 @@ class SuiteTrainingPlugin(SupervisedPlugin):
         self.epoch = 0
         if self.pending_resume is not None:
             st, self.pending_resume = self.pending_resume, None
-            strategy.model.load_state_dict(st["model"])
+            load_state(strategy.model, st["model"])
             strategy.optimizer.load_state_dict(st["optimizer"])
             if self.scheduler and st["scheduler"]:
                 self.scheduler.load_state_dict(st["scheduler"])

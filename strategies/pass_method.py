@@ -11,6 +11,7 @@ import torch
 from avalanche.training import Naive
 
 from benchmark.errors import BenchError
+from benchmark.models.base import load_state
 from benchmark.methods import CILMethod, make_suite_plugin, placeholder_optimizer, quiet_evaluator, register_method
 from strategies.pass_plugins import (FeatureCapturePlugin, FeatureDistillationPlugin, OldModelHolder,
                                      PrototypeAugmentationPlugin, PrototypeUpdatePlugin, RotationPlugin, TemperatureCE)
@@ -73,7 +74,7 @@ class PASS(CILMethod):
         self.bank.load_state_dict(st["bank"])
         if st["old_model"] is not None:
             self.old.update(self.model)
-            self.old.model.load_state_dict(st["old_model"])
+            load_state(self.old.model, st["old_model"])
 
 
 RGAL_G_DEFAULTS = {"rgal_steps": 10, "rgal_lr": 1e-3, "rgal_optimizer": "adam", "rgal_adv": 1.0, "rgal_ntri": 1.0,

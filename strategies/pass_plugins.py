@@ -118,10 +118,13 @@ class FeatureDistillationPlugin(SupervisedPlugin):
 
 @torch.no_grad()
 def phase_features(model, loader_x, loader_y, batch_size, augment, generator, device):
-    """Embeddings of the augmented training images in full batches only (official ``protoSave``)."""
+    """Embeddings of the augmented training images in full batches only (official ``protoSave``).  A phase with
+    fewer images than one batch (where the official loader would yield nothing and the prototypes would be NaN)
+    uses its one partial batch."""
     was = model.training
     model.eval()
-    batches = TensorBatches(loader_x, loader_y, batch_size, augment, generator, drop_last=True)
+    drop_last = len(loader_y) >= batch_size
+    batches = TensorBatches(loader_x, loader_y, batch_size, augment, generator, drop_last=drop_last)
     fs, ys = [], []
     for xb, yb, _ in batches:
         fs.append(model.backbone(xb.to(device)).cpu())

@@ -21,6 +21,7 @@ import torch
 from avalanche.training import Naive
 
 from benchmark.errors import BenchError
+from benchmark.models.base import load_state
 from benchmark.methods import (CILMethod, make_suite_plugin, placeholder_optimizer, put_last, quiet_evaluator,
                                register_method)
 from strategies.pass_method import (PASS, PASS_PHASE0_COST, RGAL_CHOICES, RGAL_G_DEFAULTS, RGAL_KEY_NEUTRAL,
@@ -115,7 +116,7 @@ class SSRE(CILMethod):
         self.bank.load_state_dict(st["bank"])
         if st["old_model"] is not None:
             self.old.update(self.model)
-            self.old.model.load_state_dict(st["old_model"])
+            load_state(self.old.model, st["old_model"])
         if self.use_g:
             self.rgal_g.movement = list(st["movement"])
 

@@ -65,3 +65,29 @@ def dfkd_context(method_name: str, pool_dir: Path, precision: str = "fp32", teac
     return DFKDContext(t, student, params, recipe, 10, (3, 32, 32), (0.5,) * 3, (0.25,) * 3,
                        AugmentSpec(crop_padding=4, flip=True), torch.device("cpu"), torch.Generator().manual_seed(0),
                        pool_dir, "k", real_data=real)
+
+
+def write_tiny_datasets(folder: Path, per_class: int = 8, test_per_class: int = 2) -> Path:
+    """``cifar10.npz`` (from the embedded real CIFAR-10 subset) and, when the team's MNIST is there, ``mnist.npz``
+    with ``per_class`` training and ``test_per_class`` test images of each class: a data root on which a full
+    pipeline (phase 0, later phases, a teacher, distillation) runs in seconds."""
+    import numpy as np
+
+    def pick(y, n):
+        return np.concatenate([np.flatnonzero(y == c)[:n] for c in range(10)])
+
+    folder.mkdir(parents=True, exist_ok=True)
+    sources = {"cifar10": ROOT / "benchmark" / "data_files" / "cifar10_mini.npz", "mnist": SHARED_DATA / "mnist.npz"}
+    for name, src in sources.items():
+        if not src.is_file():
+            continue
+        d = np.load(src)
+        tr, te = pick(d["y_train"], per_class), pick(d["y_test"], test_per_class)
+        np.savez(folder / f"{name}.npz", x_train=d["x_train"][tr], y_train=d["y_train"][tr], x_test=d["x_test"][te],
+                 y_test=d["y_test"][te], classes=d["classes"])
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory):
+    return write_tiny_datasets(tmp_path_factory.mktemp("tiny-data"))

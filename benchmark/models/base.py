@@ -42,11 +42,24 @@ def frozen_copy(net: nn.Module, state: dict | None = None) -> nn.Module:
         for m, hooks in saved:
             m._forward_hooks.update(hooks)
     if state is not None:
-        twin.load_state_dict(state)
+        load_state(twin, state)
     twin.eval()
     for p in twin.parameters():
         p.requires_grad_(False)
     return twin
+
+
+def load_state(net: nn.Module, state: dict) -> None:
+    """``net.load_state_dict(state)`` (strict) where ``net`` may be a fresh network whose lazily filled buffers are
+    still ``None``: Avalanche's ``NCMClassifier`` registers ``class_means = None`` and fills it after the first
+    phase, so the state of a trained iCaRL model has a tensor that a fresh copy does not (``Unexpected key
+    eval_classifier.class_means``).  Such buffers are given the saved tensor's shape first."""
+    for name, module in net.named_modules():
+        for b, value in module._buffers.items():
+            key = f"{name}.{b}" if name else b
+            if value is None and isinstance(state.get(key), torch.Tensor):
+                module._buffers[b] = torch.empty_like(state[key])
+    net.load_state_dict(state)
 
 
 class OutputCapture:
@@ -81,11 +94,29 @@ class InputNormalizer(nn.Module):
 
 
 class SlicedLinear(nn.Linear):
-    """Linear classifier whose output is cut to the first ``active`` classes (all when ``active`` is None)."""
+    """Linear classifier whose output is cut to the first ``active`` classes (all when ``active`` is None).
+
+    ``active`` changes what the module computes, so it is part of the module's state (``_extra_state`` in
+    ``state_dict``): a previous model rebuilt from a checkpoint scores the classes it scored before the kill (PASS's
+    old head scored all outputs after a resume, and RGAL's L'_g changed).  A state saved before this entry existed
+    (a phase-0 cache) loads with ``active`` left as it is."""
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True):
         super().__init__(in_features, out_features, bias)
         self.active: int | None = None
+
+    def get_extra_state(self) -> dict:
+        return {"active": self.active}
+
+    def set_extra_state(self, state: dict) -> None:
+        self.active = None if state.get("active") is None else int(state["active"])
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                              error_msgs):
+        n = len(missing_keys)
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                                      error_msgs)
+        missing_keys[n:] = [k for k in missing_keys[n:] if k != prefix + "_extra_state"]  # an older state
 
     @float32_forward
     def forward(self, x: torch.Tensor) -> torch.Tensor:

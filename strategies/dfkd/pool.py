@@ -46,8 +46,11 @@ class DataPool:
     def load(self, n_batches: int) -> None:
         """Reads the first ``n_batches`` files (as recorded by a checkpoint) and deletes any later ones."""
         self.batches = []
+        # the pool is the history of the run: a damaged batch cannot be recomputed alone, the cell restarts
+        fix = (f"the pool cannot be rebuilt from its middle: delete {self.folder.parent / 'checkpoint.pt'} and "
+               f"{self.folder} to run this cell again from the start")
         for i in range(n_batches):
-            ck = store.load_torch(self.folder / f"{i:06d}.pt", self.key, "synthetic pool file")
+            ck = store.load_torch(self.folder / f"{i:06d}.pt", self.key, "synthetic pool file", fix)
             self.batches.append((ck["x"], ck["y"]))
         for p in self.folder.glob("*.pt"):
             if p.stem.isdigit() and int(p.stem) >= n_batches:

@@ -1,0 +1,244 @@
+"""Faults found from outside (issues 36 and 39): damaged or wrong data files, a damaged result, unwritable folders, a
+bad ``--set`` value, the state a module needs to compute the same thing after a resume, determinism at 2 threads,
+file modes, stale report files and Tiny-ImageNet's class numbering.  Each case is one line and exit code 2, found
+before any training, and writes nothing."""
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from benchmark.data import load_arrays
+from benchmark.errors import BenchError
+from test_dfkd_runner import in_process
+
+
+def _npz(path, **over):
+    rng = np.random.default_rng(0)
+    arrays = {"x_train": rng.integers(0, 256, (20, 32, 32, 3), dtype=np.uint8), "y_train": np.arange(20) % 10,
+              "x_test": rng.integers(0, 256, (10, 32, 32, 3), dtype=np.uint8), "y_test": np.arange(10),
+              "classes": np.array([f"c{i}" for i in range(10)])}
+    arrays.update(over)
+    np.savez(path, **arrays)
+    return path
+
+
+def test_a_well_formed_file_loads(tmp_path):
+    d = load_arrays("cifar10", _npz(tmp_path / "cifar10.npz").parent)
+    assert tuple(d.x_train.shape) == (20, 3, 32, 32) and d.x_train.dtype == torch.uint8 and d.n_classes == 10
+
+
+@pytest.mark.parametrize("damage,words", [
+    (lambda p: p.write_bytes(b""), "is empty"),
+    (lambda p: p.write_bytes(_npz(p).read_bytes()[:3000]), "BadZipFile"),
+    (lambda p: p.write_bytes(_npz(p).read_bytes()[:-40000]), "cannot read"),
+])
+@pytest.mark.parametrize("name", ["cifar100", "mnist"])
+def test_a_damaged_npz_is_one_line_naming_the_file_and_nothing_is_written(name, damage, words, tmp_path):
+    damage(tmp_path / f"{name}.npz")
+    r = in_process("--scenario", name, "--data-root", str(tmp_path), "--out", str(tmp_path / "out"), "--phases",
+                   "1", "--methods", "finetune")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+    assert str(tmp_path / f"{name}.npz") in r.stderr and words in r.stderr and "expand.py" in r.stderr
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("over,words", [
+    ({"x_train": np.random.default_rng(0).random((20, 32, 32, 3), dtype=np.float32)}, "float32 images"),
+    ({"y_train": np.arange(19) % 10}, "20 train images but 19 labels"),
+    ({"x_train": np.zeros((20, 28, 28, 3), np.uint8)}, "train images are 3x28x28"),
+    ({"x_train": np.zeros((20, 3072), np.uint8)}, "not flattened rows"),
+    ({"x_train": np.zeros((20, 32, 32, 4), np.uint8)}, "train images are 32x32x4"),
+    ({"y_test": np.arange(10) + 5}, "test labels span 5..14, cifar10 needs 0..9"),
+    ({"y_train": np.linspace(0, 9, 20)}, "float64 labels"),
+    ({"classes": np.array(["a", "b"])}, "names 2 classes, cifar10 has 10"),
+])
+def test_arrays_of_the_wrong_kind_are_refused_at_load(over, words, tmp_path):
+    _npz(tmp_path / "cifar10.npz", **over)
+    with pytest.raises(BenchError, match=words.replace("(", r"\(")) as e:
+        load_arrays("cifar10", tmp_path)
+    assert "\n" not in str(e.value) and "cifar10.npz" in str(e.value)
+
+
+def test_the_packed_shared_copy_says_to_expand_it(tmp_path):
+    np.savez(tmp_path / "cifar100.npz", webp=np.zeros(4, np.uint8), offsets=np.zeros(2, np.int64))
+    with pytest.raises(BenchError, match="packed copy.*expand.py"):
+        load_arrays("cifar100", tmp_path)
+
+
+def _tiny_layout(root, wnids, broken=None):
+    from PIL import Image
+
+    top = root / "tiny-imagenet-200"
+    (top / "val" / "images").mkdir(parents=True)
+    (top / "wnids.txt").write_text("\n".join(wnids) + "\n")
+    ann = []
+    for i, w in enumerate(sorted(wnids)):  # the pixel value is the class's rank among the sorted folder names
+        d = top / "train" / w / "images"
+        d.mkdir(parents=True)
+        Image.fromarray(np.full((64, 64, 3), i, np.uint8)).save(d / f"{w}_0.JPEG", quality=100)
+        Image.fromarray(np.full((64, 64, 3), i, np.uint8)).save(top / "val" / "images" / f"val_{i}.JPEG", quality=100)
+        ann.append(f"val_{i}.JPEG\t{w}\t0\t0\t63\t63")
+    (top / "val" / "val_annotations.txt").write_text("\n".join(ann) + "\n")
+    if broken:
+        p = top / "train" / broken / "images" / f"{broken}_0.JPEG"
+        p.write_bytes(p.read_bytes()[:200])
+    return top
+
+
+def test_tinyimagenet_numbers_classes_by_sorted_folder_names_as_official_pass(tmp_path):
+    """Official PASS (``data_manager_tiny.py``, ``find_classes``): class i is the i-th sorted folder of train/, then
+    the seed-1993 permutation; wnids.txt lists them in another order here, as in the real archive."""
+    from benchmark.scenarios import build_scenario, class_order
+
+    wnids = [f"n{(i * 7919) % 10007:08d}" for i in range(200)]  # not sorted
+    assert wnids != sorted(wnids)
+    _tiny_layout(tmp_path, wnids)
+    assert load_arrays("tinyimagenet", tmp_path).classes == sorted(wnids)
+    sc = build_scenario("tinyimagenet", 10, data_root=str(tmp_path))
+    official = class_order(200, 1993)  # the permutation of the sorted-folder indices
+    for lbl in (0, 1, 57, 99, 100, 150, 199):  # phase 0 (labels 0..99) and the later groups
+        x = sc.data.x_test[sc.data.y_test == lbl][0, 0, 10, 10]
+        assert abs(int(x) - official[lbl]) <= 1
+
+
+def test_tinyimagenet_truncated_image_is_one_line_naming_it(tmp_path):
+    wnids = [f"n{i:08d}" for i in range(200)]
+    _tiny_layout(tmp_path, wnids, broken=wnids[3])
+    with pytest.raises(BenchError, match=f"image .*{wnids[3]}_0.JPEG cannot be read") as e:
+        load_arrays("tinyimagenet", tmp_path)
+    assert "\n" not in str(e.value)
+
+
+def test_report_on_a_result_without_rows_is_one_line_and_writes_nothing(tmp_path):
+    cell = tmp_path / "res" / "cell"
+    cell.mkdir(parents=True)
+    (cell / "result.json").write_text(json.dumps({"key": "k", "cell": {"task": "cil"}}))
+    r = in_process("report", str(tmp_path / "res"))
+    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+    assert "no 'rows'" in r.stderr and str(cell / "result.json") in r.stderr
+    assert not (tmp_path / "res" / "report").exists()
+
+
+def test_unwritable_cache_dir_fails_before_training(tmp_path):
+    (tmp_path / "file").write_text("x")  # a folder below a file cannot be made, whoever runs the test
+    r = in_process("--methods", "finetune", "--phases", "1", "--out", str(tmp_path / "out"), "--cache-dir",
+                   str(tmp_path / "file" / "cache"))
+    assert r.returncode == 2 and "--cache-dir" in r.stderr and r.stderr.count("\n") == 1, r.stderr
+    assert not list((tmp_path / "out").rglob("*.pt"))
+
+
+def test_a_set_value_of_the_wrong_type_for_a_null_default_fails_at_dry_run(tmp_path):
+    r = in_process("--methods", "pass", "--set", "pass.proto_samples=abc", "--dry-run", "--out", str(tmp_path))
+    assert r.returncode == 2 and "proto_samples takes null" in r.stderr, r.stderr
+    assert in_process("--methods", "pass", "--set", "pass.proto_samples=32", "--dry-run", "--out",
+                      str(tmp_path)).returncode == 0
+
+
+def test_a_full_disk_is_one_line_and_keeps_the_previous_file(tmp_path, monkeypatch):
+    from benchmark import store
+
+    store.save_json(tmp_path / "r.json", {"a": 1})
+
+    def full(*a, **k):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(BenchError, match="cannot write .*r.json \\(No space left on device\\)"):
+        store.save_json(tmp_path / "r.json", {"a": 2})
+    assert json.loads((tmp_path / "r.json").read_text()) == {"a": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["r.json"]  # no temporary file left behind
+
+
+def test_written_files_follow_the_umask_not_0600(tmp_path):
+    from benchmark import store
+
+    old = os.umask(0o022)
+    try:
+        store.save_json(tmp_path / "a.json", {})
+        store.save_torch(tmp_path / "b.pt", {"x": torch.zeros(1)})
+    finally:
+        os.umask(old)
+    assert {oct(p.stat().st_mode & 0o777) for p in tmp_path.iterdir()} == {"0o644"}
+
+
+def test_a_missing_pool_batch_points_to_the_checkpoint_not_to_itself(tmp_path):
+    from strategies.dfkd.pool import DataPool
+
+    pool = DataPool(tmp_path / "pool", "k")
+    pool.add(torch.rand(2, 1, 4, 4), torch.tensor([0, 1]))
+    pool.add(torch.rand(2, 1, 4, 4), torch.tensor([1, 0]))
+    (tmp_path / "pool" / "000001.pt").unlink()
+    with pytest.raises(BenchError, match="000001.pt is missing; the pool cannot be rebuilt.*checkpoint.pt") as e:
+        DataPool(tmp_path / "pool", "k").load(2)
+    assert str(tmp_path / "checkpoint.pt") in str(e.value)
+
+
+def test_report_removes_the_files_of_its_previous_run_that_it_no_longer_writes(tmp_path):
+    from benchmark.reports import prune_stale
+
+    rep = tmp_path / "report"
+    rep.mkdir()
+    for name in ("tables.md", "heatmap_old_cell.png", "mine.txt"):
+        (rep / name).write_text("x")
+    prune_stale(rep, [rep / "tables.md", rep / "heatmap_old_cell.png"])
+    prune_stale(rep, [rep / "tables.md"])  # the cell of the heatmap is skipped now
+    assert sorted(p.name for p in rep.iterdir()) == [".report-files", "mine.txt", "tables.md"]
+
+
+def test_the_sliced_heads_active_classes_are_part_of_the_state():
+    """PASS's previous model is rebuilt from a fresh network at resume: it must score the classes it scored."""
+    from benchmark.models import build_model
+    from benchmark.models.base import frozen_copy
+
+    net = build_model("resnet20", 10, 3, (0.5,) * 3, (0.5,) * 3)
+    net.head.active = 4
+    fresh = build_model("resnet20", 10, 3, (0.5,) * 3, (0.5,) * 3)
+    old = frozen_copy(fresh, net.state_dict())
+    assert old.head.active == 4 and old(torch.rand(2, 3, 32, 32)).shape == (2, 4)
+    legacy = {k: v for k, v in net.state_dict().items() if not k.endswith("_extra_state")}  # a phase-0 cache
+    fresh.head.active = 7
+    fresh.load_state_dict(legacy)
+    assert fresh.head.active == 7
+
+
+def test_a_trained_icarl_models_state_loads_into_a_fresh_copy():
+    """The NCM classifier's class means are a buffer that exists only once filled (issue 36's resume crash)."""
+    from avalanche.models import NCMClassifier, TrainEvalModel
+
+    from benchmark.models import build_model
+    from benchmark.models.base import frozen_copy
+
+    def model():
+        net = build_model("resnet20", 10, 3, (0.5,) * 3, (0.5,) * 3)
+        return TrainEvalModel(net.backbone, net.head, NCMClassifier())
+
+    trained = model()
+    trained.eval_classifier.replace_class_means_dict({0: torch.ones(64), 1: torch.zeros(64)})
+    copy = frozen_copy(model(), trained.state_dict())
+    assert torch.equal(copy.eval_classifier.class_means, trained.eval_classifier.class_means)
+
+
+def test_triplet_backward_is_bit_identical_at_two_threads():
+    """The backward of ``emb[anchors]`` accumulates with CPU atomics above 32768 elements unless the runners'
+    ``deterministic_kernels`` is on; RGAL's distillation differed between identical runs at 2 threads."""
+    from benchmark.training import deterministic_kernels
+    from strategies.rgal.losses import triplet_loss
+
+    threads, was = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    torch.set_num_threads(2)
+    deterministic_kernels("cpu")
+    try:
+        gen = torch.Generator().manual_seed(0)
+        emb0 = torch.randn(256, 64, generator=gen)
+        a, p, n = (torch.randint(0, 256, (4000,), generator=gen) for _ in range(3))
+        grads = set()
+        for _ in range(6):
+            emb = emb0.clone().requires_grad_()
+            triplet_loss(emb, a, p, n).backward()
+            grads.add(emb.grad.numpy().tobytes())
+        assert len(grads) == 1
+    finally:
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(was)
