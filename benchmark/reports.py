@@ -396,7 +396,7 @@ def write_reports(folders: Path | list[Path], out: Path | None = None) -> list[P
     folder; required for several)."""
     from benchmark.errors import BenchError
 
-    from benchmark.dfkd_reports import load_dfkd_results, write_dfkd_reports
+    from benchmark.dfkd_reports import load_dfkd_results
 
     folders = [Path(folders)] if isinstance(folders, (str, Path)) else [Path(f) for f in folders]
     if out is None and len(folders) != 1:
@@ -438,6 +438,8 @@ def prune_stale(rep: Path, paths: list[Path]) -> None:
 
 
 def _write_all(results: list[dict], dfkd: list[dict], rep: Path) -> list[Path]:
+    from benchmark.dfkd_reports import write_dfkd_reports
+
     prov = write_provenance(results + dfkd, rep / "provenance.md")
     if not results:
         return [prov] + write_dfkd_reports(dfkd, rep)

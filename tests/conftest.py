@@ -91,3 +91,20 @@ def write_tiny_datasets(folder: Path, per_class: int = 8, test_per_class: int = 
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory):
     return write_tiny_datasets(tmp_path_factory.mktemp("tiny-data"))
+
+
+def run_main(*args):
+    """``run_benchmark.main`` in this process (no interpreter start-up, ~10 s here): returncode, stdout, stderr."""
+    import contextlib
+    import io
+    import types
+
+    import run_benchmark
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = run_benchmark.main(list(args))
+        except SystemExit as e:  # argparse's usage errors exit
+            code = e.code
+    return types.SimpleNamespace(returncode=code, stdout=out.getvalue(), stderr=err.getvalue())

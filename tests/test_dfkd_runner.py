@@ -9,6 +9,7 @@ import torch
 
 from benchmark.dfkd_runner import DFKDCellRun, make_dfkd_cells
 from conftest import SHARED_DATA, cli
+from conftest import run_main as in_process
 from test_cli import _one_line_error
 
 pytestmark = pytest.mark.skipif(not (SHARED_DATA / "mnist.npz").is_file(), reason="needs ../shared/data/mnist.npz")
@@ -17,20 +18,6 @@ pytestmark = pytest.mark.skipif(not (SHARED_DATA / "mnist.npz").is_file(), reaso
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory):
     return tmp_path_factory.mktemp("dfkd-cache")
-
-
-def in_process(*args):
-    """``run_benchmark.main`` in this process (no interpreter start-up): returncode, stdout, stderr."""
-    import contextlib
-    import io
-    import types
-
-    import run_benchmark
-
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = run_benchmark.main(list(args))
-    return types.SimpleNamespace(returncode=code, stdout=out.getvalue(), stderr=err.getvalue())
 
 
 def _cells(methods, **params):

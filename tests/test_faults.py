@@ -11,7 +11,7 @@ import torch
 
 from benchmark.data import load_arrays
 from benchmark.errors import BenchError
-from test_dfkd_runner import in_process
+from conftest import run_main as in_process
 
 
 def _npz(path, **over):
