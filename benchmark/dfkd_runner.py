@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 
 from benchmark import store
 from benchmark.augment import AugmentSpec
-from benchmark.cells import Cell, CellFolder
+from benchmark.cells import Cell, CellFolder, thread_entry
 from benchmark.dfkd_profiles import DFKDProfile, DistillRecipe, TeacherRecipe, dfkd_profile
 from benchmark.errors import BenchError
 from benchmark.methods import cell_params, full_params
@@ -39,7 +39,7 @@ from benchmark.models import MODELS, build_model
 from benchmark.precision import autocast, resolve_precision
 from benchmark.runner import versions
 from benchmark.scenarios import SCENARIOS, _cached_arrays
-from benchmark.teachers import carried_teacher, get_teacher, teacher_cache_path, test_accuracy
+from benchmark.teachers import carried_teacher, get_teacher, teacher_cache_path, teacher_key, test_accuracy
 from benchmark.training import deterministic_kernels, rng_state, seed_everything, set_rng_state
 
 # augmentation of real and pool images in the distillation task: CMI's CIFAR transform (crop 4 + flip, no colour
@@ -73,7 +73,7 @@ def make_dfkd_cells(*, scenarios, methods, seeds, profile, teacher=None, student
         import hashlib
 
         t_sha = hashlib.sha256(p.read_bytes()).hexdigest()
-    cells = []
+    cells, threads = [], thread_entry(device_type)
     for scen in scenarios:
         spec = SCENARIOS.get(scen)
         if scen not in DFKD_AUGMENT:
@@ -93,6 +93,12 @@ def make_dfkd_cells(*, scenarios, methods, seeds, profile, teacher=None, student
                     "teacher_seed": 0, "teacher_checkpoint_sha256": t_sha, "method": m,
                     "method_params": cell_params(m, params, DFKD_METHODS),
                     "augment": DFKD_AUGMENT[scen].as_dict(), "data_sha256": data.sha256, "device_type": device_type,
+                    **threads,
+                    # the teacher's identity, named in the key (issue 36): its checkpoint's sha256 above, or the key
+                    # of the suite's cached teacher
+                    "teacher_key": None if t_sha else teacher_key(
+                        data.sha256, teacher or prof.teacher, prof.teacher_recipe, DFKD_AUGMENT[scen], 0, device_type,
+                        threads.get("torch_threads")),
                 }))
     return cells
 
@@ -112,7 +118,8 @@ class DFKDCellRun(CellFolder):
         """Where the suite's teacher of this cell is cached (``--dry-run`` reports whether it exists)."""
         c = self.cfg
         return teacher_cache_path(self.cache_dir, c["data_sha256"], c["teacher"], TeacherRecipe(**c["teacher_recipe"]),
-                                  AugmentSpec(**c["augment"]), c["teacher_seed"], c["device_type"])
+                                  AugmentSpec(**c["augment"]), c["teacher_seed"], c["device_type"],
+                                  c.get("torch_threads"))
 
     def carried_teachers(self) -> list[Path]:
         """``teacher.pt`` of the teacher cells beside this one (the same ``--out``), by folder name."""

@@ -22,7 +22,7 @@ import torch
 from tqdm.auto import tqdm
 
 from benchmark import metrics, store
-from benchmark.cells import Cell, CellFolder, phase0_key
+from benchmark.cells import Cell, CellFolder, phase0_key, thread_entry
 from benchmark.errors import BenchError
 from benchmark.evaluation import evaluate_phase
 from benchmark.methods import METHODS, MethodContext, cell_params, full_params
@@ -108,7 +108,7 @@ def make_cells(*, scenarios, phases, methods, seeds, profile, epochs=None, batch
                         "class_order_seed": class_order_seed, "seed": seed, "profile": profile,
                         "model": model or prof.model, "recipe": {"base": base.as_dict(), "inc": inc.as_dict()},
                         "method": m, "method_params": cell_params(m, params), "data_sha256": sc.data.sha256,
-                        "device_type": device_type, **extra_data,
+                        "device_type": device_type, **thread_entry(device_type), **extra_data,
                     }))
     return cells
 

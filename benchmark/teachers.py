@@ -31,17 +31,20 @@ from benchmark.precision import autocast
 from benchmark.training import rng_state, seed_everything, set_rng_state
 
 
-def teacher_key(data_sha256: str, model: str, recipe, augment: AugmentSpec, seed: int, device_type: str) -> str:
+def teacher_key(data_sha256: str, model: str, recipe, augment: AugmentSpec, seed: int, device_type: str,
+                threads: int | None = None) -> str:
     # "init": the initialisation is drawn from the seed (session 5; teachers cached before were initialised from
-    # whatever the process's generator held, so they get a new key rather than a silent mismatch)
+    # whatever the process's generator held, so they get a new key rather than a silent mismatch).  ``threads``:
+    # the torch thread count of a CPU teacher (``benchmark.cells.thread_entry``)
     return stable_hash({"what": "dfkd-teacher", "data": data_sha256, "model": model, "recipe": recipe.as_dict(),
-                        "augment": augment.as_dict(), "seed": seed, "device_type": device_type, "init": "seeded"})
+                        "augment": augment.as_dict(), "seed": seed, "device_type": device_type, "init": "seeded",
+                        **({"torch_threads": threads} if threads is not None else {})})
 
 
 def teacher_cache_path(cache_dir: Path, data_sha256: str, model: str, recipe, augment: AugmentSpec, seed: int,
-                       device_type: str) -> Path:
+                       device_type: str, threads: int | None = None) -> Path:
     """Where the suite caches the teacher these arguments determine (``--dry-run`` reports whether it exists)."""
-    key = teacher_key(data_sha256, model, recipe, augment, seed, device_type)
+    key = teacher_key(data_sha256, model, recipe, augment, seed, device_type, threads)
     return Path(cache_dir) / "teachers" / f"{key}.pt"
 
 
@@ -128,7 +131,9 @@ def get_teacher(name: str, data: ArrayData, mean, std, recipe, augment: AugmentS
     if checkpoint:
         info = _load_user_checkpoint(model, Path(checkpoint))
     else:
-        path = teacher_cache_path(cache_dir, data.sha256, name, recipe, augment, seed, torch.device(device).type)
+        dev = torch.device(device).type
+        path = teacher_cache_path(cache_dir, data.sha256, name, recipe, augment, seed, dev,
+                                  torch.get_num_threads() if dev == "cpu" else None)
         key = path.stem
         if path.is_file():
             ck = store.load_torch(path, key, "teacher cache")

@@ -132,7 +132,7 @@ def test_merged_folders_read_a_shared_key_once_and_keep_results_without_a_key(tm
 
     def put(folder, name, key):
         (tmp_path / folder / name).mkdir(parents=True)
-        res = {"cell": {"task": "cil"}, **({"key": key} if key else {})}
+        res = {"cell": {"task": "cil"}, "rows": {"m": {}}, **({"key": key} if key else {})}
         (tmp_path / folder / name / "result.json").write_text(json.dumps(res))
 
     put("a", "c1", "k1"), put("b", "c1-copy", "k1"), put("a", "old1", None), put("b", "old2", None)

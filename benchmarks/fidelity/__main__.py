@@ -18,7 +18,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.fidelity.common import official_commit, read_rows, table, write_rows  # noqa: E402
+from benchmarks.fidelity.common import (official_commit, read_rows, table, weights_only_state_dicts,  # noqa: E402
+                                        write_rows)
 
 # suite method -> the harness module that compares it (one module per official codebase)
 HARNESSES = {
@@ -65,7 +66,8 @@ def main(argv=None) -> int:
               f"({importlib.import_module(have[a.method]).REPOSITORY})", file=sys.stderr)
         return 2
     mod = importlib.import_module(have[a.method])
-    rows = mod.run(a.method, a.official, steps=a.steps, seed=a.seed, commit=official_commit(a.official))
+    with weights_only_state_dicts():
+        rows = mod.run(a.method, a.official, steps=a.steps, seed=a.seed, commit=official_commit(a.official))
     path = write_rows(rows, a.out, a.method)
     print(table([r.__dict__ for r in rows]))
     print(f"wrote {path}")
