@@ -145,9 +145,10 @@ def deterministic_kernels(device_type: str) -> None:
     issue 39: RGAL distillation differed between two identical runs at 2 threads from epoch 1 (bit-identical at 1
     thread).  The cause is the backward of advanced indexing (``emb[anchors]`` in the triplet losses, ``index_put_``
     with accumulation): with more than one thread and more than 32768 elements it adds with CPU atomics, in an
-    order that varies run to run.  ``torch.use_deterministic_algorithms`` makes it serial (a measured cost below
-    noise).  ``warn_only``: an op without a deterministic variant warns instead of failing.  On CUDA the default
-    kernels stay (cuDNN and atomics: CUDA runs are not bit-reproducible, as everywhere in the field)."""
+    order that varies run to run.  ``torch.use_deterministic_algorithms`` makes that accumulation serial (on a CPU
+    the switch concerns such accumulations: ``index_put_`` / ``put_`` with ``accumulate``).  ``warn_only``: an op
+    without a deterministic variant warns instead of failing.  On CUDA the default kernels stay (cuDNN and atomics:
+    CUDA runs are not bit-reproducible, as everywhere in the field)."""
     if device_type == "cpu":
         torch.use_deterministic_algorithms(True, warn_only=True)
 

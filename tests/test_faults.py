@@ -242,3 +242,36 @@ def test_triplet_backward_is_bit_identical_at_two_threads():
     finally:
         torch.set_num_threads(threads)
         torch.use_deterministic_algorithms(was)
+
+
+def test_keys_name_the_thread_count_and_a_student_names_its_teacher(tiny_data):
+    """Float reductions depend on the thread count: cells, phase-0 models and teachers computed at different counts
+    must not share a key (issue 36: one cache entry gave 59.82 % to one cell and 60.22 % to another)."""
+    import baselines  # noqa: F401
+    import strategies.dfkd  # noqa: F401
+    from benchmark.cells import phase0_key
+    from benchmark.dfkd_runner import make_dfkd_cells
+    from benchmark.runner import make_cells
+
+    def plan():
+        (cil,) = make_cells(scenarios=["cifar10"], phases=[1], methods=["finetune"], seeds=[0], profile="smoke",
+                            data_root=tiny_data)
+        (kd,) = make_dfkd_cells(scenarios=["cifar10"], methods=["dfad"], seeds=[0], profile="smoke",
+                                data_root=tiny_data)
+        return cil, kd
+
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        cil1, kd1 = plan()
+        torch.set_num_threads(2)
+        cil2, kd2 = plan()
+    finally:
+        torch.set_num_threads(threads)
+    assert (cil1.config["torch_threads"], cil2.config["torch_threads"]) == (1, 2)
+    assert cil1.key != cil2.key and kd1.key != kd2.key
+    assert phase0_key(cil1.config, "ce") != phase0_key(cil2.config, "ce")
+    assert kd1.config["teacher_key"] and kd1.config["teacher_key"] != kd2.config["teacher_key"]
+    on_gpu = make_cells(scenarios=["cifar10"], phases=[1], methods=["finetune"], seeds=[0], profile="smoke",
+                        data_root=tiny_data, device_type="cuda")[0]
+    assert "torch_threads" not in on_gpu.config
