@@ -99,7 +99,8 @@ class EEILPlugin(SupervisedPlugin):
         gen = torch.Generator(device=self.device).manual_seed(self.seed * 1000 + k + 800)
         was = self.net.training
         self.net.train()
-        sp = StepPrecision(bft.precision, torch.device(self.device).type)  # the phase's autocast (and fp16 loss scaling)
+        # the phase's autocast (and fp16 loss scaling)
+        sp = StepPrecision(bft.precision, torch.device(self.device).type)
         for _ in range(p["bft_epochs"]):
             perm = torch.randperm(len(y), generator=gen, device=gen.device).to(self.device)
             for i in range(0, len(y), r.batch_size):

@@ -114,8 +114,8 @@ def validate(d: "ArrayData", where: str) -> None:
 def _from_npz(path: Path, name: str) -> ArrayData:
     import zipfile
 
-    fix = (f"re-create it with `python ../shared/data/expand.py {path.parent}` (or from the original data), or "
-           f"delete it to load {name} from --data-root's other layouts")
+    fix = (f"re-create it with `.venv/bin/python ../shared/data/expand.py {path.parent}` (or from the original "
+           f"data), or delete it to load {name} from --data-root's other layouts")
     try:
         d = np.load(path, allow_pickle=False)
         keys = set(getattr(d, "files", ()))
@@ -240,7 +240,8 @@ def _no_data(name: str, root: Path, err: Exception, download: bool = True) -> Be
     layout = _LAYOUTS.get(name, "the torchvision layout")
     return BenchError(
         f"dataset {name!r} not found under {root} and {why}; pass --data-root DIR (or set BENCH_DATA) to a folder "
-        f"holding {name}.npz (e.g. written by ../shared/data/expand.py) or {layout}, or {online}")
+        f"holding {name}.npz (from a packed copy: `.venv/bin/python ../shared/data/expand.py {root}`) or {layout}, "
+        f"or {online}")
 
 
 def load_arrays(name: str, data_root: str | Path | None = None, download: bool = True) -> ArrayData:

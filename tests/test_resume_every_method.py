@@ -96,8 +96,8 @@ def test_incremental_method_resumes_through_the_same_states(method, tiny_data, s
     # cifar10: 4 / 3 / 3 classes; later phases 3 epochs, so that the kill (after the checkpoint of phase 1's first
     # epoch) is followed by an epoch checkpoint, a phase boundary and a whole phase with the restored state
     (cell,) = make_cells(scenarios=["cifar10"], phases=[2], methods=[method], seeds=[0], profile="smoke",
-                         inc_epochs=3, base_classes=4, data_root=tiny_data, method_params={k: v for k, v in CIL_PARAMS.items()
-                                                                           if k == method})
+                         inc_epochs=3, base_classes=4, data_root=tiny_data,
+                         method_params={method: CIL_PARAMS[method]} if method in CIL_PARAMS else {})
     # checkpoints: 1 after phase 0, 2-3 after phase 1's first two epochs, 4 at its end, 5-6 inside phase 2.  Killed
     # after 2: the rest of a phase from its epoch checkpoint; after 4: a whole phase with the state rebuilt at the
     # boundary (previous model, prototypes, exemplars, which the next phase uses from its first step)
