@@ -20,7 +20,10 @@ one of phase 2 (the official ``iteration = start_iter + 2``), so the official ca
    class, and 8 of 10 on the same features, where the official loop's re-picks show); NME class means and
    nearest-mean scores.
 Departure row: the input normalisation (suite: the PASS statistics of every CIFAR-100 method; official: std
-``(0.2009, 0.1984, 0.2023)``).  Level 3 is not implemented (``steps`` is ignored).
+``(0.2009, 0.1984, 0.2023)``).
+3. (``--steps N``) a short run of N phase-2 steps from the same start, one optimiser a side, a new augmentation of
+   the batch's images every step: the loss curves and final parameters, against the official code's own floor
+   (its run with weights moved by 1e-7 relative).
 
 Identical state and draws
 -------------------------
@@ -95,7 +98,7 @@ from benchmark.models.base import frozen_copy
 from benchmark.profiles import PROFILES
 from benchmark.scenarios import SCENARIOS
 from benchmarks.fidelity.common import (GRAD_RTOL, LOSS_RTOL, Row, compare_terms, compare_tensors, official_imports,
-                                        step_change_rel_diff, verdict, worst)
+                                        rel_diff, step_change_rel_diff, verdict, worst)
 
 REPOSITORY = "hshustc/CVPR19_Incremental_Learning"
 PATCHES: list[tuple[str, str]] = [
@@ -324,11 +327,13 @@ def augmented_batch(classes, gen: torch.Generator, offset: int) -> tuple[torch.T
 
 
 def make_row(meta: SimpleNamespace, level: int, compared: str, diffs: dict, tol: float, note: str = "",
-             departure: str = "", details: dict | None = None) -> Row:
-    """A row from per-item relative differences; ``meta``: method, repository, commit, patches."""
+             departure: str = "", details: dict | None = None, verdict_override: str = "") -> Row:
+    """A row from per-item relative differences; ``meta``: method, repository, commit, patches.
+    ``verdict_override``: level 3's verdict against the official floor rather than ``tol`` alone."""
     name, mx = worst(diffs)
     return Row(meta.method, level, meta.repository, meta.commit, compared, float(mx), float(tol),
-               verdict(mx, tol, departure), note or departure, {"worst": name, "per_item": diffs, **(details or {})},
+               verdict_override or verdict(mx, tol, departure), note or departure,
+               {"worst": name, "per_item": diffs, **(details or {})},
                [list(p) for p in meta.patches])
 
 
@@ -672,12 +677,10 @@ def _step_rows(meta, mods, off, ref_model, cur_lamda, method, xb, yb) -> list[Ro
     return rows
 
 
-def run(method: str, official: Path, steps: int = 0, seed: int = 0, commit: str = "unknown") -> list[Row]:
-    """Levels 1 and 2 (module docstring); ``steps`` is ignored (no level 3 for UCIR)."""
-    torch.set_num_threads(1)
-    t0 = time.process_time()
-    meta = SimpleNamespace(method=method, repository=REPOSITORY, commit=commit, patches=PATCHES)
-    mods = _official_modules(official)
+def _prepared(mods, seed: int, meta) -> SimpleNamespace:
+    """The state every comparison starts from (module docstring): official and suite models at the end of phase 1,
+    exemplars, phase-2 imprinting, then the mid-phase state; the level-1/2 rows made on the way; the generator after
+    the draws.  Deterministic in ``seed``, so level 3 rebuilds it for each of its worlds."""
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     x_old, y_old = per_class_data(range(GROUPS[1][1]), PER_CLASS)
@@ -692,7 +695,134 @@ def run(method: str, official: Path, steps: int = 0, seed: int = 0, commit: str 
     rows.append(row)
     jitter(off, gen, 0.02, skip=("fc.fc1",))  # mid-phase: old rows stay frozen (official fc1 lr 0)
     load_mapped(method_obj.model, {**official_tensors(off, "param", HEAD), **official_tensors(off, "buffer", HEAD)})
-    rows += _step_rows(meta, mods, off, ref_model, cur_lamda, method_obj, xb, yb)
+    return SimpleNamespace(rows=rows, off=off, ref=ref_model, lam=cur_lamda, method=method_obj, xb=xb, yb=yb, gen=gen)
+
+
+# -- level 3 --------------------------------------------------------------------------------------------------------
+L3_PERTURB = 1e-7  # the floor: relative perturbation of the official weights (a float32 round-off's size)
+
+
+def _l3_batches(gen: torch.Generator, steps: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """A new augmentation of the batch's images (and, cycling, of the next images of each class) for every step."""
+    return [augmented_batch(OLD_IN_BATCH + NEW_IN_BATCH, gen, offset=PER_CLASS + i % 4) for i in range(steps)]
+
+
+def _suite_run(method, batches) -> tuple[list[dict], list]:
+    """``len(batches)`` steps of the suite's UCIR with one optimiser (one phase): the phase start once, then one
+    Avalanche ``training_epoch`` per batch through a loader built as the phase start builds it.  Per step: the loss
+    terms; and the batch as drawn (what the official side receives)."""
+    from benchmark.training import TensorBatches
+
+    s, plugin, terms, drawn = method.strategy, method.suite_plugin, [], []
+
+    def probe(event, frame, arg):
+        loc = frame.f_locals
+        if event == "call":
+            terms.append({"ce": loc["strategy"].loss.item()})
+        elif "lf" in loc:
+            terms[-1].update(less_forget=(loc["lam"] * loc["lf"]).item(),
+                             margin_ranking=(loc["self"].p["lw_mr"] * loc["mr"]).item(),
+                             total=loc["strategy"].loss.item())
+
+    s.adapted_dataset = TensorDataset(*batches[0])
+    plugin.phase = PHASE
+    s.clock.train_exp_counter = PHASE
+    plugin.before_training_exp(s)
+    r = plugin.recipe_for(PHASE)
+    with Profiler({UCIRPlugin.before_backward.__code__: probe}).on():
+        for i, (x, y) in enumerate(batches):
+            if i:
+                s.dataloader = TensorBatches(x, y, r.batch_size, plugin.augment, plugin.generator,
+                                             channels_last=r.channels_last, on_batch=plugin._count)
+            b = list(s.dataloader)
+            assert len(b) == 1
+            s.dataloader = b
+            s.model.train()
+            s.training_epoch()
+            drawn.append(b[0])
+    plugin.leave_autocast()
+    return terms, drawn
+
+
+def _official_run(mods, off, ref_model, cur_lamda, drawn) -> list[dict]:
+    """The official training function, one epoch of one batch per step, with one optimiser and scheduler (built as
+    in ``_official_step``) kept across the steps."""
+    ignored = list(map(id, off.fc.fc1.parameters()))
+    base = filter(lambda p: id(p) not in ignored, off.parameters())
+    opt = torch.optim.SGD([{"params": base, "lr": 0.1, "weight_decay": 5e-4},
+                           {"params": off.fc.fc1.parameters(), "lr": 0, "weight_decay": 0}],
+                          lr=0.1, momentum=0.9, weight_decay=5e-4)
+    sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=[80, 120], gamma=0.1)
+    out = []
+    for x, y, *_ in drawn:
+        rec = {}
+
+        def probe(event, frame, arg):
+            if event == "return" and "loss3" in frame.f_locals:
+                rec.update({k: frame.f_locals[k] for k in ("loss1", "loss2", "loss3", "train_loss")})
+
+        with Profiler({mods.train.__code__: probe}).on(), quiet(), _margin_ranking_broadcast():
+            mods.train(1, off, ref_model, opt, sched, [(normalise(x), y)], [(normalise(x[:2]), y[:2])], 1 + PHASE, 1,
+                       cur_lamda, 0.5, 2, 1.0, device=CPU)
+        out.append({"ce": rec["loss2"].item(), "less_forget": rec["loss1"].item(),
+                    "margin_ranking": rec["loss3"].item(), "total": float(rec["train_loss"])})
+    return out
+
+
+def _curve(terms: list[dict]) -> list[float]:
+    return [t[k] for t in terms for k in ("ce", "less_forget", "margin_ranking", "total")]
+
+
+def _level3_rows(meta, mods, seed: int, steps: int) -> list[Row]:
+    """Three worlds from the same start: the suite, the official code, and the official code with its weights moved
+    by ``L3_PERTURB`` relative (the floor: how far the official run itself departs under a round-off-sized change).
+    The loss curves (every term of every step) and the final parameters are compared; identical within
+    ``LOSS_RTOL`` or 3x the floor."""
+    t0 = time.time()
+    world = _prepared(mods, seed, meta)
+    batches = _l3_batches(world.gen, steps)
+    suite_terms, drawn = _suite_run(world.method, batches)
+    official = _official_run(mods, world.off, world.ref, world.lam, drawn)
+    control = _prepared(mods, seed, meta)
+    g = torch.Generator().manual_seed(seed + 31)
+    with torch.no_grad():
+        for p in control.off.parameters():
+            p.mul_(1 + L3_PERTURB * torch.randn(p.shape, generator=g))
+    floor_terms = _official_run(mods, control.off, control.ref, control.lam, drawn)
+    a, b, c = _curve(official), _curve(suite_terms), _curve(floor_terms)
+    curve = max(rel_diff(x, y) for x, y in zip(a, b))
+    floor = max(rel_diff(x, y) for x, y in zip(a, c))
+    rows_n = {"head.weight": GROUPS[PHASE][1]}
+    p_suite = suite_tensors(world.method.model, "param", rows_n)
+    p_off = same_shapes(official_tensors(world.off, "param", HEAD), p_suite)
+    p_ctl = same_shapes(official_tensors(control.off, "param", HEAD), p_suite)
+    params, params_floor = worst(compare_tensors(p_off, p_suite)), worst(compare_tensors(p_off, p_ctl))
+    ok = all(d <= LOSS_RTOL or d <= 3.0 * f for d, f in ((curve, floor), (params[1], params_floor[1])))
+    first = next((i for i, (x, y) in enumerate(zip(a, b)) if rel_diff(x, y) > 1e-3), None)
+    first_floor = next((i for i, (x, y) in enumerate(zip(a, c)) if rel_diff(x, y) > 1e-3), None)
+    note = (f"{steps} phase-2 steps, one SGD optimiser each side, a new augmentation every step; loss curves (CE, "
+            f"lambda*LF, MR, total of every step) {curve:.1e} against the official floor {floor:.1e} (official "
+            f"weights moved by {L3_PERTURB:g} relative); first term above 1e-3 at "
+            f"{'never' if first is None else first + 1} (floor {'never' if first_floor is None else first_floor + 1}"
+            f"); final parameters {params[1]:.1e} at {params[0]} (floor {params_floor[1]:.1e}); "
+            f"{'within' if ok else 'ABOVE'} 3x the floor; total loss {a[3]:.3f} -> {a[-1]:.3f} (official)")
+    return [make_row(meta, 3, f"short run: {steps} identical phase-2 steps (loss curves, final parameters)",
+                     {"loss curves": curve, "final parameters": params[1]}, LOSS_RTOL, note=note,
+                     details={"curve_official": a, "curve_suite": b, "curve_floor": c, "floor": floor,
+                              "params_floor": params_floor[1], "seconds": round(time.time() - t0, 1)},
+                     verdict_override="identical" if ok else "differs")]
+
+
+def run(method: str, official: Path, steps: int = 0, seed: int = 0, commit: str = "unknown") -> list[Row]:
+    """Levels 1 and 2 (module docstring); level 3 with ``steps`` > 0."""
+    torch.set_num_threads(1)
+    t0 = time.process_time()
+    meta = SimpleNamespace(method=method, repository=REPOSITORY, commit=commit, patches=PATCHES)
+    mods = _official_modules(official)
+    w = _prepared(mods, seed, meta)
+    rows = w.rows + _step_rows(meta, mods, w.off, w.ref, w.lam, w.method, w.xb, w.yb)
+    if steps > 0:
+        rows += _level3_rows(meta, mods, seed, steps)
     cpu = time.process_time() - t0
     for r in rows:
         r.details["cpu_seconds_whole_run"] = round(cpu, 1)
