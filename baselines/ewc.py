@@ -1,7 +1,10 @@
 """Elastic Weight Consolidation (Kirkpatrick et al. 2017) with Avalanche's ``EWCPlugin``.
 
 lambda 5000 as FACIL's default; Avalanche's ``separate`` mode (one quadratic penalty per past phase, Fisher from
-squared minibatch gradients of the cross-entropy over the phase's training data).
+squared minibatch gradients of the cross-entropy over the phase's training data).  Against FACIL (the reference
+implementation; ``results/fidelity/ewc.json``) Avalanche's plugin differs, kept on purpose: no 1/2 in the penalty,
+the Fisher averaged over every batch (the partial one included) in eval mode, the head penalised, one head trained
+with CE over every seen class (docs/official-code-cil-baselines.md, "Departures from FACIL kept on purpose").
 """
 from __future__ import annotations
 

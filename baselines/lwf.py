@@ -6,6 +6,9 @@ Hyper-parameters from FACIL's defaults: lambda (alpha) 1, temperature 2.  Two fi
   it is restored;
 * it calls the previous model in whatever mode the copy was made in (train mode), so the frozen teacher used batch
   statistics and updated its BatchNorm running means on every step; the copy is put in eval mode.
+Against FACIL (the reference implementation; ``results/fidelity/lwf.json``) the suite keeps on purpose: one head
+over every seen class with CE over all of them and every row trained (the suite's class-incremental protocol), and
+no 1e-5 smoothing of the soft targets (docs/official-code-cil-baselines.md, "Departures from FACIL kept on purpose").
 """
 from __future__ import annotations
 

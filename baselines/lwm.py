@@ -15,7 +15,9 @@ distillation on Grad-CAM maps, without exemplars.  No official code was found; b
   without exemplars trains the current head, as LwF's new-task loss; ``"seen"``: all seen classes, which without
   exemplars biases every prediction towards the newest classes, the collapse measured for LwF-MC here).  Each map is
   computed for a whole batch at once: a sample's logits depend only on its own input (eval-mode BatchNorm in the old
-  model; the current model's batch statistics couple samples only through the normalisation, as in FACIL).
+  model; the current model's batch statistics couple samples only through the normalisation).  The current
+  model's map comes from the training forward itself (FACIL: a separate eval-mode pass; kept on purpose, see
+  docs/official-code-cil-baselines.md, "Departures from FACIL kept on purpose").
 """
 from __future__ import annotations
 

@@ -529,6 +529,7 @@ def recording(module, name: str, calls: list):
 
 
 # -- LwF -----------------------------------------------------------------------------------------------------------
+DOC = "docs/official-code-cil-baselines.md (Departures from FACIL kept on purpose): "
 LWF_DEPARTURES = (
     Departure("t2", "facil", "distillation scale: the suite multiplies its KL by T^2 = 4 (Hinton), FACIL has no T^2",
               "baselines/lwf.py docstring and README (T^2 restored); FACIL follows the LwF paper (no T^2)"),
@@ -536,11 +537,13 @@ LWF_DEPARTURES = (
               "of the old soft targets (a constant: no gradient)",
               "baselines/lwf.py docstring (Avalanche's KL term); FACIL's CE is the LwF paper's L_old"),
     Departure("eps", "facil", "FACIL adds 1e-5/n to its soft outputs and renormalises before the log (the LwF paper "
-              "and the suite do not)"),
+              "and the suite do not)", DOC + "the suite follows the LwF paper"),
     Departure("ce_seen", "facil", "classification term: FACIL without exemplars = CE over the current task's head (the "
-              "LwF paper's new-task loss); the suite = Avalanche Naive's CE over every seen class"),
+              "LwF paper's new-task loss); the suite = Avalanche Naive's CE over every seen class",
+              DOC + "single-head class-incremental training, as every baseline of the suite"),
     Departure("old_heads", "facil", "FACIL without exemplars leaves the old heads out of its optimiser (frozen); the "
-              "suite's SGD updates every head row (old ones via distillation and CE)"),
+              "suite's SGD updates every head row (old ones via distillation and CE)",
+              DOC + "single-head class-incremental training, as every baseline of the suite"),
 )
 
 
@@ -587,20 +590,23 @@ EWC_DEPARTURES = (
               "baselines/ewc.py docstring (squared minibatch gradients of the CE over the phase's training data); "
               "neither side is the paper's expectation over the model's own predictive distribution"),
     Departure("fisher_bn", "facil", "BatchNorm mode of the Fisher pass: FACIL train() (batch statistics; it also moves "
-              "the running statistics), Avalanche eval()"),
+              "the running statistics), Avalanche eval()", DOC + "Avalanche's EWCPlugin as released"),
     Departure("alpha", "facil", "Fisher merge: FACIL keeps alpha x old + (1 - alpha) x new with alpha 0.5, so its "
               "Fisher after task 0 is halved; the suite keeps one penalty per past phase",
               "baselines/ewc.py docstring and README (Avalanche 'separate' mode); the suite follows the paper's "
               "per-task penalties"),
     Departure("half", "facil", "penalty scale: FACIL lamb/2 x sum F (theta - theta*)^2 (the paper's Eq. 3), Avalanche "
-              "lamb x sum F (...)^2 without 1/2: at the same lamb 5000 the suite's penalty is twice FACIL's"),
+              "lamb x sum F (...)^2 without 1/2: at the same lamb 5000 the suite's penalty is twice FACIL's",
+              DOC + "Avalanche's EWCPlugin as released; lambda is a tuned constant"),
     Departure("fisher_batches", "both", "Fisher sample count: FACIL iterates len(data) // batch_size full batches (the "
               "last partial batch is dropped) and divides by that many samples, Avalanche averages the squared "
-              "gradients of every batch, the partial one included; measured with 20 images (batches 8, 8, 4)"),
+              "gradients of every batch, the partial one included; measured with 20 images (batches 8, 8, 4)",
+              DOC + "Avalanche's EWCPlugin as released"),
     Departure("head", "suite", "penalised parameters: FACIL the feature extractor only (per-task heads never), the "
-              "suite every parameter, its head rows of the old classes included"),
-    Departure("ce_seen", "facil", LWF_DEPARTURES[3].what),
-    Departure("old_heads", "facil", LWF_DEPARTURES[4].what),
+              "suite every parameter, its head rows of the old classes included",
+              DOC + "a single head's old rows need the penalty"),
+    LWF_DEPARTURES[3],
+    LWF_DEPARTURES[4],
 )
 
 
@@ -892,11 +898,11 @@ LWM_DEPARTURES = (
               "baselines/lwm.py docstring (FACIL's term inert); the suite follows the paper"),
     Departure("cur_map_mode", "suite", "BatchNorm mode of the current model's map: FACIL's Grad-CAM is an eval() pass, "
               "the suite takes the training forward's activations (batch statistics); the suite docstring's 'as in "
-              "FACIL' does not hold for the maps"),
-    Departure("eps", "facil", LWF_DEPARTURES[2].what),
+              "FACIL' does not hold for the maps", DOC + "the map of the step that is trained"),
+    LWF_DEPARTURES[2],
     Departure("kl", "facil", "distillation value: the suite's KL vs FACIL's cross-entropy, apart by beta x the entropy "
               "of the old soft targets (no gradient)", "baselines/lwm.py docstring (the KL divergence, no T^2)"),
-    Departure("old_heads", "facil", LWF_DEPARTURES[4].what),
+    LWF_DEPARTURES[4],
 )
 
 
