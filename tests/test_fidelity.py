@@ -101,3 +101,18 @@ def test_rgal_student_triplet_labels(tmp_path, monkeypatch, s_labels):
     h.remove()
     expected = logits[-1].argmax(1) if s_labels == "teacher" else stored[idx]
     assert torch.equal(seen["labels"], expected)
+
+
+def test_deepinversion_trains_the_student_on_the_official_scripts_batch():
+    """Official scripts/deepinv/deepinv_cifar10_wrn402_wrn161.sh: the student steps on batches of --batch_size 256
+    (the harness found 128); the paper profile's CIFAR cells get 256, the smaller profiles keep their own batch
+    for every method (cpu CIFAR 128), so the committed cells' keys do not move."""
+    import strategies.dfkd  # noqa: F401
+    from benchmark.dfkd_profiles import dfkd_profile
+    from strategies.dfkd import DFKD_METHODS
+
+    defaults = DFKD_METHODS.entry("deepinversion").extra["defaults"]
+    for ds in ("cifar10", "cifar100"):
+        assert dfkd_profile("paper", ds).params_for("deepinversion", defaults)["student_batch"] == 256
+    assert dfkd_profile("cpu", "cifar10").params_for("deepinversion", defaults)["student_batch"] == 128
+    assert dfkd_profile("smoke", "cifar10").params_for("deepinversion", defaults)["student_batch"] == 16
