@@ -19,8 +19,7 @@ run: $(BIN)/.installed
 # One pytest-xdist worker per core (at most 4: each holds torch and Avalanche); tests/conftest.py gives each worker
 # its share of the cores as threads.  Measured on 2 cores (439 tests): 632 s idle, 727-811 s beside other work.
 # A module fixture (the smoke run of test_cli.py, the teacher of test_dfkd_runner.py) is made once per worker that
-# needs it: --dist
-# loadgroup would keep such tests together, but pytest-xdist 3.8 marks groups on `item._nodeid`, which pytest 9.2 no
-# longer reads, so the groups have no effect.  `.venv/bin/python -m pytest tests/test_x.py` runs serially.
+# needs it: --dist loadgroup would keep such tests together, but pytest-xdist 3.8 marks groups on `item._nodeid`,
+# which pytest 9.2 no longer reads, so the groups have no effect.  `.venv/bin/python -m pytest tests/test_x.py` runs serially.
 test: $(BIN)/.installed
 	$(BIN)/python -m pytest -q -n auto --maxprocesses 4
