@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Command line of the suite (CONVENTIONS.md): plan cells, run them through the executor, write reports.
+"""Command line of the suite: plan cells, run them (resuming finished and partial ones), write reports.
 
     python run_benchmark.py                                  # embedded cifar100-mini demo, profile mini
     python run_benchmark.py --scenario cifar100 --phases 10  # the main job (profile cpu)
@@ -28,6 +28,10 @@ def _order_seed(text: str):
         return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is neither an integer seed nor 'natural'") from None
+
+
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -62,6 +66,8 @@ def _positive_float(text: str) -> float:
 
 def parse_args(argv):
     p = _Parser(prog="run_benchmark.py", description=__doc__.split("\n")[0],
+                epilog="examples:\n" + __doc__.split("\n\n", 1)[1].rstrip().rstrip('"') +
+                       "\n\nREADME.md (Usage) lists every flag; `run_benchmark.py report --help` the report command.",
                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--task", choices=["cil", "dfkd"], default="cil",
                    help="cil: class-incremental learning (default); dfkd: data-free knowledge distillation")
@@ -354,13 +360,14 @@ def run(args) -> int:
             sec = 0.0 if st == "finished" else p0_sec + rest_sec
             total += sec
             print(f"{c.label:40s} {c.dirname:55s} {st:22s} ~{sec / 60:6.1f} min{p0}")
-        print(f"{len(cells)} cells, predicted {total / 60:.1f} min (2-core CPU throughput figures; a GPU is faster)")
+        print(f"{plural(len(cells), 'cell')}, predicted {total / 60:.1f} min (2-core CPU throughput figures; a GPU "
+              f"is faster)")
         return 0
     from benchmark.store import check_writable
 
     check_writable(out)
     check_writable(cache, "--cache-dir")
-    print(f"{len(cells)} cells -> {out}  (profile {profile}, device {device})")
+    print(f"{plural(len(cells), 'cell')} -> {out}  (profile {profile}, device {device})")
     results = SequentialExecutor().run(cells, lambda c: runs[c.key].run(), progress=not args.no_progress)
     from benchmark.reports import summary_table, write_reports
 
@@ -435,14 +442,14 @@ def run_dfkd(args) -> int:
             total += sec
             print(f"{cfg['method']:14s} {cfg['scenario']:9s} {cfg['teacher']}->{cfg['student']} "
                   f"seed {cfg['seed']}  {r.dir.name:50s} {st:18s} ~{sec / 60:6.1f} min  {teacher}")
-        print(f"{len(cells)} cells, predicted {total / 60:.1f} min, teacher training on a cache miss included (rough "
+        print(f"{plural(len(cells), 'cell')}, predicted {total / 60:.1f} min, teacher training on a cache miss included (rough "
               f"2-core CPU estimate)")
         return 0
     from benchmark.store import check_writable
 
     check_writable(out)
     check_writable(cache, "--cache-dir")
-    print(f"{len(cells)} dfkd cells -> {out}  (profile {profile}, device {device})")
+    print(f"{plural(len(cells), 'distillation cell')} -> {out}  (profile {profile}, device {device})")
 
     def run_one(c):  # each cell's throughput is printed as it finishes: a later failure does not hide it
         res = runs[c.key].run()

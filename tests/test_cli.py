@@ -323,7 +323,7 @@ def test_ssre_killed_mid_phase_after_reparameterisation_resumes_to_the_same_numb
 def test_a_method_or_seed_given_twice_is_one_cell(tmp_path):
     p = run_main("--methods", "finetune", "finetune", "--seeds", "0", "0", "--out", str(tmp_path / "o"), "--dry-run")
     assert p.returncode == 0, p.stderr
-    assert "1 cells, predicted" in p.stdout
+    assert "1 cell, predicted" in p.stdout
 
 
 def test_report_names_unreadable_results_and_an_unwritable_out(tmp_path):
@@ -341,3 +341,12 @@ def test_report_names_unreadable_results_and_an_unwritable_out(tmp_path):
                     "--out")
     (tmp_path / "d" / "good" / "result.json").unlink()
     _one_line_error(run_main("report", str(tmp_path / "d")), "none readable", "cut/result.json")
+
+
+def test_help_shows_the_report_command_and_points_inside_the_repository(tmp_path):
+    p = run_main("--help")
+    assert p.returncode == 0
+    assert "run_benchmark.py report DIR" in p.stdout and "report --help" in p.stdout and "README.md" in p.stdout
+    assert "CONVENTIONS.md" not in p.stdout  # a file outside the repository
+    two = run_main("--methods", "finetune", "lwf", "--out", str(tmp_path / "o"), "--dry-run")
+    assert "2 cells, predicted" in two.stdout
