@@ -118,12 +118,14 @@ def _from_npz(path: Path, name: str) -> ArrayData:
            f"data), or delete it to load {name} from --data-root's other layouts")
     try:
         d = np.load(path, allow_pickle=False)
-        keys = set(getattr(d, "files", ()))
-        if keys and "x_train" not in keys and {"webp", "offsets"} & {k.split("_")[0] for k in keys}:
+        if not isinstance(d, np.lib.npyio.NpzFile):  # a bare .npy under an .npz name
+            raise ValueError("a single array, not an .npz archive")
+        keys = set(d.files)
+        if "x_train" not in keys and "webp" in keys:
             raise BenchError(f"{path} is a packed copy (compressed images), not arrays; expand it with "
                              f"`.venv/bin/python ../shared/data/expand.py DIR` and pass --data-root DIR")
         arrays = {k: d[k] for k in ("x_train", "y_train", "x_test", "y_test", "classes")}
-    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile, AttributeError) as e:
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as e:
         why = "it is empty" if path.is_file() and path.stat().st_size == 0 else f"{type(e).__name__}: {e}"
         raise BenchError(f"cannot read {path} ({why}); it must be an .npz with x_train, y_train, x_test, y_test, "
                          f"classes; {fix}") from None

@@ -275,3 +275,11 @@ def test_keys_name_the_thread_count_and_a_student_names_its_teacher(tiny_data):
     on_gpu = make_cells(scenarios=["cifar10"], phases=[1], methods=["finetune"], seeds=[0], profile="smoke",
                         data_root=tiny_data, device_type="cuda")[0]
     assert "torch_threads" not in on_gpu.config
+
+
+def test_a_bare_npy_under_the_npz_name_is_one_line(tmp_path):
+    np.save(tmp_path / "arr.npy", np.zeros((4, 32, 32, 3), np.uint8))
+    (tmp_path / "arr.npy").rename(tmp_path / "cifar10.npz")
+    with pytest.raises(BenchError, match="not an .npz archive") as e:
+        load_arrays("cifar10", tmp_path)
+    assert "\n" not in str(e.value)
