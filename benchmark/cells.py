@@ -40,7 +40,7 @@ def thread_entry(device_type: str) -> dict:
     """``{"torch_threads": n}`` for a CPU cell (nothing on CUDA), an entry of every cell's configuration and so of
     its key and of the keys of the models it shares (phase 0, teacher).  Float reductions on a CPU depend on the
     number of intra-op threads: a MNIST teacher trained with one thread scored 98.68 %, with two 98.83 %, and one
-    phase-0 cache entry gave 59.82 % to one cell and 60.22 % to another, filled at another thread count (issue 36).
+    phase-0 cache entry gave 59.82 % to one cell and 60.22 % to another, filled at another thread count.
     A key must name what was computed."""
     return {"torch_threads": torch.get_num_threads()} if device_type == "cpu" else {}
 

@@ -141,9 +141,9 @@ def set_rng_state(st: dict) -> None:
 
 
 def deterministic_kernels(device_type: str) -> None:
-    """On CPU, the kernels that PyTorch may run non-deterministically use their deterministic variant.  Found by
-    issue 39: RGAL distillation differed between two identical runs at 2 threads from epoch 1 (bit-identical at 1
-    thread).  The cause is the backward of advanced indexing (``emb[anchors]`` in the triplet losses, ``index_put_``
+    """On CPU, the kernels that PyTorch may run non-deterministically use their deterministic variant.  Without it,
+    RGAL distillation differs between two identical runs at 2 threads from epoch 1 (bit-identical at 1 thread):
+    the backward of advanced indexing (``emb[anchors]`` in the triplet losses, ``index_put_``
     with accumulation): with more than one thread and more than 32768 elements it adds with CPU atomics, in an
     order that varies run to run.  ``torch.use_deterministic_algorithms`` makes that accumulation serial (on a CPU
     the switch concerns such accumulations: ``index_put_`` / ``put_`` with ``accumulate``); it is not slower: the

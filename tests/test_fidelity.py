@@ -104,9 +104,9 @@ def test_rgal_student_triplet_labels(tmp_path, monkeypatch, s_labels):
 
 
 def test_deepinversion_trains_the_student_on_the_official_scripts_batch():
-    """Official scripts/deepinv/deepinv_cifar10_wrn402_wrn161.sh: the student steps on batches of --batch_size 256
-    (the harness found 128); the paper profile's CIFAR cells get 256, the smaller profiles keep their own batch
-    for every method (cpu CIFAR 128), so the committed cells' keys do not move."""
+    """Official scripts/deepinv/deepinv_cifar10_wrn402_wrn161.sh: the student steps on batches of --batch_size 256;
+    the paper profile's CIFAR cells get 256, the smaller profiles keep their own batch for every method (cpu CIFAR
+    128)."""
     import strategies.dfkd  # noqa: F401
     from benchmark.dfkd_profiles import dfkd_profile
     from strategies.dfkd import DFKD_METHODS

@@ -30,7 +30,7 @@ from strategies.dfkd.losses import bn_hooks, bn_loss, js_divergence, one_hot_los
 from strategies.dfkd.pool_kd import PoolMethod, frozen
 
 # student_batch 256: the official script (CMI's scripts/deepinv/deepinv_cifar10_wrn402_wrn161.sh) trains the student on
-# batches of --batch_size 256, its synthesis batch (the fidelity harness found 128 here; the profiles below `paper`
+# batches of --batch_size 256, its synthesis batch (checked by benchmarks/fidelity; the profiles below `paper`
 # set their own batch, so no committed cell changes)
 DEFAULTS = {"g_steps": 1000, "kd_steps": 0, "lr_g": 0.1, "g_betas": [0.5, 0.99], "student_batch": 256, "T": 20.0,
             "adv": 1.0, "bn": 10.0, "oh": 1.0, "tv": 1e-3, "js_T": 3.0, "jitter": 0, "keep": "best",
