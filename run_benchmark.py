@@ -64,6 +64,20 @@ def _positive_float(text: str) -> float:
     return v
 
 
+def _per_class(text: str):
+    """``all`` or ``TRAIN[/TEST]`` (TEST defaults to a quarter of TRAIN, at least 1: cifar100-mini's 20 / 5)."""
+    if text == "all":
+        return "all"
+    try:
+        parts = [int(t) for t in text.split("/")]
+    except ValueError:
+        parts = []
+    if len(parts) not in (1, 2) or min(parts) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is neither 'all' nor TRAIN[/TEST] with positive integers "
+                                         "(e.g. 20/5)")
+    return (parts[0], parts[1] if len(parts) == 2 else max(1, parts[0] // 4))
+
+
 def parse_args(argv):
     p = _Parser(prog="run_benchmark.py", description=__doc__.split("\n")[0],
                 epilog="examples:\n" + __doc__.split("\n\n", 1)[1].rstrip().rstrip('"') +
@@ -94,6 +108,9 @@ def parse_args(argv):
                    help="spread all remaining classes over the phases instead of int((n-base)/phases) each")
     p.add_argument("--base-classes", type=_count(1),
                    help="classes in phase 0 (default: half for cifar100/tinyimagenet)")
+    p.add_argument("--per-class", type=_per_class, default=None, metavar="TRAIN[/TEST]|all",
+                   help="train and test on the first TRAIN / TEST images of each class (default: the profile's; "
+                        "smoke and mini keep 20 / 5, cpu and paper all)")
     p.add_argument("--memory-total", type=_count(1),
                    help="fixed exemplar budget instead of 20 per class (exemplar methods: icarl, ucir, eeil)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
@@ -288,7 +305,7 @@ def run(args) -> int:
         return 0
     if args.task == "dfkd":
         for flag in ("phases", "model", "class_order_seed", "memory_total", "base_classes", "spread_remaining",
-                     "inc_epochs"):
+                     "inc_epochs", "per_class"):
             if getattr(args, flag) not in (None, False):
                 hint = " (data-free runs choose models with --teacher and --student)" if flag == "model" else ""
                 raise BenchError(f"--{flag.replace('_', '-')} belongs to class-incremental runs; drop it or drop "
@@ -314,7 +331,8 @@ def run(args) -> int:
                        inc_epochs=args.inc_epochs, class_order_seed=order_seed, data_root=args.data_root,
                        spread_remaining=args.spread_remaining, base_classes=args.base_classes, model=args.model,
                        memory_total=args.memory_total, device_type=device.type,
-                       method_params=parse_settings(args.settings, methods), precision=args.precision)
+                       method_params=parse_settings(args.settings, methods), precision=args.precision,
+                       per_class=args.per_class)
     note = emulation_note(args.precision and resolve_precision(args.precision, device.type), device.type)
     if note:
         print(note)

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from benchmark.errors import BenchError
+from benchmark.tinyimagenet import read_tinyimagenet
 
 PACKAGE_DATA = Path(__file__).resolve().parent / "data_files"
 # small real subsets shipped in the package (tools/make_mini_subset.py): the offline default scenario and the offline
@@ -63,8 +64,8 @@ def default_data_root() -> Path:
 
 def fingerprint(*arrays: torch.Tensor) -> str:
     h = hashlib.sha256()
-    for a in arrays:
-        h.update(np.ascontiguousarray(a.numpy()).tobytes())
+    for a in arrays:  # the buffer itself, not a ``tobytes()`` copy (1.3 GB for Tiny-ImageNet)
+        h.update(memoryview(np.ascontiguousarray(a.numpy())).cast("B"))
     return h.hexdigest()
 
 
@@ -167,53 +168,6 @@ def _torchvision_mnist(root: Path, download: bool) -> ArrayData:
                      te.targets.long(), [str(i) for i in range(10)], f"torchvision:{root}")
 
 
-def read_tinyimagenet_layout(folder: Path) -> ArrayData:
-    """Reads the standard ``tiny-imagenet-200`` layout (``wnids.txt``, ``train/<wnid>/images/*.JPEG``,
-    ``val/val_annotations.txt`` + ``val/images``); the labelled val split is the test set.
-
-    Class indices follow the official PASS Tiny-ImageNet loader (``data_manager_tiny.py``, ``find_classes``): the
-    **sorted** folder names of ``train/`` are classes 0..199, and the seed-1993 permutation of the scenario then
-    applies to those indices.  (``wnids.txt`` lists the classes in another order; numbering by it would put a
-    different half of the classes into phase 0.)  ``wnids.txt`` must name the same set of folders."""
-    from PIL import Image
-
-    listed = {w.strip() for w in (folder / "wnids.txt").read_text().split() if w.strip()}
-    train = folder / "train"
-    wnids = sorted(p.name for p in train.iterdir() if p.is_dir()) if train.is_dir() else []
-    if set(wnids) != listed:
-        odd = sorted(set(wnids) ^ listed)[:3]
-        raise BenchError(f"{folder}: wnids.txt and the folders of train/ name different classes (e.g. {odd}); "
-                         f"re-extract tiny-imagenet-200")
-    index = {w: i for i, w in enumerate(wnids)}
-
-    def read(p):
-        try:
-            with Image.open(p) as im:
-                return np.asarray(im.convert("RGB"), dtype=np.uint8)
-        except OSError as e:
-            raise BenchError(f"image {p} cannot be read ({e}); replace it (re-extract tiny-imagenet-200)") from None
-
-    def load(paths):
-        return np.stack([read(p) for p in paths])
-
-    tr_paths, tr_y = [], []
-    for w in wnids:
-        files = sorted((train / w / "images").glob("*.JPEG"))
-        tr_paths += files
-        tr_y += [index[w]] * len(files)
-    te_paths, te_y = [], []
-    for line in (folder / "val" / "val_annotations.txt").read_text().splitlines():
-        parts = line.split("\t")
-        if len(parts) >= 2 and parts[1] in index:
-            te_paths.append(folder / "val" / "images" / parts[0])
-            te_y.append(index[parts[1]])
-    if not tr_paths or not te_paths:
-        raise BenchError(f"{folder} has no images in the Tiny-ImageNet layout (train/<wnid>/images/*.JPEG, "
-                         f"val/val_annotations.txt)")
-    return ArrayData("tinyimagenet", _to_nchw(load(tr_paths)), torch.tensor(tr_y), _to_nchw(load(te_paths)),
-                     torch.tensor(te_y), wnids, str(folder))
-
-
 def _resize_mnist(d: ArrayData) -> ArrayData:
     if d.x_train.shape[-1] == 32:
         return d
@@ -256,8 +210,8 @@ def load_arrays(name: str, data_root: str | Path | None = None, download: bool =
         d.source = "embedded:" + d.source
     elif (root / f"{name}.npz").is_file():
         d = _from_npz(root / f"{name}.npz", name)
-    elif name == "tinyimagenet" and (root / "tiny-imagenet-200" / "wnids.txt").is_file():
-        d = read_tinyimagenet_layout(root / "tiny-imagenet-200")
+    elif name == "tinyimagenet" and (root / "tiny-imagenet-200").is_dir():
+        d = read_tinyimagenet(root / "tiny-imagenet-200")
     else:
         try:
             if name in ("cifar100", "cifar10"):
@@ -277,7 +231,7 @@ def load_arrays(name: str, data_root: str | Path | None = None, download: bool =
                 from torchvision.datasets.utils import download_and_extract_archive
 
                 download_and_extract_archive(TINYIMAGENET_URL, str(root), md5=TINYIMAGENET_MD5)
-                d = read_tinyimagenet_layout(root / "tiny-imagenet-200")
+                d = read_tinyimagenet(root / "tiny-imagenet-200")
             else:
                 raise BenchError(f"unknown dataset {name!r}")
         except BenchError:
@@ -287,5 +241,6 @@ def load_arrays(name: str, data_root: str | Path | None = None, download: bool =
     validate(d, d.source)
     if name == "mnist":
         d = _resize_mnist(d)
-    d.sha256 = fingerprint(d.x_train, d.y_train, d.x_test, d.y_test)
+    if not d.sha256:  # Tiny-ImageNet's reader computed it (checking its decoded cache)
+        d.sha256 = fingerprint(d.x_train, d.y_train, d.x_test, d.y_test)
     return d

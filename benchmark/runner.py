@@ -70,9 +70,12 @@ def resolve_device(name: str) -> torch.device:
 
 def make_cells(*, scenarios, phases, methods, seeds, profile, epochs=None, batch_size=None, lr=None,
                inc_epochs=None, class_order_seed=1993, data_root=None, spread_remaining=False, base_classes=None,
-               model=None, memory_total=None, device_type="cpu", method_params=None, precision=None) -> list[Cell]:
+               model=None, memory_total=None, device_type="cpu", method_params=None, precision=None,
+               per_class=None) -> list[Cell]:
     """``precision``: ``--precision`` (None: each recipe's own, ``auto`` resolved for ``device_type``); a cell
-    records the resolved value in its recipes."""
+    records the resolved value in its recipes.  ``per_class``: (training, test) images kept per class, ``"all"``, or
+    None for the profile's own (``Profile.per_class``); a cell records it as ``subset`` only when it trims the data,
+    so the keys of cells on every image do not change."""
     prof: Profile = PROFILES.get(profile)
     if precision is None:
         precision = prof.base.precision if prof.base.precision == "auto" else None
@@ -82,11 +85,13 @@ def make_cells(*, scenarios, phases, methods, seeds, profile, epochs=None, batch
         MODELS.entry(model)
     for m in methods:
         METHODS.entry(m)
+    cap = prof.per_class if per_class is None else (None if per_class == "all" else tuple(per_class))
     cells = []
     for scen in scenarios:
         SCENARIOS.entry(scen)
         for ph in phases:
-            sc = build_scenario(scen, ph, class_order_seed, data_root, spread_remaining, base_classes)
+            sc = build_scenario(scen, ph, class_order_seed, data_root, spread_remaining, base_classes, cap)
+            subset = {"subset": [sc.subset["train_per_class"], sc.subset["test_per_class"]]} if sc.subset else {}
             # seed-major order: an interrupted sweep has every method of the first seeds rather than every seed of
             # the first methods
             for seed in seeds:
@@ -108,7 +113,7 @@ def make_cells(*, scenarios, phases, methods, seeds, profile, epochs=None, batch
                         "class_order_seed": class_order_seed, "seed": seed, "profile": profile,
                         "model": model or prof.model, "recipe": {"base": base.as_dict(), "inc": inc.as_dict()},
                         "method": m, "method_params": cell_params(m, params), "data_sha256": sc.data.sha256,
-                        "device_type": device_type, **thread_entry(device_type), **extra_data,
+                        "device_type": device_type, **thread_entry(device_type), **extra_data, **subset,
                     }))
     return cells
 
@@ -153,10 +158,13 @@ def versions() -> dict:
             out[pkg] = None
     try:
         here = Path(__file__).resolve().parent
-        out["git_commit"] = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+        # --no-optional-locks: `git status` would otherwise refresh .git/index, and a benchmark never writes into
+        # the repository it runs from (a read-only or shared checkout, a concurrent `git commit`)
+        git = ["git", "--no-optional-locks"]
+        out["git_commit"] = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True,
                                            cwd=here, timeout=10).stdout.strip() or None
         # uncommitted changes to the code (not to results/ or runs/) make the commit an incomplete description
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "benchmark", "baselines", "strategies",
+        dirty = subprocess.run([*git, "status", "--porcelain", "--", "benchmark", "baselines", "strategies",
                                 "run_benchmark.py"], capture_output=True, text=True, cwd=here.parent, timeout=10).stdout
         out["git_dirty"] = bool(dirty.strip()) if out["git_commit"] else None
     except (OSError, subprocess.SubprocessError):
@@ -203,7 +211,7 @@ class CellRun(CellFolder):
             return done
         cfg = self.cfg
         sc = build_scenario(cfg["scenario"], cfg["phases"], cfg["class_order_seed"], self.data_root,
-                            cfg["spread_remaining"], cfg["base_classes"])
+                            cfg["spread_remaining"], cfg["base_classes"], tuple(cfg.get("subset") or ()) or None)
         if sc.data.sha256 != cfg["data_sha256"]:
             raise BenchError(f"data under {sc.data.source} changed since the cell was planned; re-run the command")
         seed_everything(cfg["seed"])
@@ -323,6 +331,10 @@ class CellRun(CellFolder):
                        "published_name": (pub.get(name, "") if isinstance(pub, dict) else pub)}
                 for name, acc in state["rows"].items()}
         notes = []
+        if sc.subset:
+            notes.append(f"{self.cfg['scenario']} trimmed to the first {sc.subset['train_per_class']} training images "
+                         f"of each class (of {sc.subset['train_of']}) and the first {sc.subset['test_per_class']} test "
+                         f"images (of {sc.subset['test_of']}): profile {self.cfg['profile']}'s subset or --per-class")
         if self.cfg["dropped_classes"]:
             notes.append(f"{self.cfg['dropped_classes']} classes never shown: int((n - base) / phases) classes per "
                          f"phase, as the official PASS code")
@@ -347,6 +359,7 @@ def predicted_seconds(cfg: dict) -> tuple[float, float]:
     sizes = cfg["phase_sizes"]
     ips = CPU_IMAGES_PER_S.get(cfg["model"], 200)
     n_per = {"cifar100": 500, "cifar100-mini": 20, "tinyimagenet": 500, "cifar10": 5000, "mnist": 6000}[cfg["scenario"]]
+    n_per = min(n_per, (cfg.get("subset") or [n_per])[0])
     if cfg["scenario"] == "tinyimagenet":
         ips /= 4  # 64x64 images
     r = cfg["recipe"]

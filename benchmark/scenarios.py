@@ -102,6 +102,9 @@ class Scenario:
     order: list[int]  # original class ids, in order of appearance
     sizes: list[int]  # classes per experience
     dropped_classes: int
+    # {"train_per_class": n, "test_per_class": m, "train_of": N, "test_of": M} when a profile's or --per-class's
+    # subset trimmed the data (None: every image)
+    subset: dict | None = None
     _benchmark: object = field(default=None, repr=False)
 
     @property
@@ -160,9 +163,29 @@ def _cached_arrays(dataset: str, data_root: str | None) -> ArrayData:
     return load_arrays(dataset, data_root)
 
 
+def first_per_class(y: torch.Tensor, n: int) -> torch.Tensor:
+    """Indices (ascending) of the first ``n`` images of each class in stored order.  The stored order carries no
+    meaning (CIFAR's is shuffled, Tiny-ImageNet's sorted by file name), so the first ``n`` are a fixed draw that
+    needs no seed and is the same for every method and seed of a sweep."""
+    order = torch.argsort(y, stable=True)
+    ys = y[order]
+    start = torch.searchsorted(ys, ys, right=False)  # first position of each image's class in the sorted labels
+    rank = torch.arange(len(ys)) - start
+    return order[rank < n].sort().values
+
+
+def per_class_counts(y: torch.Tensor) -> int:
+    """Images of the largest class."""
+    return int(torch.bincount(y).max()) if len(y) else 0
+
+
 @functools.lru_cache(maxsize=8)
 def build_scenario(name: str, phases: int, class_order_seed: int | str = 1993, data_root: str | None = None,
-                   spread_remaining: bool = False, base_classes: int | None = None) -> Scenario:
+                   spread_remaining: bool = False, base_classes: int | None = None,
+                   per_class: tuple[int, int] | None = None) -> Scenario:
+    """``per_class``: (training, test) images kept of each class, the first ones in stored order
+    (``first_per_class``); None keeps all.  A cap no class exceeds changes nothing (``Scenario.subset`` stays
+    None), so the embedded cifar100-mini (20 / 5) is the same scenario under every profile."""
     spec: ScenarioSpec = SCENARIOS.get(name)
     base = base_classes if base_classes is not None else (
         int(spec.n_classes * spec.base_fraction) if spec.base_fraction else None)
@@ -183,5 +206,11 @@ def build_scenario(name: str, phases: int, class_order_seed: int | str = 1993, d
 
     xtr, ytr = select(raw.x_train, raw.y_train)
     xte, yte = select(raw.x_test, raw.y_test)
+    subset = None
+    if per_class is not None and (per_class_counts(ytr) > per_class[0] or per_class_counts(yte) > per_class[1]):
+        subset = {"train_per_class": per_class[0], "test_per_class": per_class[1],
+                  "train_of": per_class_counts(ytr), "test_of": per_class_counts(yte)}
+        keep_tr, keep_te = first_per_class(ytr, per_class[0]), first_per_class(yte, per_class[1])
+        xtr, ytr, xte, yte = xtr[keep_tr], ytr[keep_tr], xte[keep_te], yte[keep_te]
     data = ArrayData(raw.name, xtr, ytr, xte, yte, [raw.classes[c] for c in order[:used]], raw.source, raw.sha256)
-    return Scenario(spec, data, order[:used], sizes, spec.n_classes - used)
+    return Scenario(spec, data, order[:used], sizes, spec.n_classes - used, subset)

@@ -108,3 +108,28 @@ def run_main(*args):
         except SystemExit as e:  # argparse's usage errors exit
             code = e.code
     return types.SimpleNamespace(returncode=code, stdout=out.getvalue(), stderr=err.getvalue())
+
+
+def make_tinyimagenet_layout(root: Path, wnids=None, train_per_class: int = 2, val_per_class: int = 1) -> Path:
+    """A miniature of the standard ``tiny-imagenet-200/`` layout under ``root`` (200 classes unless ``wnids`` says
+    otherwise; ``wnids.txt`` in the given order, as the real archive lists them unsorted); every image of a class is
+    one flat 64x64 colour whose value is the class's rank among the sorted folder names (its official index)."""
+    import numpy as np
+    from PIL import Image
+
+    wnids = wnids or [f"n{i:08d}" for i in range(200)]
+    top = root / "tiny-imagenet-200"
+    (top / "val" / "images").mkdir(parents=True)
+    (top / "wnids.txt").write_text("\n".join(wnids) + "\n")
+    ann = []
+    for i, w in enumerate(sorted(wnids)):
+        img = Image.fromarray(np.full((64, 64, 3), i, np.uint8))
+        d = top / "train" / w / "images"
+        d.mkdir(parents=True)
+        for k in range(train_per_class):
+            img.save(d / f"{w}_{k}.JPEG", quality=100)
+        for k in range(val_per_class):
+            img.save(top / "val" / "images" / f"val_{i}_{k}.JPEG", quality=100)
+            ann.append(f"val_{i}_{k}.JPEG\t{w}\t0\t0\t63\t63")
+    (top / "val" / "val_annotations.txt").write_text("\n".join(ann) + "\n")
+    return top

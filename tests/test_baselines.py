@@ -66,8 +66,8 @@ def test_lwf_mc_icarl_pass_ucir_and_eeil_forget_less_than_finetuning_on_mnist(tm
     # half of MNIST's training images (3000 per class) and 500 test images per class keep the run short
     data = _mnist_subset(tmp_path / "data", 3000, 500)
     p = cli("--scenario", "mnist", "--data-root", str(data), "--phases", "4", "--model", "lenet5",
-            "--profile", "smoke", "--methods", "finetune", "lwf-mc", "icarl", "pass", "ucir", "eeil", "--seeds", "0",
-            "--no-progress",
+            "--profile", "smoke", "--per-class", "all", "--methods", "finetune", "lwf-mc", "icarl", "pass", "ucir",
+            "eeil", "--seeds", "0", "--no-progress",
             "--out", str(tmp_path / "run"))
     assert p.returncode == 0, p.stderr[-3000:]
     rows = {}
