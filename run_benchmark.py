@@ -110,7 +110,7 @@ def parse_args(argv):
                    help="classes in phase 0 (default: half for cifar100/tinyimagenet)")
     p.add_argument("--per-class", type=_per_class, default=None, metavar="TRAIN[/TEST]|all",
                    help="train and test on the first TRAIN / TEST images of each class (default: the profile's; "
-                        "smoke and mini keep 20 / 5, cpu and paper all)")
+                        "mini keeps 20 / 5, smoke 5 / 2, cpu and paper all)")
     p.add_argument("--memory-total", type=_count(1),
                    help="fixed exemplar budget instead of 20 per class (exemplar methods: icarl, ucir, eeil)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
@@ -125,7 +125,8 @@ def parse_args(argv):
     p.add_argument("--out", default=None, help="output folder (default runs/<scenario>-<date>-<time>, with --task "
                                                "dfkd runs/dfkd-<scenario>-<date>-<time>)")
     p.add_argument("--dry-run", action="store_true", help="print the cells, their status and predicted time")
-    p.add_argument("--list", action="store_true", help="print scenarios, methods, models and profiles")
+    p.add_argument("--list", nargs="?", const=True, default=None, metavar="NAME",
+                   help="print scenarios, methods, models and profiles; with a NAME, that one in full")
     p.add_argument("--set", action="append", default=[], metavar="[METHOD.]KEY=VALUE", dest="settings",
                    help="override a method hyper-parameter (JSON value), e.g. --set pass+rgal.triplet_sampler=random "
                         "or --set triplet_weight=0.2 for every selected method that has it (see --list)")
@@ -204,37 +205,96 @@ def parse_settings(settings: list[str], methods: list[str], registry=None) -> di
     return out
 
 
+def _wrapped(text: str, indent: int = 19, width: int = 118) -> str:
+    import textwrap
+
+    return textwrap.fill(text, width, initial_indent=" " * indent, subsequent_indent=" " * indent,
+                         break_on_hyphens=False)
+
+
 def _set_line(defaults: dict) -> str:
-    """The ``--list`` line showing a method's parameters as ``--set`` would take them (defaults as JSON values)."""
+    """The ``--list`` lines showing a method's parameters as ``--set`` would take them (defaults as JSON values),
+    wrapped to the terminal's usual width."""
     import json
 
-    return " " * 19 + "--set " + " ".join(f"{k}={json.dumps(v)}" for k, v in defaults.items())
+    return _wrapped("--set " + " ".join(f"{k}={json.dumps(v)}" for k, v in defaults.items()))
 
 
-def print_list():
+def _registries():
+    import baselines  # noqa: F401  (registers the baselines)
+    import strategies  # noqa: F401  (registers PASS)
+    import strategies.dfkd  # noqa: F401  (registers the data-free methods)
     from benchmark.methods import METHODS
     from benchmark.models import MODELS
     from benchmark.profiles import PROFILES
     from benchmark.scenarios import SCENARIOS
-
-    print("scenarios:")
-    for e in SCENARIOS.entries():
-        print(f"  {e.name:16s} {e.description}")
-    print("methods (cil):               [name in published.csv] rows / memory")
-    for e in METHODS.entries():
-        pub = e.extra["published"]
-        pub = ", ".join(v for v in pub.values() if v) if isinstance(pub, dict) else pub  # rows without one: none
-        print(f"  {e.name:16s} [{pub or '-'}] rows {', '.join(e.extra['rows'])}; memory "
-              f"{e.extra['memory']}  -- {e.description}")
-        if e.extra["defaults"]:
-            print(_set_line(e.extra["defaults"]))
     from strategies.dfkd import DFKD_METHODS
+
+    return {"scenario": SCENARIOS, "method (cil)": METHODS, "method (dfkd, --task dfkd)": DFKD_METHODS,
+            "model": MODELS, "profile": PROFILES}
+
+
+def print_one(name: str) -> None:
+    """``--list NAME``: everything the suite knows of one scenario, method, model or profile, a parameter a line."""
+    import json
+
+    from benchmark.errors import BenchError
+
+    found = [(kind, reg.entry(name)) for kind, reg in _registries().items() if name in reg]
+    if not found:
+        raise BenchError(f"--list {name}: no scenario, method, model or profile of that name; `--list` shows them "
+                         f"all")
+    for kind, e in found:
+        print(f"{name} ({kind})")
+        print(_wrapped(e.description, 2))
+        extra = e.extra
+        if "published" in extra:
+            pub = extra["published"]
+            pub = ", ".join(f"{k}: {v}" for k, v in pub.items() if v) if isinstance(pub, dict) else pub
+            print(f"  published as: {pub or '- (no published row)'}")
+        if "rows" in extra:
+            print(f"  rows: {', '.join(extra['rows'])}; memory: {extra['memory']}")
+        if extra.get("defaults"):
+            print(f"  hyper-parameters (--set {name}.KEY=VALUE, JSON values), defaults:")
+            for k, v in extra["defaults"].items():
+                print(f"    {k} = {json.dumps(v)}")
+            if kind == "method (cil)":
+                _print_profile_overrides(name, extra["defaults"])
+
+
+def _print_profile_overrides(name: str, defaults: dict) -> None:
+    """The values the class-incremental profiles set instead of the defaults (``Profile.method_params``)."""
+    import json
+
+    from benchmark.profiles import PROFILES
+
+    for e in PROFILES.entries():
+        prof = PROFILES.get(e.name)
+        over = {k: v for k, v in prof.method_params.get("*", {}).items() if k in defaults}
+        over.update(prof.method_params.get(name, {}))
+        if over:
+            print(f"  profile {e.name} sets: " + ", ".join(f"{k} = {json.dumps(v)}" for k, v in over.items()))
+
+
+def print_list():
     from benchmark.dfkd_profiles import dfkd_profile, dfkd_scenarios
 
+    regs = _registries()
+    print("scenarios:")
+    for e in regs["scenario"].entries():
+        print(f"  {e.name:16s} {e.description}")
+    print("methods (cil):               [name in published.csv] rows / memory   (--list NAME: one of them in full)")
+    for e in regs["method (cil)"].entries():
+        pub = e.extra["published"]
+        pub = ", ".join(v for v in pub.values() if v) if isinstance(pub, dict) else pub  # rows without one: none
+        print(f"  {e.name:16s} [{pub or '-'}] rows {', '.join(e.extra['rows'])}; memory {e.extra['memory']}")
+        print(_wrapped(e.description))
+        if e.extra["defaults"]:
+            print(_set_line(e.extra["defaults"]))
     print("methods (dfkd, --task dfkd):  [name in published.csv]")
-    for e in DFKD_METHODS.entries():
-        print(f"  {e.name:16s} [{e.extra['published'] or '-'}]{' reference row' if e.extra['reference'] else ''}"
-              f"  -- {e.description}")
+    for e in regs["method (dfkd, --task dfkd)"].entries():
+        print(f"  {e.name:16s} [{e.extra['published'] or '-'}]{' reference row' if e.extra['reference'] else ''}")
+        print(_wrapped(e.description))
         if e.extra["defaults"]:
             print(_set_line(e.extra["defaults"]))
     print("dfkd default pairs (teacher -> student) per profile:")
@@ -246,13 +306,15 @@ def print_list():
                 pairs.append(f"{prof} {pr.teacher} -> {pr.student}")
             except Exception:  # noqa: BLE001 - a profile without this scenario
                 pass
-        print(f"  {sc:16s} " + "; ".join(pairs))
+        print(f"  {sc}")
+        print(_wrapped("; ".join(pairs)))
     print("models:")
-    for e in MODELS.entries():
+    for e in regs["model"].entries():
         print(f"  {e.name:16s} {e.description}")
     print("profiles:")
-    for e in PROFILES.entries():
-        print(f"  {e.name:16s} {e.description}")
+    for e in regs["profile"].entries():
+        print(f"  {e.name}")
+        print(_wrapped(e.description))
 
 
 def parse_report_args(argv):
@@ -276,12 +338,7 @@ def main(argv=None) -> int:
             hint = "did you mean 'report'?" if near else "the only command is 'report'; the rest are --flags"
             raise BenchError(f"unknown command {first!r}; {hint} (see run_benchmark.py --help)")
         if argv[:1] == ["report"]:
-            from benchmark.reports import write_reports
-
-            args = parse_report_args(argv[1:])
-            paths = write_reports(args.folders, args.out)
-            print("\n".join(str(p) for p in paths))
-            return 0
+            return report(parse_report_args(argv[1:]))
         return run(parse_args(argv))
     except BenchError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -289,6 +346,27 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("interrupted: finished phases are saved; run the same command again to resume", file=sys.stderr)
         return 130
+
+
+def report(args) -> int:
+    """``report DIR ...``: the summary tables of the results found (what a run prints at its end), then the files
+    written."""
+    from benchmark.dfkd_reports import dfkd_summary_table, load_dfkd_results
+    from benchmark.reports import load_results, summary_table, write_reports
+
+    paths = write_reports(args.folders, args.out)
+    cil, dfkd = load_results(args.folders), load_dfkd_results(args.folders)
+    if cil:
+        print(summary_table(cil))
+    if dfkd:
+        print(dfkd_summary_table(dfkd))
+    print_written(paths)
+    return 0
+
+
+def print_written(paths) -> None:
+    print(f"report: {plural(len(paths), 'file')} in {Path(paths[0]).parent} ("
+          + ", ".join(sorted(Path(p).name for p in paths)) + ")" if paths else "report: no file written")
 
 
 def run(args) -> int:
@@ -301,7 +379,7 @@ def run(args) -> int:
     from benchmark.store import default_cache_dir
 
     if args.list:
-        print_list()
+        print_list() if args.list is True else print_one(args.list)
         return 0
     if args.task == "dfkd":
         for flag in ("phases", "model", "class_order_seed", "memory_total", "base_classes", "spread_remaining",
@@ -351,6 +429,7 @@ def run(args) -> int:
         from benchmark.methods import METHODS, full_params
 
         total, planned = 0.0, set()
+        print(f"{'cell':40s} {'folder':55s} {'status':22s} {'time left':>10s}  phase-0 model (shared by a family)")
         for c in cells:
             r = runs[c.key]
             st = r.status()
@@ -362,12 +441,12 @@ def run(args) -> int:
             if fam:
                 key = phase0_key(c.config, fam)
                 if r.phase0_cache_path(fam).is_file() or key in planned:
-                    p0, p0_sec = " phase-0 cache: hit" + ("" if r.phase0_cache_path(fam).is_file() else
+                    p0, p0_sec = "phase-0 cache: hit" + ("" if r.phase0_cache_path(fam).is_file() else
                                                           " (filled by an earlier cell)"), 0.0
                 elif st != "finished" and not done and (src := r.carried_phase0(fam)) is not None:
-                    p0, p0_sec = f" phase-0 cache: miss (restored from {src.parent.name}/{src.name}, no training)", 0.0
+                    p0, p0_sec = f"phase-0 cache: miss (restored from {src.parent.name}/{src.name}, no training)", 0.0
                 else:
-                    p0 = f" phase-0 cache: miss ({fam})"
+                    p0 = f"phase-0 cache: miss ({fam})"
                 if st != "finished":  # a finished cell trains nothing, so it fills no cache
                     planned.add(key)
             n_phases = len(c.config["phase_sizes"])
@@ -377,7 +456,7 @@ def run(args) -> int:
                 st = f"partial {done}/{n_phases} phases"
             sec = 0.0 if st == "finished" else p0_sec + rest_sec
             total += sec
-            print(f"{c.label:40s} {c.dirname:55s} {st:22s} ~{sec / 60:6.1f} min{p0}")
+            print(f"{c.label:40s} {c.dirname:55s} {st:22s} ~{sec / 60:6.1f} min {p0}")
         print(f"{plural(len(cells), 'cell')}, predicted {total / 60:.1f} min (2-core CPU throughput figures; a GPU "
               f"is faster)")
         return 0
@@ -390,8 +469,7 @@ def run(args) -> int:
     from benchmark.reports import summary_table, write_reports
 
     print(summary_table(results))
-    for p in write_reports(out):
-        print(f"wrote {p}")
+    print_written(write_reports(out))
     return 0
 
 
@@ -435,6 +513,8 @@ def run_dfkd(args) -> int:
                                args.teacher_checkpoint) for c in cells}
     if args.dry_run:
         total, teachers = 0.0, set()
+        print(f"{'method':14s} {'scenario':9s} {'teacher->student':24s} {'seed':4s}  {'folder':50s} {'status':18s} "
+              f"{'time left':>10s}  teacher")
         for c in cells:
             cfg, r = c.config, runs[c.key]
             st = r.status()
@@ -458,8 +538,9 @@ def run_dfkd(args) -> int:
                 sec += t_sec
                 teacher = f"teacher cache: miss (this cell trains it, ~{t_sec / 60:.1f} min of the estimate)"
             total += sec
-            print(f"{cfg['method']:14s} {cfg['scenario']:9s} {cfg['teacher']}->{cfg['student']} "
-                  f"seed {cfg['seed']}  {r.dir.name:50s} {st:18s} ~{sec / 60:6.1f} min  {teacher}")
+            pair = f"{cfg['teacher']}->{cfg['student']}"
+            print(f"{cfg['method']:14s} {cfg['scenario']:9s} {pair:24s} {cfg['seed']:<4d}  {r.dir.name:50s} "
+                  f"{st:18s} ~{sec / 60:6.1f} min  {teacher}")
         print(f"{plural(len(cells), 'cell')}, predicted {total / 60:.1f} min, teacher training on a cache miss included (rough "
               f"2-core CPU estimate)")
         return 0
@@ -474,11 +555,13 @@ def run_dfkd(args) -> int:
         tqdm.write(throughput_line(res))
         return res
 
-    SequentialExecutor().run(cells, run_one, progress=not args.no_progress)
+    results = SequentialExecutor().run(cells, run_one, progress=not args.no_progress)
+    from benchmark.dfkd_reports import dfkd_summary_table
     from benchmark.reports import write_reports
 
-    for p in write_reports(out):
-        print(f"wrote {p}")
+    print(dfkd_summary_table(results))
+
+    print_written(write_reports(out))
     return 0
 
 

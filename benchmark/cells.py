@@ -28,7 +28,9 @@ class Cell:
     @property
     def label(self) -> str:
         c = self.config
-        return f"{c['method']} {c['scenario']} {c['phases']}ph seed {c['seed']}"
+        if c.get("task") == "dfkd":
+            return f"{c['method']} {c['scenario']} {c['teacher']}->{c['student']} seed {c['seed']}"
+        return f"{c['method']} {c['scenario']} {c['phases']} phases seed {c['seed']}"
 
     @property
     def dirname(self) -> str:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from benchmark.data import GEOMETRY
 from benchmark.dfkd_profiles import dfkd_profile
 from benchmark.errors import BenchError
 from benchmark.reports import (DATASET_NAMES, _flat, _fmt, load_results, method_params, profile_notes, published,
@@ -49,6 +50,24 @@ def dfkd_frame(results: list[dict]) -> pd.DataFrame:
                          "synthesis_images_per_s": t.get("synthesis_images_per_s"),
                          "student_images_per_s": t.get("student_images_per_s")})
     return pd.DataFrame.from_records(recs)
+
+
+def dfkd_summary_table(results: list[dict]) -> str:
+    """The end-of-run table of a distillation run: per scenario, teacher -> student pair and method, the mean over
+    seeds of the student's final and best test accuracy beside its teacher's and the chance level, and the minutes."""
+    if not results:
+        return "(no results)"
+    df = dfkd_frame(results)
+    df["minutes"] = df["wall_seconds"] / 60
+    df["chance"] = [100.0 / GEOMETRY[s][2] if s in GEOMETRY else float("nan") for s in df["scenario"]]
+    g = df.groupby(["scenario", "pair", "method"])
+    out = g[["top1", "best_top1", "teacher_top1", "chance", "minutes"]].mean().round(2)
+    out["seeds"] = g["seed"].nunique()
+    out = out.rename(columns={"top1": "student acc % \u2191", "best_top1": "best acc % \u2191",
+                              "teacher_top1": "teacher acc %", "chance": "chance %"}).reset_index()
+    return "\n".join([out.to_string(index=False, na_rep="-"),
+                      "\u2191 higher is better; student acc = top-1 on the real test set after the last epoch, best = "
+                      "the highest of its evaluations, teacher acc = the teacher's own (the ceiling)"])
 
 
 def _published_name(cell: dict) -> str:
@@ -127,6 +146,7 @@ def plot_curves(results: list[dict], path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import seaborn as sns
+    from matplotlib.ticker import MaxNLocator
 
     recs, varying = [], varying_params(results)
     for r in results:
@@ -139,6 +159,13 @@ def plot_curves(results: list[dict], path: Path) -> Path:
                              "top1 (%)": 100 * pt["top1"]})
     df = pd.DataFrame.from_records(recs)
     panels = sorted(df["scenario"].unique()) if len(df) else []
+    teacher, chance = {}, {}
+    for r in results:
+        c = r["cell"]
+        panel = f"{c['scenario']} {c['teacher']}->{c['student']}"
+        teacher.setdefault(panel, []).append(100 * r["teacher"]["test_accuracy"])
+        chance[panel] = 100.0 / GEOMETRY[c["scenario"]][2] if c["scenario"] in GEOMETRY else float("nan")
+    teacher = {k: sum(v) / len(v) for k, v in teacher.items()}
     fig, axes = plt.subplots(max(1, len(panels)), 2, figsize=(15, 4 * max(1, len(panels))), squeeze=False)
     for row_axes, panel in zip(axes, panels):
         sub = df[df["scenario"] == panel]
@@ -147,7 +174,12 @@ def plot_curves(results: list[dict], path: Path) -> Path:
                      ax=row_axes[1], legend=False)
         row_axes[0].set_title(f"{panel}: accuracy per epoch")
         row_axes[1].set_title(f"{panel}: accuracy vs training wall time")
-        for ax in row_axes:
+        row_axes[0].xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
+        row_axes[1].set_xlabel("training wall time (min)")
+        for ax in row_axes:  # the ceiling and the floor of every curve
+            ax.axhline(teacher[panel], color="black", linestyle="--", linewidth=1, label="teacher")
+            ax.axhline(chance[panel], color="grey", linestyle=":", linewidth=1, label="chance")
+            ax.set_ylabel("student top-1 on the real test set (%)")
             ax.grid(alpha=0.3)
         if row_axes[0].get_legend():  # beside the panels, not over the curves
             handles, labels = row_axes[0].get_legend_handles_labels()
@@ -211,8 +243,13 @@ def plot_tsne(results: list[dict], path: Path) -> Path | None:
         ax.set_yticks([])
     for ax in list(axes.flat)[n:]:
         ax.axis("off")
-    fig.suptitle("t-SNE of teacher embeddings: real test (small) and synthetic (large, black edge), colour = class")
-    fig.tight_layout()
+    import textwrap
+
+    # wrapped to the figure's width (one panel is 4 inches: the one-line title was cut off at both ends)
+    title = textwrap.fill("t-SNE of teacher embeddings: real test images (small dots) and synthetic ones (large, black "
+                          "edge); colour = class", width=int(14 * cols))
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.05 * (title.count("\n") + 1) / max(1, -(-n // cols))))
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path

@@ -308,9 +308,10 @@ def analyse_synthetic(x, teacher, data, device, n: int, seed: int) -> dict | Non
 
 def throughput_line(res: dict) -> str:
     t = res.get("timings") or {}
-    parts = [f"{res['cell']['method']} s{res['cell']['seed']}"]
-    for row, m in res["rows"].items():
-        parts.append(f"{row} top1 {100 * m['top1']:.2f}%")
+    method = res["cell"]["method"]
+    parts = [f"{method} seed {res['cell']['seed']}"]
+    for row, m in res["rows"].items():  # the method's own row is the student; others are named
+        parts.append(f"{'student' if row == method != 'teacher' else row} top-1 {100 * m['top1']:.2f} %")
     if t.get("synthesis_images_per_s"):
         # images through the generator's optimisation steps; pool methods keep one batch of each round
         kept = f" ({t['pool_images_per_s']:.1f} img/s kept in the pool)" if t.get("pool_images_per_s") else ""

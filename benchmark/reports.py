@@ -13,6 +13,7 @@ import math
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from benchmark import metrics
@@ -185,15 +186,18 @@ def metric_table(df: pd.DataFrame, metric: str, pub_metric: str | None = None,
     agg = g.agg(["mean", "std", "count"]).reset_index()
     names = df.drop_duplicates("method").set_index("method")["published_name"].to_dict()
     cols = {}
-    for _, a in agg.iterrows():
+    # columns by scenario, then phases as numbers (5, 10, 20; not the text order 10, 20, 5), then profile
+    for _, a in agg.sort_values(["scenario", "phases", "profile"], kind="stable").iterrows():
         col = f"{a['scenario']} {a['phases']}ph [{a['profile']}]"
         cols.setdefault((col, "measured"), {})[a["method"]] = _fmt(a["mean"], 0.0 if pd.isna(a["std"]) else a["std"],
                                                                    int(a["count"]))
         v = published_cil_value(pub, a["dataset"], a["phases"], names.get(a["method"], ""), pub_metric, table)
-        cols.setdefault((col, "published"), {})[a["method"]] = "-" if v is None else f"{v:.2f}"
+        # the embedded subset stands beside the numbers of the full data set: the column says so
+        label = f"published (full {a['dataset']})" if a["scenario"].endswith("-mini") else "published"
+        cols.setdefault((col, label), {})[a["method"]] = "-" if v is None else f"{v:.2f}"
     out = pd.DataFrame(cols)
     out.columns = pd.MultiIndex.from_tuples(out.columns)
-    return out.sort_index(axis=1, level=0, sort_remaining=False).fillna("")
+    return out.fillna("")
 
 
 def _flat(t: pd.DataFrame) -> pd.DataFrame:
@@ -202,13 +206,42 @@ def _flat(t: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+# the terminal summary's columns: long_frame column -> header (unit and which way is better)
+SUMMARY_COLUMNS = {"average_accuracy": "avg acc % \u2191", "overall_accuracy": "final acc % \u2191",
+                   "forgetting_max": "forgetting % \u2193", "new_accuracy": "new-class acc % \u2191",
+                   "chance": "chance avg acc %"}
+DEMO_PROFILES = ("mini", "smoke")
+
+
+def chance_average_accuracy(phase_sizes: list[int]) -> float:
+    """Average incremental accuracy (%) of guessing uniformly among the classes seen so far."""
+    seen = np.cumsum(phase_sizes)
+    return float(np.mean(100.0 / seen))
+
+
 def summary_table(results: list[dict]) -> str:
+    """The end-of-run table: the mean over seeds of each metric per scenario, phases and method, with units, which
+    way is better, the seed count and the chance level, then one line of definitions (and a warning when a demo
+    profile's numbers could be read as results)."""
     if not results:
         return "(no results)"
     df = long_frame(results)
-    agg = df.groupby(["scenario", "phases", "method"])[["average_accuracy", "forgetting_max", "overall_accuracy",
-                                                         "new_accuracy"]]
-    return agg.mean().round(2).to_string()
+    chance = {(r["cell"]["scenario"], r["cell"]["phases"]): chance_average_accuracy(r["cell"]["phase_sizes"])
+              for r in results}
+    df["chance"] = [chance[(s, p)] for s, p in zip(df["scenario"], df["phases"])]
+    g = df.groupby(["scenario", "phases", "method"])
+    out = g[list(SUMMARY_COLUMNS)].mean().round(2)
+    out["seeds"] = g["seed"].nunique()
+    out = out.rename(columns=SUMMARY_COLUMNS).reset_index()
+    lines = [out.to_string(index=False, na_rep="-"),
+             "\u2191 higher is better, \u2193 lower is better; accuracies are % of the test images of the classes seen "
+             "so far: avg = mean over phases, final = after the last phase; forgetting = mean drop of each old group "
+             "from its best accuracy; chance = the avg of uniform guessing"]
+    demo = sorted({r["cell"]["profile"] for r in results} & set(DEMO_PROFILES))
+    if demo:
+        lines.append(f"profile {' and '.join(demo)}: a pipeline demo (1-3 epochs on a few images per class), so numbers "
+                     f"sit near chance and are not comparable with published ones; --profile cpu or paper measures")
+    return "\n".join(lines)
 
 
 def profile_notes(results: list[dict], label=lambda c: f"profile {c['profile']}") -> set[str]:
@@ -292,7 +325,8 @@ def paired_gain_table(df: pd.DataFrame, pairs=RGAL_PAIRS) -> pd.DataFrame | None
                              + _fmt(d.mean(), 0.0 if len(d) < 2 else d.std(), len(d)),
                              "published": "-" if gap is None else f"{gap:+.2f}",
                              "seeds with the published sign":
-                                 "-" if gap is None else f"{int((d.apply(_sign) == _sign(gap)).sum())}/{len(d)}"})
+                                 "-" if gap is None else f"{int((d.apply(_sign) == _sign(gap)).sum())}/{len(d)}"
+                                 + (" (one seed: no evidence either way)" if len(d) == 1 else "")})
     return pd.DataFrame.from_records(recs).set_index(["comparison", "protocol", "metric"]) if recs else None
 
 
@@ -304,7 +338,8 @@ def seen_accuracy_frame(results: list[dict]) -> pd.DataFrame:
         c, sizes = r["cell"], r["cell"]["phase_sizes"]
         for row, m in r["rows"].items():
             for k, s in enumerate(m["seen_acc"]):
-                recs.append({"panel": f"{c['scenario']} {c['phases']} phases", "classes": sum(sizes[: k + 1]),
+                recs.append({"panel": f"{c['scenario']} {c['phases']} phases", "scenario": c["scenario"],
+                             "phases": c["phases"], "classes": sum(sizes[: k + 1]),
                              "accuracy (%)": s * 100, "method": row_label(r, row, varying),
                              "seed": c["seed"]})
     return pd.DataFrame.from_records(recs)
@@ -324,6 +359,9 @@ def mean_accuracy_matrices(results: list[dict]) -> dict[tuple, tuple]:
 
 
 def plot_seen_accuracy(results: list[dict], path: Path) -> Path:
+    """One panel per protocol (ordered by scenario, then number of phases as a number), every row a line with its
+    own marker and dash pattern (so a line under another stays visible), the chance level dashed in grey, and the
+    legend beside the panels instead of over the curves."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -331,13 +369,24 @@ def plot_seen_accuracy(results: list[dict], path: Path) -> Path:
     import seaborn as sns
 
     df = seen_accuracy_frame(results)
-    panels = sorted(df["panel"].unique())
-    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4), squeeze=False)
-    for ax, panel in zip(axes[0], panels):
-        sns.lineplot(data=df[df["panel"] == panel], x="classes", y="accuracy (%)", hue="method", marker="o",
-                     errorbar="sd", ax=ax)
+    panels = list(df.sort_values(["scenario", "phases"])["panel"].drop_duplicates())
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels) + 2.2, 4), squeeze=False)
+    for i, (ax, panel) in enumerate(zip(axes[0], panels)):
+        sub = df[df["panel"] == panel]
+        sns.lineplot(data=sub, x="classes", y="accuracy (%)", hue="method", style="method", markers=True,
+                     dashes=True, errorbar="sd", ax=ax, legend=i == len(panels) - 1, alpha=0.85)
+        seen = sorted(sub["classes"].unique())
+        ax.plot(seen, [100.0 / c for c in seen], color="grey", linestyle=":", linewidth=1, label="chance")
         ax.set_title(panel)
+        ax.set_xlabel("classes seen (after each phase)")
+        ax.set_ylabel("accuracy on the classes seen (%)")
+        ax.set_ylim(bottom=0)
         ax.grid(alpha=0.3)
+    last = axes[0][-1]
+    if last.get_legend():
+        handles, labels = last.get_legend_handles_labels()
+        last.get_legend().remove()
+        last.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False, fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -358,7 +407,8 @@ def plot_heatmaps(results: list[dict], folder: Path) -> list[Path]:
                     cbar_kws={"label": "accuracy (%)"})
         ax.set_xlabel("class group j")
         ax.set_ylabel("after phase k")
-        ax.set_title(f"{row}: {scen}, {ph} phases (mean of {n_seeds} seeds)")
+        ax.set_title(f"{row}: {scen}, {ph} phases\n(mean of {n_seeds} seed{'' if n_seeds == 1 else 's'})",
+                     fontsize=10)
         fig.tight_layout()
         p = folder / f"heatmap-{scen}-p{ph}-{row}.png"
         fig.savefig(p, dpi=100)

@@ -199,18 +199,20 @@ def build_scenario(name: str, phases: int, class_order_seed: int | str = 1993, d
     remap = torch.full((spec.n_classes,), -1, dtype=torch.int64)
     remap[torch.tensor(order[:used])] = torch.arange(used)
 
-    def select(x, y):
+    def kept(y, cap):  # indices of the images this scenario uses: its classes, the first ``cap`` of each
         y2 = remap[y]
-        keep = y2 >= 0
-        return x[keep], y2[keep]
+        idx = torch.nonzero(y2 >= 0).flatten()
+        return idx if cap is None else idx[first_per_class(y2[idx], cap)]
 
-    xtr, ytr = select(raw.x_train, raw.y_train)
-    xte, yte = select(raw.x_test, raw.y_test)
     subset = None
-    if per_class is not None and (per_class_counts(ytr) > per_class[0] or per_class_counts(yte) > per_class[1]):
-        subset = {"train_per_class": per_class[0], "test_per_class": per_class[1],
-                  "train_of": per_class_counts(ytr), "test_of": per_class_counts(yte)}
-        keep_tr, keep_te = first_per_class(ytr, per_class[0]), first_per_class(yte, per_class[1])
-        xtr, ytr, xte, yte = xtr[keep_tr], ytr[keep_tr], xte[keep_te], yte[keep_te]
+    if per_class is not None:
+        n_tr, n_te = (per_class_counts(remap[y][remap[y] >= 0]) for y in (raw.y_train, raw.y_test))
+        if n_tr > per_class[0] or n_te > per_class[1]:
+            subset = {"train_per_class": per_class[0], "test_per_class": per_class[1], "train_of": n_tr,
+                      "test_of": n_te}
+    # the images are indexed once (a subset of Tiny-ImageNet copies 1,000 images, not 100,000 first)
+    tr = kept(raw.y_train, subset and per_class[0])
+    te = kept(raw.y_test, subset and per_class[1])
+    xtr, ytr, xte, yte = raw.x_train[tr], remap[raw.y_train[tr]], raw.x_test[te], remap[raw.y_test[te]]
     data = ArrayData(raw.name, xtr, ytr, xte, yte, [raw.classes[c] for c in order[:used]], raw.source, raw.sha256)
     return Scenario(spec, data, order[:used], sizes, spec.n_classes - used, subset)

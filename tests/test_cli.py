@@ -114,7 +114,7 @@ def test_run_writes_complete_results_and_reports(smoke_run):
     md = (out / "run" / "report" / "tables.md").read_text()
     assert "average accuracy" in md and "stand-in" not in md and "profile smoke" in md
     assert (out / "run" / "report" / "seen_accuracy.png").stat().st_size > 1000
-    assert "average_accuracy" in p.stdout  # summary table
+    assert "avg acc % \u2191" in p.stdout and "profile smoke: a pipeline demo" in p.stdout  # summary table
     prov = (out / "run" / "report" / "provenance.md").read_text()  # command, commit, wall time, machine per cell
     assert prov.count("run_benchmark.py") == 6 and r["versions"]["machine"] in prov
     assert not list((out / "run").rglob("checkpoint.pt"))  # finished cells keep result.json, not checkpoints
@@ -324,6 +324,20 @@ def test_a_method_or_seed_given_twice_is_one_cell(tmp_path):
     p = run_main("--methods", "finetune", "finetune", "--seeds", "0", "0", "--out", str(tmp_path / "o"), "--dry-run")
     assert p.returncode == 0, p.stderr
     assert "1 cell, predicted" in p.stdout
+    header, row = p.stdout.splitlines()[:2]  # the plan has column headers over its rows
+    assert header.split()[:4] == ["cell", "folder", "status", "time"] and row.startswith("finetune cifar100-mini 10 "
+                                                                                          "phases seed 0")
+
+
+def test_list_shows_one_method_in_full_and_every_line_fits_a_terminal():
+    one = run_main("--list", "pass+rgal")
+    assert one.returncode == 0, one.stderr
+    assert "rgal_margin = 0.2" in one.stdout and "published as: PASS+RGAL" in one.stdout
+    assert "profile cpu sets: paired_anchor_fraction = 0.5" in one.stdout  # what the profile changes, too
+    assert "method (dfkd" in run_main("--list", "rgal").stdout
+    full = run_main("--list")
+    assert max(map(len, full.stdout.splitlines())) <= 118 and " rgal_steps=10 " in full.stdout
+    _one_line_error(run_main("--list", "pass-rgal"), "no scenario, method, model or profile", "--list")
 
 
 def test_report_names_unreadable_results_and_an_unwritable_out(tmp_path):

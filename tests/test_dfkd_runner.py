@@ -76,8 +76,13 @@ def test_reference_rows_and_report_with_published_numbers(tmp_path, cache, monke
     assert empty.stdout.count("this cell trains it") == 1, empty.stdout  # the teacher's time is counted once
     p = cli(*args)
     assert p.returncode == 0, p.stderr
-    # throughput printed with the run
-    assert re.search(r"kd-real s0, kd-real top1 \d+\.\d\d%, student \d+ img/s", p.stdout), p.stdout
+    # throughput printed with the run, then the summary table with units, which way is better and the teacher beside
+    assert re.search(r"kd-real seed 0, student top-1 \d+\.\d\d %, student \d+ img/s", p.stdout), p.stdout
+    assert re.search(r"teacher seed 0, teacher top-1 \d+\.\d\d %", p.stdout), p.stdout
+    assert "student acc % \u2191" in p.stdout and "teacher acc %" in p.stdout and "chance %" in p.stdout
+    row = next(line for line in p.stdout.splitlines() if " kd-real " in line and "lenet5" in line)
+    assert re.search(r"mnist\s+lenet5->lenet5_half\s+kd-real\s+\d+\.\d+\s+\d+\.\d+\s+\d+\.\d+\s+10\.0\s+[\d.]+\s+1$",
+                     row), row
     dry = in_process(*args, "--dry-run")
     assert dry.stdout.count("finished") == 2 and dry.stdout.count("teacher cache: hit") == 2, dry.stdout
     res = [json.loads(f.read_text()) for f in out.rglob("result.json")]

@@ -4,8 +4,8 @@ import math
 
 import pytest
 
-from benchmark.reports import (_notes, long_frame, mean_accuracy_matrices, metric_table, paired_gain_table,
-                               seen_accuracy_frame)
+from benchmark.reports import (_notes, chance_average_accuracy, long_frame, mean_accuracy_matrices, metric_table,
+                               paired_gain_table, seen_accuracy_frame, summary_table)
 
 
 def _result(seed, acc, seen, avg, method="lwf-mc", published="LwF-MC"):
@@ -111,6 +111,22 @@ def test_rgal_gain_is_paired_by_seed_with_the_published_difference_and_sign_coun
     assert t.loc["forgetting_max", "published"] == "-8.09"
     assert t.loc["forgetting_max", "seeds with the published sign"] == "1/2"
     assert paired_gain_table(long_frame(runs[:1])) is None  # nothing to pair
+    one = paired_gain_table(long_frame(runs[:2])).loc[("pass+rgal - pass", "cifar100 10ph [cpu]")]
+    assert one.loc["average_accuracy", "seeds with the published sign"] == "1/1 (one seed: no evidence either way)"
+
+
+def test_columns_follow_the_number_of_phases_and_the_mini_subset_names_its_published_column():
+    runs = []
+    for ph in (20, 5, 10):
+        r = _result(0, [[0.5]], [0.5], 0.5)
+        r["cell"]["phases"] = ph
+        runs.append(r)
+    mini = _result(0, [[0.5]], [0.5], 0.5)
+    mini["cell"]["scenario"] = "cifar100-mini"
+    t = metric_table(long_frame(runs + [mini]), "average_accuracy")
+    assert [c for c, _ in t.columns[::2]] == ["cifar100 5ph [cpu]", "cifar100 10ph [cpu]", "cifar100 20ph [cpu]",
+                                              "cifar100-mini 2ph [cpu]"]
+    assert t.columns[-1] == ("cifar100-mini 2ph [cpu]", "published (full CIFAR-100)")
 
 
 def test_dfkd_frame_gives_last_epoch_best_epoch_and_mean_of_the_last_five():
@@ -174,3 +190,18 @@ def test_dfkd_tables_put_the_teacher_beside_its_pair_and_no_published_number_bes
     assert t.loc[off, (col, "published")] == "-"  # AR off is an ablation, not the published DFAD+AR+VI
     # the released variant's name already says so; the paper one is told apart by its parameter
     assert {"rgal[released]", "rgal [variant=paper]"} <= set(t.index)
+
+
+def test_terminal_summary_has_units_directions_seed_count_and_chance():
+    # chance: guessing among 50, 75, 100 seen classes -> (2 + 1.333 + 1) / 3 = 1.444 %
+    assert chance_average_accuracy([50, 25, 25]) == pytest.approx(100 * (1 / 50 + 1 / 75 + 1 / 100) / 3)
+    text = summary_table(RESULTS)
+    header, row = text.splitlines()[:2]
+    for col in ("avg acc % \u2191", "final acc % \u2191", "forgetting % \u2193", "new-class acc % \u2191",
+                "chance avg acc %", "seeds"):
+        assert col in header
+    # means over the two seeds: avg (50 + 70) / 2, final (45 + 55) / 2, forgetting 10, new-class (85 + 65) / 2
+    assert row.split() == ["cifar100", "2", "lwf-mc", "60.0", "50.0", "10.0", "75.0", "1.44", "2"]
+    assert "higher is better" in text and "pipeline demo" not in text  # cpu profile: no demo warning
+    demo = [{**r, "cell": {**r["cell"], "profile": "mini"}} for r in RESULTS]
+    assert "profile mini: a pipeline demo" in summary_table(demo)

@@ -136,26 +136,26 @@ def test_first_per_class_keeps_the_first_images_of_each_class_in_stored_order():
 
 
 def test_smoke_trains_on_a_per_class_subset_recorded_in_the_cell_and_its_report(tmp_path):
-    """smoke keeps 20 training / 5 test images per class of a large scenario (here 24 / 6 of each class); the cell
+    """smoke keeps 5 training / 2 test images per class of a large scenario (here 6 / 3 of each class); the cell
     records the subset (so its key differs from a cell on every image), the result and report say so, and
     ``--per-class all`` keeps every image with the key it had before subsets existed (no ``subset`` entry)."""
     from benchmark.runner import make_cells
 
-    make_tinyimagenet_layout(tmp_path / "data", train_per_class=24, val_per_class=6)
+    make_tinyimagenet_layout(tmp_path / "data", train_per_class=6, val_per_class=3)
     kw = dict(scenarios=["tinyimagenet"], phases=[1], methods=["finetune"], seeds=[0], profile="smoke",
               data_root=str(tmp_path / "data"))
     (cut,) = make_cells(**kw)
     (full,) = make_cells(**kw, per_class="all")
-    assert cut.config["subset"] == [20, 5] and "subset" not in full.config and cut.key != full.key
-    sc = build_scenario("tinyimagenet", 1, data_root=str(tmp_path / "data"), per_class=(20, 5))
-    assert np.bincount(sc.data.y_train.numpy()).tolist() == [20] * 200
-    assert np.bincount(sc.data.y_test.numpy()).tolist() == [5] * 200
+    assert cut.config["subset"] == [5, 2] and "subset" not in full.config and cut.key != full.key
+    sc = build_scenario("tinyimagenet", 1, data_root=str(tmp_path / "data"), per_class=(5, 2))
+    assert np.bincount(sc.data.y_train.numpy()).tolist() == [5] * 200
+    assert np.bincount(sc.data.y_test.numpy()).tolist() == [2] * 200
 
     out = tmp_path / "out"
     r = run_main("--scenario", "tinyimagenet", "--data-root", str(tmp_path / "data"), "--profile", "smoke",
                  "--methods", "finetune", "--phases", "0", "--base-classes", "4", "--out", str(out), "--no-progress")
     assert r.returncode == 0, r.stderr
-    note = "tinyimagenet trimmed to the first 20 training images of each class (of 24) and the first 5 test images"
+    note = "tinyimagenet trimmed to the first 5 training images of each class (of 6) and the first 2 test images"
     assert note in (out / "report" / "tables.md").read_text()
     assert run_main("--per-class", "20/0").returncode == 2
 
