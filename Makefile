@@ -4,9 +4,15 @@ PY ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 
+# TORCH_INDEX: a PyTorch wheel index to take torch and torchvision from first, e.g. the CPU-only builds
+# (`make install TORCH_INDEX=https://download.pytorch.org/whl/cpu`): PyPI's Linux torch is the CUDA build, and with
+# its nvidia and triton packages .venv takes 6.7 GB, 4.1 GB of them for CUDA alone.
+TORCH_INDEX ?=
+
 $(BIN)/.installed: setup.cfg constraints.txt pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
+	$(if $(TORCH_INDEX),$(BIN)/python -m pip install -q -c constraints.txt --index-url $(TORCH_INDEX) torch torchvision)
 	$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev]'
 	touch $@
 

@@ -365,8 +365,14 @@ def report(args) -> int:
 
 
 def print_written(paths) -> None:
-    print(f"report: {plural(len(paths), 'file')} in {Path(paths[0]).parent} ("
-          + ", ".join(sorted(Path(p).name for p in paths)) + ")" if paths else "report: no file written")
+    if not paths:
+        print("report: no file written")
+        return
+    names = [Path(p).name for p in paths]
+    md = [n for n in names if n.endswith(".md")]
+    png = sum(n.endswith(".png") for n in names)
+    print(f"report: {plural(len(paths), 'file')} in {Path(paths[0]).parent}: {' and '.join(sorted(md))} (read "
+          f"first), {plural(png, 'plot')} (.png), .csv and .tex copies of each table")
 
 
 def run(args) -> int:

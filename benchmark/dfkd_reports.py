@@ -23,8 +23,8 @@ import pandas as pd
 from benchmark.data import GEOMETRY
 from benchmark.dfkd_profiles import dfkd_profile
 from benchmark.errors import BenchError
-from benchmark.reports import (DATASET_NAMES, _flat, _fmt, load_results, method_params, profile_notes, published,
-                               row_label, varying_params)
+from benchmark.reports import (DATASET_NAMES, _flat, _fmt, load_results, markdown, method_params, profile_notes,
+                               published, row_label, varying_params)
 
 
 def load_dfkd_results(folders: Path | list[Path]) -> list[dict]:
@@ -247,9 +247,10 @@ def plot_tsne(results: list[dict], path: Path) -> Path | None:
 
     # wrapped to the figure's width (one panel is 4 inches: the one-line title was cut off at both ends)
     title = textwrap.fill("t-SNE of teacher embeddings: real test images (small dots) and synthetic ones (large, black "
-                          "edge); colour = class", width=int(14 * cols))
+                          "edge); colour = class", width=int(40 * cols))
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout(rect=(0, 0, 1, 1 - 0.05 * (title.count("\n") + 1) / max(1, -(-n // cols))))
+    lines, height = title.count("\n") + 1, 4 * -(-n // cols)  # inches: a 10-point line is ~0.2 in
+    fig.tight_layout(rect=(0, 0, 1, 1 - (0.2 * lines + 0.1) / height))
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
@@ -266,8 +267,8 @@ def write_dfkd_reports(results: list[dict], rep: Path) -> list[Path]:
         "student_images_per_s"]].to_csv(paths[1], index=False)
     t1, t2 = table1_rgal(df), table1_arvi(df)
     md = ["# Data-free knowledge distillation", "",
-          "## Student top-1 (%), RGAL Table 1 layout (mean ± std over seeds; last epoch)", "", t1.to_markdown(), "",
-          "## Top-1 (%), activation-regularisation paper Table 1 layout", "", _flat(t2).to_markdown(), "",
+          "## Student top-1 (%), RGAL Table 1 layout (mean ± std over seeds; last epoch)", "", markdown(t1), "",
+          "## Top-1 (%), activation-regularisation paper Table 1 layout", "", markdown(_flat(t2)), "",
           "## Notes", ""]
     notes = profile_notes(results, lambda c: f"profile {c['profile']} ({c['scenario']})")
     for r in results:
@@ -290,7 +291,7 @@ def write_dfkd_reports(results: list[dict], rep: Path) -> list[Path]:
         md += ["", "## Diversity of the synthetic data (RGAL Eq. 13-15; mean absolute L1 distance, mean over seeds)",
                "", "Higher intra-class diversity and lower inter-class distance (more confusion) is what RGAL aims "
                "for; `real test data` gives the same figures on as many real test images.", "",
-               _flat(div).to_markdown()]
+               markdown(_flat(div))]
     (rep / "dfkd_tables.md").write_text("\n".join(md) + "\n")
     paths.append(rep / "dfkd_tables.md")
     tsne = plot_tsne(results, rep / "dfkd_tsne.png")

@@ -200,6 +200,14 @@ def metric_table(df: pd.DataFrame, metric: str, pub_metric: str | None = None,
     return out.fillna("")
 
 
+def markdown(t: pd.DataFrame) -> str:
+    """``t`` as a Markdown table whose row labels read as text ("CIFAR-10 / wrn40_2 / wrn16_1") and not as Python
+    tuples, and whose missing values are a dash."""
+    out = t.copy()
+    out.index = [" / ".join(map(str, i)) if isinstance(i, tuple) else i for i in t.index]
+    return out.to_markdown(missingval="-")
+
+
 def _flat(t: pd.DataFrame) -> pd.DataFrame:
     out = t.copy()
     out.columns = [" ".join(c) for c in t.columns]
@@ -519,7 +527,7 @@ def _write_all(results: list[dict], dfkd: list[dict], rep: Path) -> list[Path]:
         moves.to_csv(rep / "prototype_movement.csv")
         paths.append(rep / "prototype_movement.csv")
         md += ["## RGAL L'_g: mean prototype movement ||p' - p|| / r per phase (mean over seeds)", "",
-               moves.to_markdown(), ""]
+               markdown(moves), ""]
     md += ["## Notes", ""] + [f"- {n}" for n in _notes(results)]
     (rep / "tables.md").write_text("\n".join(md) + "\n")
     paths.append(rep / "tables.md")
