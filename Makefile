@@ -13,7 +13,8 @@ $(BIN)/.installed: setup.cfg constraints.txt pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(if $(TORCH_INDEX),$(BIN)/python -m pip install -q -c constraints.txt --index-url $(TORCH_INDEX) torch torchvision)
-	$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev]'
+	# PYTHONWARNINGS: setuptools' "Editable installation ... be careful with folders" box (printed even under -q)
+	PYTHONWARNINGS=ignore $(BIN)/python -m pip install -q -c constraints.txt -e '.[dev]'
 	touch $@
 
 .PHONY: install run test
