@@ -120,7 +120,7 @@ class EEILPlugin(SupervisedPlugin):
         self.net.train(was)
 
 
-# cost: fitted to the committed cpu cell that loaded phase 0 (benchmarks/check_estimates.py: 1 cell, was 1.5)
+# cost: fitted to the committed cpu cell that loaded phase 0 (benchmarks/check_estimates.py, 1 cell)
 @register_method("eeil", published="EEIL", cost=(1.0, 1.94), memory=exemplar_memory_note(EXEMPLAR_DEFAULTS),
                  recipe_group="eeil",
                  defaults={**EXEMPLAR_DEFAULTS, "lamb": 1.0, "T": 2.0, "bft_epochs": 40,

@@ -15,7 +15,7 @@ from baselines.finetune import Finetune
 from benchmark.methods import register_method
 
 
-# cost: fitted to the committed cpu cells that loaded phase 0 (benchmarks/check_estimates.py: 2 cells, was 1.0)
+# cost: fitted to the committed cpu cells that loaded phase 0 (benchmarks/check_estimates.py, 2 cells)
 @register_method("ewc", cost=(1.0, 1.18), defaults={"ewc_lambda": 5000.0, "mode": "separate"},
                  description="EWC (Avalanche EWCPlugin), FACIL lambda 5000; no published row (RGAL names it in "
                              "its text only)")

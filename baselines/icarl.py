@@ -17,7 +17,7 @@ from benchmark.methods import (EXEMPLAR_DEFAULTS, CILMethod, exemplar_memory_not
                                placeholder_optimizer, put_last, quiet_evaluator, register_method)
 
 
-# cost: fitted to the committed cpu cells that loaded phase 0 (benchmarks/check_estimates.py: 3 cells, was 1.33)
+# cost: fitted to the committed cpu cells that loaded phase 0 (benchmarks/check_estimates.py, 3 cells)
 @register_method("icarl", cost=(1.0, 1.73), published={"icarl-cnn": "iCaRL-CNN", "icarl-ncm": "iCaRL-NCM"},
                  memory=exemplar_memory_note(EXEMPLAR_DEFAULTS), rows=["icarl-cnn", "icarl-ncm"],
                  defaults=dict(EXEMPLAR_DEFAULTS),
