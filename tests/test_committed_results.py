@@ -91,3 +91,30 @@ def test_the_numbers_the_audit_found_drifted_match_their_files():
 
     assert q.group(1, 2) == span(range(33, 36)) and q.group(3, 4) == span(range(36, 40))
     assert q.group(5) == f"{curve[max(curve)]:.2f}" and q.group(6) == f"{max(curve.values()):.2f}"
+
+
+def _checker():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("check_quoted_numbers",
+                                                  ROOT / "benchmarks" / "check_quoted_numbers.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_every_number_quoted_beside_a_cell_name_matches_its_file():
+    lines = _checker().check(README)
+    assert len(lines) >= 4 and all(line.startswith("ok ") for line in lines), "\n".join(lines)
+
+
+def test_the_quote_checker_catches_a_drifted_number_and_a_missing_cell():
+    check = _checker().check
+    drifted = README.replace("(`mnist-teacher-s0`, 98.68 %)", "(`mnist-teacher-s0`, 98.83 %)")
+    assert drifted != README
+    assert any(line.startswith("MISMATCH") and "98.83 %" in line for line in check(drifted))
+    # a number goes to the nearest name: swapping the two phase-0 times breaks both quotes
+    cell = "(`cifar100-p10-pass+rgal-g-s0`)"
+    swapped = README.replace(f"took 8.2 min {cell}", f"took 19.4 min {cell}")
+    assert swapped != README and any(line.startswith("MISMATCH") and "19.4 min" in line for line in check(swapped))
+    assert check("it took 3.0 min (`cifar100-p10-nope-s0`)")[0].startswith("MISMATCH line 1: `cifar100-p10-nope-s0`")
