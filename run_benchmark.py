@@ -220,15 +220,24 @@ def _set_line(defaults: dict) -> str:
     return _wrapped("--set " + " ".join(f"{k}={json.dumps(v)}" for k, v in defaults.items()))
 
 
+def load_all_methods() -> None:
+    """Registers every method: this repository's packages (imported here, the top layer, so that a bare checkout
+    works without installing) and any other package of the ``rgal_bench.methods`` entry points."""
+    import baselines  # noqa: F401
+    import strategies  # noqa: F401
+    import strategies.dfkd  # noqa: F401
+    from benchmark.registry import load_methods
+
+    load_methods()
+
+
 def _registries():
-    import baselines  # noqa: F401  (registers the baselines)
-    import strategies  # noqa: F401  (registers PASS)
-    import strategies.dfkd  # noqa: F401  (registers the data-free methods)
+    load_all_methods()
+    from benchmark.dfkd_methods import DFKD_METHODS
     from benchmark.methods import METHODS
     from benchmark.models import MODELS
     from benchmark.profiles import PROFILES
     from benchmark.scenarios import SCENARIOS
-    from strategies.dfkd import DFKD_METHODS
 
     return {"scenario": SCENARIOS, "method (cil)": METHODS, "method (dfkd, --task dfkd)": DFKD_METHODS,
             "model": MODELS, "profile": PROFILES}
@@ -351,6 +360,7 @@ def main(argv=None) -> int:
 def report(args) -> int:
     """``report DIR ...``: the summary tables of the results found (what a run prints at its end), then the files
     written."""
+    load_all_methods()
     from benchmark.dfkd_reports import dfkd_summary_table, load_dfkd_results
     from benchmark.reports import load_results, summary_table, write_reports
 
@@ -376,8 +386,7 @@ def print_written(paths) -> None:
 
 
 def run(args) -> int:
-    import baselines  # noqa: F401  (registers the baselines)
-    import strategies  # noqa: F401  (registers PASS)
+    load_all_methods()
     from benchmark.errors import BenchError
     from benchmark.precision import emulation_note, resolve_precision
     from benchmark.executor import SequentialExecutor
@@ -480,7 +489,7 @@ def run(args) -> int:
 
 
 def run_dfkd(args) -> int:
-    import strategies.dfkd  # noqa: F401  (registers the data-free methods)
+    load_all_methods()
     from benchmark.precision import emulation_note, resolve_precision
     from tqdm.auto import tqdm
 
@@ -490,7 +499,7 @@ def run_dfkd(args) -> int:
     from benchmark.executor import SequentialExecutor
     from benchmark.runner import command_line, resolve_device
     from benchmark.store import default_cache_dir
-    from strategies.dfkd import DFKD_METHODS
+    from benchmark.dfkd_methods import DFKD_METHODS
 
     scenarios = args.scenario or ["mnist"]
     profile = args.profile or "cpu"

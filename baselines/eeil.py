@@ -42,6 +42,7 @@ from benchmark.methods import (EXEMPLAR_DEFAULTS, CILMethod, exemplar_memory_not
                                placeholder_optimizer, quiet_evaluator, register_method)
 from benchmark.models.base import frozen_copy
 from benchmark.precision import StepPrecision
+from benchmark.seeds import derive_seed
 from benchmark.training import make_optimizer, materialize
 
 
@@ -96,7 +97,7 @@ class EEILPlugin(SupervisedPlugin):
         opt = make_optimizer(self.net.parameters(), bft)
         sched = bft.scheduler(opt)
         x, y = (t.to(self.device) for t in self.memory.tensors())
-        gen = torch.Generator(device=self.device).manual_seed(self.seed * 1000 + k + 800)
+        gen = torch.Generator(device=self.device).manual_seed(derive_seed(self.seed, "balanced_finetuning", k))
         was = self.net.training
         self.net.train()
         # the phase's autocast (and fp16 loss scaling)

@@ -61,6 +61,7 @@ from benchmark.augment import augment_batch
 from benchmark.errors import BenchError
 from benchmark.methods import CILMethod, make_suite_plugin, placeholder_optimizer, quiet_evaluator, register_method
 from benchmark.models.base import OutputCapture, frozen_copy
+from benchmark.seeds import derive_seed
 from benchmark.training import materialize
 
 AUX_AUTO = {"cifar100": "cifar10", "cifar100-mini": "cifar10-mini", "mnist": "cifar10-mini", "cifar10": "cifar100",
@@ -218,7 +219,7 @@ class MUCPlugin(SupervisedPlugin):
         keep = [t.detach().clone() for t in (self.side.fc.weight, self.side.fc.bias)]
         rows = torch.zeros(len(keep[1]), dtype=torch.bool, device=keep[1].device)
         rows[self.side.k * lo:self.side.k * hi] = True
-        gen = torch.Generator(device=self.device).manual_seed(self.seed * 1000 + k + 900)
+        gen = torch.Generator(device=self.device).manual_seed(derive_seed(self.seed, "side_classifiers", k))
         aux = self.aux()
         was = self.net.training
         self.net.eval()

@@ -45,6 +45,7 @@ from benchmark.methods import (EXEMPLAR_DEFAULTS, CILMethod, exemplar_memory_not
                                placeholder_optimizer, quiet_evaluator, register_method)
 from benchmark.models.base import OutputCapture, frozen_copy
 from benchmark.precision import float32_forward
+from benchmark.seeds import derive_seed
 from benchmark.training import materialize
 
 
@@ -154,7 +155,7 @@ class UCIRPlugin(SupervisedPlugin):
         self.net.eval()  # backbone and BatchNorm frozen
         opt = torch.optim.SGD([head.weight], lr=self.p["cbf_lr"], momentum=0.9, weight_decay=5e-4)
         sched = torch.optim.lr_scheduler.StepLR(opt, max(1, self.p["cbf_epochs"] // 2), 0.1)
-        gen = torch.Generator(device=self.device).manual_seed(self.seed * 1000 + k + 900)
+        gen = torch.Generator(device=self.device).manual_seed(derive_seed(self.seed, "class_balanced_finetuning", k))
         for _ in range(self.p["cbf_epochs"]):
             perm = torch.randperm(len(y), generator=gen, device=gen.device).to(self.device)
             for i in range(0, len(y), 128):

@@ -16,11 +16,13 @@ weight sweep) are in ``dfkd_results_long.csv`` only.
 """
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import pandas as pd
 
 from benchmark.data import GEOMETRY
+from benchmark.dfkd_methods import DFKD_METHODS
 from benchmark.dfkd_profiles import dfkd_profile
 from benchmark.errors import BenchError
 from benchmark.reports import (DATASET_NAMES, _flat, _fmt, load_results, markdown, method_params, profile_notes,
@@ -65,17 +67,15 @@ def dfkd_summary_table(results: list[dict]) -> str:
     out["seeds"] = g["seed"].nunique()
     out = out.rename(columns={"top1": "student acc % \u2191", "best_top1": "best acc % \u2191",
                               "teacher_top1": "teacher acc %", "chance": "chance %"}).reset_index()
-    return "\n".join([out.to_string(index=False, na_rep="-"),
-                      "\u2191 higher is better; student acc = top-1 on the real test set after the last epoch, best = "
-                      "the highest of its evaluations, teacher acc = the teacher's own (the ceiling)"])
+    return "\n".join([out.to_string(index=False, na_rep="-"), textwrap.fill(
+        "\u2191 higher is better; student acc = top-1 on the real test set after the last epoch, best = the highest of "
+        "its evaluations, teacher acc = the teacher's own (the ceiling)", 118)])
 
 
 def _published_name(cell: dict) -> str:
     """The published row a cell stands beside: its method's, unless the cell changed the method's hyper-parameters
     from the profile's (a ``--set`` ablation such as DFAD + VI with AR off is not the published method; the student
     batch is a recipe matter, ``--batch-size``, and does not count)."""
-    from strategies.dfkd import DFKD_METHODS
-
     if cell["method"] not in DFKD_METHODS:
         return ""
     entry = DFKD_METHODS.entry(cell["method"])

@@ -33,6 +33,7 @@ from benchmark import store
 from benchmark.augment import AugmentSpec
 from benchmark.cells import Cell, CellFolder, thread_entry
 from benchmark.dfkd_profiles import DFKDProfile, DistillRecipe, TeacherRecipe, dfkd_profile
+from benchmark.dfkd_methods import DFKD_METHODS, DFKDContext
 from benchmark.errors import BenchError
 from benchmark.methods import cell_params, full_params
 from benchmark.models import MODELS, build_model
@@ -58,8 +59,6 @@ def make_dfkd_cells(*, scenarios, methods, seeds, profile, teacher=None, student
         raise BenchError("--precision fp16 is for class-incremental training; data-free distillation runs in bf16 "
                          "(--precision bf16 or auto) or fp32")
     resolved = resolve_precision(precision, device_type) if precision else None
-    from strategies.dfkd import DFKD_METHODS
-
     for m in methods:
         DFKD_METHODS.entry(m)
     for name in (teacher, student):
@@ -144,8 +143,6 @@ class DFKDCellRun(CellFolder):
         done = self.finished()
         if done:
             return done
-        from strategies.dfkd import DFKD_METHODS, DFKDContext
-
         cfg, dev = self.cfg, self.device
         deterministic_kernels(dev.type)  # before the teacher: its training is part of what the cell reproduces
         spec = SCENARIOS.get(cfg["scenario"])
@@ -358,10 +355,8 @@ def predicted_dfkd_seconds(cfg: dict, test_images: int = 10000) -> float:
       generator's forward and backward (3 forwards) for methods with a generator;
     * evaluation of the student on the test set every ``eval_every`` epochs, at ~2.5 training rates.
 
-    ``tools/check_estimates.py`` prints it beside the measured wall time of every committed cell."""
+    ``benchmarks/check_estimates.py`` prints it beside the measured wall time of every committed cell."""
     from benchmark.runner import CPU_IMAGES_PER_S
-    from strategies.dfkd import DFKD_METHODS
-    from strategies.dfkd.pool_kd import PoolMethod
 
     if cfg["method"] == "teacher":
         return 0.0
@@ -372,7 +367,7 @@ def predicted_dfkd_seconds(cfg: dict, test_images: int = 10000) -> float:
     gen = generator_images_per_s(d.get("ngf", 64))
     steps = d["epochs"] * d["ep_steps"]
     rounds = d["epochs"] * rounds_per_epoch(cfg)
-    fresh = getattr(entry.factory, "synthesizes", True) and not issubclass(entry.factory, PoolMethod)
+    fresh = entry.factory.synthesizes and not entry.factory.uses_pool
     student = steps * p.get("student_batch", 128) * (1 / ips_s + 0.33 / ips_t + (1 / gen if fresh else 0.0))
     per_synth = entry.extra.get("synthesis_cost", 0.65) * (1 / ips_t + 1 / ips_s)
     if entry.extra.get("generator", True):

@@ -41,7 +41,9 @@ class MethodContext:
 
 class CILMethod:
     name = "method"
-    phase0_family: str | None = "ce"
+    # no default: a method whose phase 0 trains another loss than the one it names would load (and fill) the wrong
+    # cached phase 0, so every registered method states it (``register_method`` refuses a class that does not)
+    phase0_family: str | None
     phase0_params: dict = {}  # hyper-parameter -> its value in the plain family (module docstring)
     outputs_per_class = 1  # PASS's rotation head has 4
     memory_note = "none"
@@ -117,6 +119,9 @@ def register_method(name: str, *, published: str = "", memory: str = "none", row
     ``full_params``), so that finished cells stay finished."""
 
     def deco(cls):
+        if not hasattr(cls, "phase0_family"):
+            raise TypeError(f"method {name!r} ({cls.__name__}) must set phase0_family: the loss its phase 0 trains "
+                            f"(\"ce\", \"bce\", a family of its own, or None when its phase 0 is never shared)")
         cls.name = name
         cls.memory_note = memory
         METHODS.register(name, cls, description=description, published=published, memory=memory,

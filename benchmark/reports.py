@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -92,17 +93,14 @@ def unreadable_results(folders: Path | list[Path]) -> list[str]:
 def method_params(result: dict) -> dict:
     """A result's method parameters with the key-neutral ones its cell leaves out at their default put back
     (``benchmark.methods.full_params``), so that tables name the value instead of "default"."""
+    from benchmark.dfkd_methods import DFKD_METHODS
     from benchmark.methods import METHODS, full_params
+    from benchmark.registry import load_methods
 
+    load_methods()  # the method packages register their defaults (imported once; it loads Avalanche)
     cell = result["cell"]
     params = cell.get("method_params", {})
-    registry = METHODS
-    if cell.get("task", "cil") == "cil":
-        import baselines  # noqa: F401  (registers the CIL methods; imported here only, it loads Avalanche)
-        import strategies  # noqa: F401
-    else:
-        from strategies.dfkd import DFKD_METHODS
-        registry = DFKD_METHODS
+    registry = METHODS if cell.get("task", "cil") == "cil" else DFKD_METHODS
     return full_params(cell["method"], params, registry) if cell.get("method") in registry else params
 
 
@@ -249,7 +247,7 @@ def summary_table(results: list[dict]) -> str:
     if demo:
         lines.append(f"profile {' and '.join(demo)}: a pipeline demo (1-3 epochs on a few images per class), so numbers "
                      f"sit near chance and are not comparable with published ones; --profile cpu or paper measures")
-    return "\n".join(lines)
+    return "\n".join(lines[:1] + [textwrap.fill(line, 118) for line in lines[1:]])
 
 
 def profile_notes(results: list[dict], label=lambda c: f"profile {c['profile']}") -> set[str]:

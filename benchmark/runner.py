@@ -31,6 +31,7 @@ from benchmark.models.base import load_state
 from benchmark.precision import resolve_precision
 from benchmark.profiles import PROFILES, Profile
 from benchmark.scenarios import SCENARIOS, build_scenario
+from benchmark.seeds import derive_seed
 from benchmark.training import PhaseRecipe, deterministic_kernels, seed_everything
 
 # CPU training throughput (images/s, 2 cores, batch 64, channels_last) for --dry-run's predictions.  resnet20,
@@ -270,8 +271,8 @@ class CellRun(CellFolder):
         family = type(method).phase0_family_for(method.ctx.params) if k == 0 else None
         cache = self.phase0_cache_path(family) if family else None
         if resume_training is None:
-            seed_everything(cfg["seed"] * 1000 + k)
-            plugin.generator.manual_seed(cfg["seed"] * 1000 + k)
+            seed_everything(derive_seed(cfg["seed"], "phase", k))
+            plugin.generator.manual_seed(derive_seed(cfg["seed"], "phase", k))
         # a corrupt phase0.pt beside the cell matters only when phase 0 is to be restored from it
         carried = None if cache is None else self.carried_phase0(family, strict=not cache.is_file())
         if cache is not None and (cache.is_file() or carried is not None):

@@ -12,6 +12,7 @@ from avalanche.training import Naive
 
 from benchmark.errors import BenchError
 from benchmark.models.base import load_state
+from benchmark.seeds import derive_seed
 from benchmark.methods import CILMethod, make_suite_plugin, placeholder_optimizer, quiet_evaluator, register_method
 from strategies.pass_plugins import (FeatureCapturePlugin, FeatureDistillationPlugin, OldModelHolder,
                                      PrototypeAugmentationPlugin, PrototypeUpdatePlugin, RotationPlugin, TemperatureCE)
@@ -51,7 +52,7 @@ class PASS(CILMethod):
         self.kd = FeatureDistillationPlugin(self.capture, self.old, prm["kd_weight"])
         self.suite_plugin = make_suite_plugin(ctx, seen_classes=lambda k: 4 * sc.seen_after(k))
         update = PrototypeUpdatePlugin(self.bank, self.old, net, ctx.recipe_for(0).batch_size, sc.spec.augment,
-                                       lambda: ctx.seed * 1000 + self.suite_plugin.phase + 500, ctx.device)
+                                       lambda: derive_seed(ctx.seed, "prototype_features", self.suite_plugin.phase), ctx.device)
         self.strategy = Naive(model=net, optimizer=placeholder_optimizer(net),
                               criterion=TemperatureCE(prm["temperature"]), train_mb_size=batch, device=ctx.device,
                               plugins=[RotationPlugin(), self.capture, self.proto_aug, self.kd, *extra_plugins,
@@ -60,7 +61,7 @@ class PASS(CILMethod):
         self.suite_plugin.generators["prototypes"] = self.proto_gen
 
     def train_phase(self, k, experience, epochs):
-        self.proto_gen.manual_seed(self.ctx.seed * 1000 + k + 700)
+        self.proto_gen.manual_seed(derive_seed(self.ctx.seed, "prototype_noise", k))
         super().train_phase(k, experience, epochs)
 
     def scores(self, x):
@@ -207,9 +208,9 @@ class PASSWithRGAL(PASS):
 
     def train_phase(self, k, experience, epochs):
         if self.use_g:
-            self.rgal_gen.manual_seed(self.ctx.seed * 1000 + k + 900)
+            self.rgal_gen.manual_seed(derive_seed(self.ctx.seed, "rgal_prototypes", k))
         if self.use_s:
-            self.triplet_gen.manual_seed(self.ctx.seed * 1000 + k + 950)
+            self.triplet_gen.manual_seed(derive_seed(self.ctx.seed, "rgal_triplets", k))
         super().train_phase(k, experience, epochs)
 
     def extra_results(self):

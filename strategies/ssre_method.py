@@ -22,6 +22,7 @@ from avalanche.training import Naive
 
 from benchmark.errors import BenchError
 from benchmark.models.base import load_state
+from benchmark.seeds import derive_seed
 from benchmark.methods import (CILMethod, make_suite_plugin, placeholder_optimizer, put_last, quiet_evaluator,
                                register_method)
 from strategies.pass_method import (PASS, PASS_PHASE0_COST, RGAL_CHOICES, RGAL_G_DEFAULTS, RGAL_KEY_NEUTRAL,
@@ -67,7 +68,7 @@ class SSRE(CILMethod):
         self.suite_plugin.generators["prototypes"] = self.proto_gen
         update = PrototypeUpdatePlugin(self.bank, self.old, net,
                                        lambda: ctx.recipe_for(self.suite_plugin.phase).batch_size, sc.spec.augment,
-                                       lambda: ctx.seed * 1000 + self.suite_plugin.phase + 500, ctx.device)
+                                       lambda: derive_seed(ctx.seed, "prototype_features", self.suite_plugin.phase), ctx.device)
         rotation = RotationPlugin(active=lambda: not self.reparam.converted)
         extra = []
         if self.use_g:
@@ -90,11 +91,11 @@ class SSRE(CILMethod):
 
     def train_phase(self, k, experience, epochs):
         self.strategy.train_mb_size = self.ctx.recipe_for(k).batch_size
-        self.proto_gen.manual_seed(self.ctx.seed * 1000 + k + 700)
+        self.proto_gen.manual_seed(derive_seed(self.ctx.seed, "prototype_noise", k))
         if self.use_g:
-            self.rgal_gen.manual_seed(self.ctx.seed * 1000 + k + 900)
+            self.rgal_gen.manual_seed(derive_seed(self.ctx.seed, "rgal_prototypes", k))
         if self.use_s:
-            self.triplet_gen.manual_seed(self.ctx.seed * 1000 + k + 950)
+            self.triplet_gen.manual_seed(derive_seed(self.ctx.seed, "rgal_triplets", k))
         super().train_phase(k, experience, epochs)
 
     def scores(self, x):

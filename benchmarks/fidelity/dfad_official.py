@@ -25,7 +25,7 @@ generation stage maximises the same discrepancy), SGD and Adam as ``DFAD_mnist.p
    3x the floor); the note gives where the curves first part by more than 1e-3 and the agreement before the floor
    parts (this small adversarial game is chaotic: the floor reaches ~1e-1 within 50 iterations).  A second row runs
    the suite in its *own* order: the runner calls ``synthesize()`` before the student steps of a round (CMI's
-   ``datafree_kd.py`` order, ``strategies/dfkd/base.py``), so the generator step comes first; the row measures that
+   ``datafree_kd.py`` order, ``benchmark/dfkd_methods.py``), so the generator step comes first; the row measures that
    difference (D2) over the losses before the floor parts, and over the whole run.
 
 Optional (``FIDELITY_DFAD_CIFAR=resnet18`` or ``resnet34`` in the environment): the same levels 1-2 for CIFAR-10

@@ -27,7 +27,8 @@ from torch import nn
 
 from benchmark.augment import random_flip, random_resized_crop
 from benchmark.models.generators import GENERATORS, reset_generator
-from strategies.dfkd.base import BestBatch, register_dfkd_method
+from benchmark.dfkd_methods import register_dfkd_method
+from strategies.dfkd.best_batch import BestBatch
 from strategies.dfkd.losses import bn_hooks, bn_loss, contrastive_loss, masked_adversarial_loss, one_hot_loss
 from strategies.dfkd.pool_kd import PoolMethod, frozen
 

@@ -25,7 +25,8 @@ from __future__ import annotations
 
 import torch
 
-from strategies.dfkd.base import BestBatch, register_dfkd_method
+from benchmark.dfkd_methods import register_dfkd_method
+from strategies.dfkd.best_batch import BestBatch
 from strategies.dfkd.losses import bn_hooks, bn_loss, js_divergence, one_hot_loss, tv_loss
 from strategies.dfkd.pool_kd import PoolMethod, frozen
 

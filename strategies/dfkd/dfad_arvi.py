@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import torch
 
-from strategies.dfkd.base import register_dfkd_method
+from benchmark.dfkd_methods import register_dfkd_method
 from strategies.dfkd.generative import _CHOICES, _COMMON, _KEY_NEUTRAL, GenerativeMethod
 from strategies.dfkd.losses import virtual_interpolation
 

@@ -29,7 +29,7 @@ from __future__ import annotations
 import torch
 
 from benchmark.models.generators import GENERATORS
-from strategies.dfkd.base import DFKDMethod, register_dfkd_method
+from benchmark.dfkd_methods import DFKDMethod, register_dfkd_method
 from strategies.dfkd.pool_kd import frozen
 from strategies.dfkd.losses import (activation_loss, balance_loss, bn_hooks, bn_loss, kd_loss, l1_logits,
                                     one_hot_loss)

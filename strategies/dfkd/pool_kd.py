@@ -9,7 +9,7 @@ import contextlib
 
 import torch
 
-from strategies.dfkd.base import DFKDMethod
+from benchmark.dfkd_methods import DFKDMethod
 from strategies.dfkd.losses import kd_loss
 from strategies.dfkd.pool import DataPool
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from strategies.dfkd.base import DFKDMethod, register_dfkd_method
+from benchmark.dfkd_methods import DFKDMethod, register_dfkd_method
 from strategies.dfkd.losses import kd_loss
 
 

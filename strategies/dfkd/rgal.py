@@ -44,7 +44,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from benchmark.models.generators import GENERATORS, reset_generator
-from strategies.dfkd.base import BestBatch, register_dfkd_method
+from benchmark.dfkd_methods import register_dfkd_method
+from strategies.dfkd.best_batch import BestBatch
 from strategies.dfkd.losses import bn_hooks, bn_loss, kd_loss, masked_adversarial_loss, one_hot_loss
 from strategies.dfkd.pool_kd import PoolMethod, frozen
 from strategies.rgal.losses import sampled_triplet_loss

@@ -38,6 +38,7 @@ import torch
 import torch.nn.functional as F
 from avalanche.core import SupervisedPlugin
 
+from benchmark.seeds import derive_epoch_seed
 from strategies.rgal.losses import sampled_triplet_loss
 
 
@@ -109,8 +110,9 @@ class PrototypeOptimizationPlugin(SupervisedPlugin):
         return new
 
     def _gen(self, strategy, epoch: int, offset: int = 0) -> torch.Generator:
-        return torch.Generator().manual_seed(self.seed * 1_000_000 + strategy.experience.current_experience * 1000
-                                             + epoch * 2 + offset)
+        stream = ("rgal_pool", "rgal_pool_picks")[offset]
+        return torch.Generator().manual_seed(derive_epoch_seed(self.seed, stream, strategy.experience.current_experience,
+                                                               epoch))
 
     def _build_pool(self, strategy, epoch: int):
         bank = self.bank

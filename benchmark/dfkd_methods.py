@@ -1,4 +1,6 @@
-"""The data-free distillation method interface (CMI's ``synthesize()`` / ``train()`` split) and its registry.
+"""The data-free distillation method contract (CMI's ``synthesize()`` / ``train()`` split), its context and its
+registry: the framework side.  The methods live in ``strategies.dfkd`` and register here when their package is
+imported (the command line does that); the framework never imports them.
 
 The runner (``benchmark/dfkd_runner.py``) drives every method the same way, as CMI's ``datafree_kd.py`` does: an
 epoch is ``ep_steps // kd_steps`` rounds; a round is ``synthesize()`` (``g_steps`` generator or pixel steps) followed
@@ -128,18 +130,6 @@ class DFKDMethod:
         if self.ctx.recipe.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return x
-
-
-class BestBatch:
-    """Keeps the iterate with the lowest loss of a synthesis round (CMI / RGAL add that batch to the pool)."""
-
-    def __init__(self):
-        self.loss, self.x, self.extra = float("inf"), None, None
-
-    def update(self, loss: torch.Tensor, x: torch.Tensor, extra=None) -> None:
-        v = loss.item()
-        if v < self.loss or self.x is None:
-            self.loss, self.x, self.extra = v, x.detach().clone(), extra
 
 
 def register_dfkd_method(name: str, *, published: str = "", defaults: dict | None = None, description: str = "",
