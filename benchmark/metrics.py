@@ -46,6 +46,14 @@ def forgetting_first(acc: Matrix) -> float:
     return sum(acc[j][j] - acc[t][j] for j in range(t)) / t
 
 
+def backward_transfer(acc: Matrix) -> float:
+    """BWT (Lopez-Paz & Ranzato 2017, GEM): mean over j < T of ``acc[T][j] - acc[j][j]``, the change of each old group's
+    accuracy from right after its phase to the end; negative when the method forgets.  It is ``-forgetting_first``,
+    reported under its own name because the field reads it so; NaN with one phase."""
+    f = forgetting_first(acc)
+    return float("nan") if math.isnan(f) else -f
+
+
 def new_accuracy(acc: Matrix) -> float:
     """Plasticity (not a CONVENTIONS.md figure; added because a weak regime can hide behind low forgetting): mean over
     the incremental phases k = 1..T of ``acc[k][k]``, the accuracy on each phase's classes right after it; NaN with
@@ -66,7 +74,7 @@ def best_so_far(acc: Matrix) -> list[list[float | None]]:
 
 def summarize(acc: Matrix, counts: Sequence[int]) -> dict:
     s = seen_accuracy(acc, counts)
-    fm, ff, na = forgetting_max(acc), forgetting_first(acc), new_accuracy(acc)
+    fm, ff, na, bwt = forgetting_max(acc), forgetting_first(acc), new_accuracy(acc), backward_transfer(acc)
     return {
         "seen_acc": s,
         "average_accuracy": sum(s) / len(s),
@@ -74,4 +82,5 @@ def summarize(acc: Matrix, counts: Sequence[int]) -> dict:
         "forgetting_max": None if math.isnan(fm) else fm,
         "forgetting_first": None if math.isnan(ff) else ff,
         "new_accuracy": None if math.isnan(na) else na,
+        "bwt": None if math.isnan(bwt) else bwt,
     }

@@ -143,6 +143,7 @@ def long_frame(results: list[dict]) -> pd.DataFrame:
                          "forgetting_max": _pct(m["forgetting_max"]), "forgetting_first": _pct(m["forgetting_first"]),
                          # recomputed from the matrix: results written before the metric existed have it too
                          "new_accuracy": metrics.new_accuracy(m["acc"]) * 100,  # NaN with one phase
+                         "bwt": metrics.backward_transfer(m["acc"]) * 100,
                          "wall_seconds": r["timings"]["wall_seconds"]})
     return pd.DataFrame.from_records(recs)
 

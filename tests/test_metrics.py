@@ -76,3 +76,23 @@ def test_several_classifiers_are_independent_rows():
     assert out["icarl-cnn"]["forgetting_max"] == pytest.approx(0.25)
     assert out["icarl-ncm"]["forgetting_max"] == pytest.approx((0.15 + 0.10) / 2)
     assert out["icarl-ncm"]["overall_accuracy"] == pytest.approx((65 + 35 + 40) / 200)
+
+
+def test_backward_transfer_is_the_end_accuracy_of_each_old_group_minus_its_own_phase():
+    # group 0: 0.50 - 0.80 = -0.30; group 1: 0.70 - 0.90 = -0.20; BWT = -0.25 (forgetting)
+    assert metrics.backward_transfer(ACC) == pytest.approx(-0.25)
+    assert metrics.summarize(ACC, COUNTS)["bwt"] == pytest.approx(-0.25)
+    # an old group that improves later gives positive transfer
+    assert metrics.backward_transfer([[0.5, None], [0.7, 0.9]]) == pytest.approx(0.2)
+    assert math.isnan(metrics.backward_transfer([[0.5]])) and metrics.summarize([[0.5]], [10])["bwt"] is None
+
+
+def test_the_long_table_carries_bwt_recomputed_from_the_matrix():
+    from benchmark.reports import long_frame
+
+    r = {"cell": {"scenario": "cifar100", "phases": 2, "phase_sizes": [50, 25, 25], "seed": 0, "profile": "cpu",
+                  "method": "lwf"},
+         "rows": {"lwf": {"acc": ACC, "seen_acc": [0.8, 0.7, 0.6625], "average_accuracy": 0.72, "overall_accuracy":
+                          0.6625, "forgetting_max": 0.25, "forgetting_first": 0.25}},  # written before bwt existed
+         "memory": "none", "timings": {"wall_seconds": 1.0}}
+    assert long_frame([r])["bwt"][0] == pytest.approx(-25.0)
