@@ -114,6 +114,10 @@ def parse_args(argv):
     p.add_argument("--memory-total", type=_count(1),
                    help="fixed exemplar budget instead of 20 per class (exemplar methods: icarl, ucir, eeil)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    p.add_argument("--deterministic", action="store_true",
+                   help="strictly deterministic kernels (torch.use_deterministic_algorithms, cuDNN deterministic, "
+                        "no cuDNN benchmarking): reproducible CUDA runs, somewhat slower; recorded in the cell "
+                        "(and its key). CPU cells are deterministic without it")
     p.add_argument("--precision", choices=["fp32", "bf16", "fp16", "auto"], default=None,
                    help="training arithmetic: bf16 / fp16 autocast (fp16: CUDA only, with loss scaling), auto = bf16 "
                         "where the CPU or GPU computes it natively; evaluation and statistics stay fp32 "
@@ -425,7 +429,7 @@ def run(args) -> int:
                        spread_remaining=args.spread_remaining, base_classes=args.base_classes, model=args.model,
                        memory_total=args.memory_total, device_type=device.type,
                        method_params=parse_settings(args.settings, methods), precision=args.precision,
-                       per_class=args.per_class)
+                       per_class=args.per_class, deterministic=args.deterministic)
     note = emulation_note(args.precision and resolve_precision(args.precision, device.type), device.type)
     if note:
         print(note)
@@ -517,7 +521,8 @@ def run_dfkd(args) -> int:
                             teacher=args.teacher, student=args.student, epochs=args.epochs,
                             batch_size=args.batch_size, lr=args.lr, data_root=args.data_root,
                             device_type=device.type, method_params=parse_settings(settings, methods, DFKD_METHODS),
-                            teacher_checkpoint=args.teacher_checkpoint, precision=args.precision)
+                            teacher_checkpoint=args.teacher_checkpoint, precision=args.precision,
+                            deterministic=args.deterministic)
     note = emulation_note(args.precision and resolve_precision(args.precision, device.type), device.type)
     if note:
         print(note)

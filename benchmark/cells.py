@@ -51,7 +51,7 @@ def phase0_key(config: dict, family: str) -> str:
     """What determines the phase-0 model of a method family: data, class order, phase-0 classes, model, phase-0
     recipe, seed and the phase-0 loss family; not the number of later phases nor the method."""
     keep = {k: config[k] for k in ("task", "scenario", "data_sha256", "class_order_seed", "seed", "model",
-                                   "device_type", "torch_threads", "subset") if k in config}
+                                   "device_type", "torch_threads", "subset", "deterministic") if k in config}
     keep["base_classes"] = config["phase_sizes"][0]
     keep["recipe"] = config["recipe"]["base"]
     keep["family"] = family

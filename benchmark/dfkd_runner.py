@@ -52,9 +52,10 @@ TEACHER_FILE = "teacher.pt"  # a finished teacher cell's copy of its cache entry
 
 def make_dfkd_cells(*, scenarios, methods, seeds, profile, teacher=None, student=None, epochs=None, batch_size=None,
                     lr=None, data_root=None, device_type="cpu", method_params=None,
-                    teacher_checkpoint=None, precision=None) -> list[Cell]:
+                    teacher_checkpoint=None, precision=None, deterministic: bool = False) -> list[Cell]:
     """``precision``: ``--precision`` (None: the profile's); a cell records the resolved one in its recipes.  fp16
-    is refused here: the synthesisers' own optimisation loops have no loss scaling."""
+    is refused here: the synthesisers' own optimisation loops have no loss scaling.  ``deterministic``: as
+    ``benchmark.runner.make_cells`` (and the teacher's key names it too)."""
     if precision == "fp16":
         raise BenchError("--precision fp16 is for class-incremental training; data-free distillation runs in bf16 "
                          "(--precision bf16 or auto) or fp32")
@@ -92,12 +93,12 @@ def make_dfkd_cells(*, scenarios, methods, seeds, profile, teacher=None, student
                     "teacher_seed": 0, "teacher_checkpoint_sha256": t_sha, "method": m,
                     "method_params": cell_params(m, params, DFKD_METHODS),
                     "augment": DFKD_AUGMENT[scen].as_dict(), "data_sha256": data.sha256, "device_type": device_type,
-                    **threads,
+                    **threads, **({"deterministic": True} if deterministic else {}),
                     # the teacher's identity, named in the key (issue 36): its checkpoint's sha256 above, or the key
                     # of the suite's cached teacher
                     "teacher_key": None if t_sha else teacher_key(
                         data.sha256, teacher or prof.teacher, prof.teacher_recipe, DFKD_AUGMENT[scen], 0, device_type,
-                        threads.get("torch_threads")),
+                        threads.get("torch_threads"), deterministic),
                 }))
     return cells
 
@@ -118,7 +119,7 @@ class DFKDCellRun(CellFolder):
         c = self.cfg
         return teacher_cache_path(self.cache_dir, c["data_sha256"], c["teacher"], TeacherRecipe(**c["teacher_recipe"]),
                                   AugmentSpec(**c["augment"]), c["teacher_seed"], c["device_type"],
-                                  c.get("torch_threads"))
+                                  c.get("torch_threads"), c.get("deterministic", False))
 
     def carried_teachers(self) -> list[Path]:
         """``teacher.pt`` of the teacher cells beside this one (the same ``--out``), by folder name."""
@@ -144,7 +145,7 @@ class DFKDCellRun(CellFolder):
         if done:
             return done
         cfg, dev = self.cfg, self.device
-        deterministic_kernels(dev.type)  # before the teacher: its training is part of what the cell reproduces
+        deterministic_kernels(dev.type, cfg.get("deterministic", False))  # before the teacher: its training is part of what the cell reproduces
         spec = SCENARIOS.get(cfg["scenario"])
         data = _cached_arrays(spec.dataset, str(self.data_root) if self.data_root else None)
         if data.sha256 != cfg["data_sha256"]:
@@ -153,7 +154,8 @@ class DFKDCellRun(CellFolder):
         t_recipe, recipe = TeacherRecipe(**cfg["teacher_recipe"]), DistillRecipe(**cfg["distill"])
         teacher, t_info = get_teacher(cfg["teacher"], data, spec.mean, spec.std, t_recipe, aug, dev,
                                       self.cache_dir, cfg["teacher_seed"], self.teacher_checkpoint, self.progress,
-                                      carried=() if self.teacher_checkpoint else self.carried_teachers())
+                                      carried=() if self.teacher_checkpoint else self.carried_teachers(),
+                                      deterministic=cfg.get("deterministic", False))
         self.dir.mkdir(parents=True, exist_ok=True)
         store.save_json(self.dir / "cell.json", {"key": self.cell.key, "cell": cfg, "command": self.command})
         method_cls = DFKD_METHODS.get(cfg["method"])

@@ -72,11 +72,12 @@ def resolve_device(name: str) -> torch.device:
 def make_cells(*, scenarios, phases, methods, seeds, profile, epochs=None, batch_size=None, lr=None,
                inc_epochs=None, class_order_seed=1993, data_root=None, spread_remaining=False, base_classes=None,
                model=None, memory_total=None, device_type="cpu", method_params=None, precision=None,
-               per_class=None) -> list[Cell]:
+               per_class=None, deterministic: bool = False) -> list[Cell]:
     """``precision``: ``--precision`` (None: each recipe's own, ``auto`` resolved for ``device_type``); a cell
     records the resolved value in its recipes.  ``per_class``: (training, test) images kept per class, ``"all"``, or
     None for the profile's own (``Profile.per_class``); a cell records it as ``subset`` only when it trims the data,
-    so the keys of cells on every image do not change."""
+    so the keys of cells on every image do not change.  ``deterministic`` (``--deterministic``): strictly
+    deterministic kernels (``training.deterministic_kernels``), recorded, and so keyed, only when set."""
     prof: Profile = PROFILES.get(profile)
     if precision is None:
         precision = prof.base.precision if prof.base.precision == "auto" else None
@@ -115,6 +116,7 @@ def make_cells(*, scenarios, phases, methods, seeds, profile, epochs=None, batch
                         "model": model or prof.model, "recipe": {"base": base.as_dict(), "inc": inc.as_dict()},
                         "method": m, "method_params": cell_params(m, params), "data_sha256": sc.data.sha256,
                         "device_type": device_type, **thread_entry(device_type), **extra_data, **subset,
+                        **({"deterministic": True} if deterministic else {}),
                     }))
     return cells
 
@@ -216,7 +218,7 @@ class CellRun(CellFolder):
         if sc.data.sha256 != cfg["data_sha256"]:
             raise BenchError(f"data under {sc.data.source} changed since the cell was planned; re-run the command")
         seed_everything(cfg["seed"])
-        deterministic_kernels(self.device.type)
+        deterministic_kernels(self.device.type, cfg.get("deterministic", False))
         method_cls = METHODS.get(cfg["method"])
         # the classifier is sized for every class of the dataset, not for the classes this protocol shows (90 with
         # 20 phases of CIFAR-100, official split): phase 0 must not depend on the number of later phases, so that

@@ -32,19 +32,20 @@ from benchmark.training import rng_state, seed_everything, set_rng_state
 
 
 def teacher_key(data_sha256: str, model: str, recipe, augment: AugmentSpec, seed: int, device_type: str,
-                threads: int | None = None) -> str:
+                threads: int | None = None, deterministic: bool = False) -> str:
     # "init": the initialisation is drawn from the seed (session 5; teachers cached before were initialised from
     # whatever the process's generator held, so they get a new key rather than a silent mismatch).  ``threads``:
     # the torch thread count of a CPU teacher (``benchmark.cells.thread_entry``)
     return stable_hash({"what": "dfkd-teacher", "data": data_sha256, "model": model, "recipe": recipe.as_dict(),
                         "augment": augment.as_dict(), "seed": seed, "device_type": device_type, "init": "seeded",
-                        **({"torch_threads": threads} if threads is not None else {})})
+                        **({"torch_threads": threads} if threads is not None else {}),
+                        **({"deterministic": True} if deterministic else {})})
 
 
 def teacher_cache_path(cache_dir: Path, data_sha256: str, model: str, recipe, augment: AugmentSpec, seed: int,
-                       device_type: str, threads: int | None = None) -> Path:
+                       device_type: str, threads: int | None = None, deterministic: bool = False) -> Path:
     """Where the suite caches the teacher these arguments determine (``--dry-run`` reports whether it exists)."""
-    key = teacher_key(data_sha256, model, recipe, augment, seed, device_type, threads)
+    key = teacher_key(data_sha256, model, recipe, augment, seed, device_type, threads, deterministic)
     return Path(cache_dir) / "teachers" / f"{key}.pt"
 
 
@@ -121,7 +122,8 @@ def carried_teacher(candidates, key: str) -> Path | None:
 
 
 def get_teacher(name: str, data: ArrayData, mean, std, recipe, augment: AugmentSpec, device, cache_dir: Path,
-                seed: int = 0, checkpoint: str | None = None, progress: bool = True, carried=()):
+                seed: int = 0, checkpoint: str | None = None, progress: bool = True, carried=(),
+                deterministic: bool = False):
     """(teacher in eval mode with frozen parameters, info dict with test accuracy and provenance).
 
     ``carried``: ``teacher.pt`` files of finished teacher cells; on a cache miss the one with this teacher's key is
@@ -133,7 +135,7 @@ def get_teacher(name: str, data: ArrayData, mean, std, recipe, augment: AugmentS
     else:
         dev = torch.device(device).type
         path = teacher_cache_path(cache_dir, data.sha256, name, recipe, augment, seed, dev,
-                                  torch.get_num_threads() if dev == "cpu" else None)
+                                  torch.get_num_threads() if dev == "cpu" else None, deterministic)
         key = path.stem
         if path.is_file():
             ck = store.load_torch(path, key, "teacher cache")

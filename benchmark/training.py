@@ -140,7 +140,7 @@ def set_rng_state(st: dict) -> None:
         torch.cuda.set_rng_state_all(st["cuda"])
 
 
-def deterministic_kernels(device_type: str) -> None:
+def deterministic_kernels(device_type: str, strict: bool = False) -> None:
     """On CPU, the kernels that PyTorch may run non-deterministically use their deterministic variant.  Without it,
     RGAL distillation differs between two identical runs at 2 threads from epoch 1 (bit-identical at 1 thread):
     the backward of advanced indexing (``emb[anchors]`` in the triplet losses, ``index_put_``
@@ -150,9 +150,18 @@ def deterministic_kernels(device_type: str) -> None:
     backward of a triplet loss over 4,000 triplets of 256 x 64 embeddings at 2 threads took 4.6 ms serial against
     8.7 ms with atomics (medians, interleaved, this project's 2-core machine).  ``warn_only``: an op
     without a deterministic variant warns instead of failing.  On CUDA the default kernels stay (cuDNN and atomics:
-    CUDA runs are not bit-reproducible, as everywhere in the field)."""
-    if device_type == "cpu":
-        torch.use_deterministic_algorithms(True, warn_only=True)
+    CUDA runs are not bit-reproducible, as everywhere in the field) unless ``strict`` (``--deterministic``): then every
+    op must use a deterministic kernel (an op without one is an error, not a warning), cuDNN picks deterministic
+    algorithms without benchmarking, and cuBLAS gets the workspace setting its deterministic mode needs
+    (``CUBLAS_WORKSPACE_CONFIG=:4096:8``, PyTorch's reproducibility notes).  Called at the start of every cell, it
+    sets the whole state, so a strict cell does not leak into the next one."""
+    import os
+
+    if strict:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(strict or device_type == "cpu", warn_only=not strict)
+    torch.backends.cudnn.deterministic = strict
+    torch.backends.cudnn.benchmark = False
 
 
 def seed_everything(seed: int) -> None:

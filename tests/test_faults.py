@@ -239,3 +239,37 @@ def test_a_bare_npy_under_the_npz_name_is_one_line(tmp_path):
     with pytest.raises(BenchError, match="not an .npz archive") as e:
         load_arrays("cifar10", tmp_path)
     assert "\n" not in str(e.value)
+
+
+def test_deterministic_mode_is_keyed_only_when_set_and_sets_every_flag(tiny_data, monkeypatch):
+    """``--deterministic`` (GPU users' reproducibility switch): the cell, its phase-0 model and its teacher are keyed
+    by it only when it is set (every existing key stays), and it sets the whole torch / cuDNN / cuBLAS state; the
+    next cell without it gets the default state back."""
+    import os
+
+    import strategies.dfkd  # noqa: F401
+    from benchmark.cells import phase0_key
+    from benchmark.dfkd_runner import make_dfkd_cells
+    from benchmark.runner import make_cells
+    from benchmark.training import deterministic_kernels
+
+    kw = dict(scenarios=["cifar10"], phases=[1], methods=["finetune"], seeds=[0], profile="smoke", data_root=tiny_data)
+    (plain,), (strict,) = make_cells(**kw), make_cells(**kw, deterministic=True)
+    assert "deterministic" not in plain.config and strict.config["deterministic"] is True
+    assert plain.key != strict.key and phase0_key(plain.config, "ce") != phase0_key(strict.config, "ce")
+    dk = dict(scenarios=["cifar10"], methods=["dfad"], seeds=[0], profile="smoke", data_root=tiny_data)
+    (kd,), (kd_strict,) = make_dfkd_cells(**dk), make_dfkd_cells(**dk, deterministic=True)
+    assert kd.config["teacher_key"] != kd_strict.config["teacher_key"] and "deterministic" not in kd.config
+
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    try:
+        deterministic_kernels("cuda", strict=True)
+        assert torch.are_deterministic_algorithms_enabled()
+        assert not torch.is_deterministic_algorithms_warn_only_enabled()
+        assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark
+        assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
+        deterministic_kernels("cuda")
+        assert not torch.are_deterministic_algorithms_enabled() and not torch.backends.cudnn.deterministic
+    finally:
+        deterministic_kernels("cpu")  # the suite's CPU default for the tests that follow
+    assert torch.are_deterministic_algorithms_enabled() and torch.is_deterministic_algorithms_warn_only_enabled()
