@@ -142,10 +142,18 @@ def parse_args(argv):
     g.add_argument("--rgal-variant", choices=["paper", "released"], default=None,
                    help="RGAL generator loss: the paper's reversed triplet L_ntri (default) or the released code's "
                         "unswapped triplet (row rgal[released])")
-    args = p.parse_args(argv)
+    p.add_argument("--config", metavar="FILE",
+                   help="a YAML or JSON file of flags and --set values (`set: {pass+rgal.rgal_steps: 20}`); flags "
+                        "typed on the command line override it (configs/ holds the sweeps behind results/)")
+    p.add_argument("--dump-config", action="store_true",
+                   help="print this command's resolved configuration as a --config file, and stop")
+    from benchmark.config_file import expand_config
+
+    args = p.parse_args(expand_config(argv, {a.dest: a for a in p._actions}))
     for name in ("scenario", "phases", "methods", "seeds"):  # a name given twice is one cell, not two
         if getattr(args, name):
             setattr(args, name, list(dict.fromkeys(getattr(args, name))))
+    args.defaults = {a.dest: a.default for a in p._actions}
     return args
 
 
@@ -390,6 +398,11 @@ def print_written(paths) -> None:
 
 
 def run(args) -> int:
+    if args.dump_config:
+        from benchmark.config_file import dump_config
+
+        print(dump_config(args, args.defaults), end="")
+        return 0
     load_all_methods()
     from benchmark.errors import BenchError
     from benchmark.precision import emulation_note, resolve_precision

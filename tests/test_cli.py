@@ -364,3 +364,50 @@ def test_help_shows_the_report_command_and_points_inside_the_repository(tmp_path
     assert "CONVENTIONS.md" not in p.stdout  # a file outside the repository
     two = run_main("--methods", "finetune", "lwf", "--out", str(tmp_path / "o"), "--dry-run")
     assert "2 cells, predicted" in two.stdout
+
+
+def _planned(out):
+    """The cell folders a --dry-run output lists (the key is in each name)."""
+    return sorted(next(w for w in ln.split() if w.count("-") >= 3) for ln in out.splitlines() if "phase-0 cache" in ln)
+
+
+def test_a_config_file_plans_the_same_cells_as_the_flags_and_typed_flags_override_it(tmp_path):
+    cfg = tmp_path / "sweep.yaml"
+    cfg.write_text(f"scenario: cifar10\ndata-root: {TINY}\nbase-classes: 4\nphases: [1, 2]\nprofile: smoke\n"
+                   "methods: [pass, pass+rgal]\nseeds: [0, 1]\nset: {pass+rgal.rgal_steps: 20, temperature: 0.2}\n")
+    base = ("--scenario", "cifar10", *ON_TINY[2:], "--phases", "1", "2", "--profile", "smoke", "--methods", "pass",
+            "pass+rgal")
+    flags = (*base, "--seeds", "0", "1", "--set", "pass+rgal.rgal_steps=20", "--set", "temperature=0.2")
+    out = ("--out", str(tmp_path / "o"), "--dry-run")
+    by_file, by_flags = run_main("--config", str(cfg), *out), run_main(*flags, *out)
+    assert by_file.returncode == 0 and by_flags.returncode == 0, by_file.stderr + by_flags.stderr
+    assert _planned(by_file.stdout) == _planned(by_flags.stdout) and len(_planned(by_file.stdout)) == 8
+    # a typed flag wins over the file; a typed --set over the file's value of the same key
+    one = run_main("--config", str(cfg), "--seeds", "1", "--set", "pass+rgal.rgal_steps=5", *out)
+    same = run_main(*base, "--seeds", "1", "--set", "pass+rgal.rgal_steps=5", "--set", "temperature=0.2", *out)
+    assert _planned(one.stdout) == _planned(same.stdout) and len(_planned(one.stdout)) == 4
+    # --dump-config prints the resolved configuration as a file that plans the same cells again
+    dumped = run_main("--config", str(cfg), "--seeds", "1", "--dump-config")
+    assert dumped.returncode == 0 and "rgal_steps: 20" in dumped.stdout and "seeds: [1]" in dumped.stdout
+    (tmp_path / "dumped.yaml").write_text(dumped.stdout)
+    again = run_main("--config", str(tmp_path / "dumped.yaml"), *out)
+    assert _planned(again.stdout) == _planned(run_main("--config", str(cfg), "--seeds", "1", *out).stdout)
+
+
+def test_a_bad_config_file_is_one_line(tmp_path):
+    (tmp_path / "k.yaml").write_text("scenarios: cifar100\n")
+    _one_line_error(run_main("--config", str(tmp_path / "k.yaml"), "--dry-run"), "unknown key 'scenarios'",
+                    "scenario")
+    (tmp_path / "y.yaml").write_text("methods: [pass, pass+rgal\n")
+    _one_line_error(run_main("--config", str(tmp_path / "y.yaml"), "--dry-run"), "not valid YAML or JSON")
+    _one_line_error(run_main("--config", str(tmp_path / "none.yaml"), "--dry-run"), "cannot read it")
+    (tmp_path / "l.yaml").write_text("- pass\n")
+    _one_line_error(run_main("--config", str(tmp_path / "l.yaml"), "--dry-run"), "expected a mapping")
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "configs").glob("*.yaml")), ids=lambda p: p.name)
+def test_the_shipped_sweep_configs_parse_and_write_into_their_results_folder(path):
+    import run_benchmark
+
+    args = run_benchmark.parse_args(["--config", str(path)])
+    assert args.out == f"results/{path.stem}" and (ROOT / args.out).is_dir() and args.methods and args.seeds

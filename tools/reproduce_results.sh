@@ -25,10 +25,9 @@ DFKD="$PY run_benchmark.py --profile cpu --task dfkd --no-progress $DRYRUN"
 
 sweep() {
   case "$1" in
-    baselines) for s in 0 1 2; do $CIL --phases 10 --seeds $s --methods finetune lwf-mc icarl ewc joint \
-                 --out results/cil-baselines-cpu; done ;;
-    issue5)    for s in 0 1 2; do $CIL --phases 10 --seeds $s --methods ucir eeil lwm muc \
-                 --out results/cil-issue5-cpu; done ;;
+    # configs/*.yaml: the sweeps as --config files (cells run seed by seed: make_cells orders them seed-major)
+    baselines) $CIL --config configs/cil-baselines-cpu.yaml ;;
+    issue5)    $CIL --config configs/cil-issue5-cpu.yaml ;;
     # The teacher every MNIST cell distils (cached by configuration, not by thread count) and the seed-0 teacher,
     # kd-real and dafl cells of dfkd-mnist-cpu were made with one thread (their `torch_threads`): trained with two,
     # the teacher differs (98.83 % vs 98.68 %) and so would every distilled number.
@@ -49,8 +48,7 @@ sweep() {
                  BENCH_CACHE="$ARVI_CACHE" $DFKD --scenario mnist --seeds 0 \
                  --methods dfad+ar+vi --set dfad+ar+vi.ar_l=$1 --set dfad+ar+vi.ar_m=$2 \
                  --out results/dfkd-mnist-arvi-sweep; done ;;
-    cifar10)   $DFKD --scenario cifar10 --seeds 0 --methods teacher kd-real rgal cmi dfad dfad+ar+vi dafl \
-                 --out results/dfkd-cifar10-cpu
+    cifar10)   $DFKD --config configs/dfkd-cifar10-cpu.yaml
                # probe: the generator's lr decays with the student's, as DFAD_cifar.py schedules both players
                $DFKD --scenario cifar10 --seeds 0 --methods dfad --set dfad.g_schedule=student \
                  --out results/dfkd-cifar10-cpu ;;
@@ -64,8 +62,7 @@ sweep() {
                $DFKD --scenario cifar10 --seeds 0 --epochs 12 --methods rgal --set rgal.emb=none --set rgal.tri_s=0 \
                  --set rgal.paired=false --out results/dfkd-cifar10-cpu-12ep ;;
     pass10|pass5|pass20)
-               for s in 0 1 2; do $CIL --phases "${1#pass}" --seeds $s \
-                 --methods pass pass+rgal ssre ssre+rgal pass+rgal-g --out results/cil-pass-family-cpu; done ;;
+               $CIL --config configs/cil-pass-family-cpu.yaml --phases "${1#pass}" ;;
     # probe (seed 0): later phases at 20 epochs instead of the profile's 5, on the same cached phase 0 -- more training
     # between phases means more forgetting for RGAL to prevent (does its gain grow with it?)
     pass-probe) $CIL --phases 10 --seeds 0 --inc-epochs 20 --methods pass pass+rgal \
