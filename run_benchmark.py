@@ -374,7 +374,8 @@ def report(args) -> int:
     written."""
     load_all_methods()
     from benchmark.dfkd_reports import dfkd_summary_table, load_dfkd_results
-    from benchmark.reports import load_results, summary_table, write_reports
+    from benchmark.report_writer import write_reports
+    from benchmark.reports import load_results, summary_table
 
     paths = write_reports(args.folders, args.out)
     cil, dfkd = load_results(args.folders), load_dfkd_results(args.folders)
@@ -498,7 +499,8 @@ def run(args) -> int:
     check_writable(cache, "--cache-dir")
     print(f"{plural(len(cells), 'cell')} -> {out}  (profile {profile}, device {device})")
     results = SequentialExecutor().run(cells, lambda c: runs[c.key].run(), progress=not args.no_progress)
-    from benchmark.reports import summary_table, write_reports
+    from benchmark.report_writer import write_reports
+    from benchmark.reports import summary_table
 
     print(summary_table(results))
     print_written(write_reports(out))
@@ -590,7 +592,7 @@ def run_dfkd(args) -> int:
 
     results = SequentialExecutor().run(cells, run_one, progress=not args.no_progress)
     from benchmark.dfkd_reports import dfkd_summary_table
-    from benchmark.reports import write_reports
+    from benchmark.report_writer import write_reports
 
     print(dfkd_summary_table(results))
 

@@ -243,8 +243,6 @@ def plot_tsne(results: list[dict], path: Path) -> Path | None:
         ax.set_yticks([])
     for ax in list(axes.flat)[n:]:
         ax.axis("off")
-    import textwrap
-
     # wrapped to the figure's width (one panel is 4 inches: the one-line title was cut off at both ends)
     title = textwrap.fill("t-SNE of teacher embeddings: real test images (small dots) and synthetic ones (large, black "
                           "edge); colour = class", width=int(40 * cols))

@@ -2,9 +2,8 @@
 (Tables 14 / 15 / 16 / 17: rows methods, columns dataset x phases) for average accuracy, ``forgetting_max``, overall
 accuracy and the RGAL ablation, mean +- std over seeds with the published number beside each measured one, as CSV,
 Markdown and LaTeX; seaborn plots of accuracy on seen classes against the number of classes (Figures 10 / 11) and
-accuracy-matrix heatmaps.  ``write_reports(DIR)`` rebuilds everything from a folder alone, so folders from many
-machines merge by copying; ``write_reports([DIR, ...], out)`` puts several sweeps' rows in one report (a cell found in
-two folders, same key, counts once).
+accuracy-matrix heatmaps; the helpers both tasks' reports share (loading, row labels, provenance, notes).  The
+report command's writer, which adds the distillation reports, is ``benchmark.report_writer``.
 """
 from __future__ import annotations
 
@@ -18,7 +17,6 @@ import numpy as np
 import pandas as pd
 
 from benchmark import metrics
-from benchmark.store import check_writable
 
 PUBLISHED_CSV = Path(__file__).resolve().parent / "reference" / "published.csv"
 DATASET_NAMES = {"cifar100": "CIFAR-100", "cifar100-mini": "CIFAR-100", "tinyimagenet": "Tiny-ImageNet",
@@ -448,60 +446,12 @@ def write_provenance(results: list[dict], path: Path) -> Path:
     return path
 
 
-def write_reports(folders: Path | list[Path], out: Path | None = None) -> list[Path]:
-    """Tables and plots of the results below ``folders`` into ``out`` (default: ``<folder>/report`` of a single
-    folder; required for several)."""
-    from benchmark.errors import BenchError
-
-    from benchmark.dfkd_reports import load_dfkd_results
-
-    folders = [Path(folders)] if isinstance(folders, (str, Path)) else [Path(f) for f in folders]
-    if out is None and len(folders) != 1:
-        raise BenchError("several result folders need --out REPORT_DIR for the merged report")
-    for f in folders:
-        if not f.is_dir():
-            raise BenchError(f"no result folder {f}; give a folder made by run_benchmark.py --out")
-    results, dfkd = load_results(folders), load_dfkd_results(folders)
-    bad = unreadable_results(folders)
-    if not results and not dfkd:
-        names = " ".join(map(str, folders))
-        if bad:
-            raise BenchError(f"{len(bad)} result.json under {names}, none readable ({bad[0]}); delete them and run "
-                             "their cells again")
-        raise BenchError(f"no result.json under {names}; run cells first (python run_benchmark.py --out {folders[0]})")
-    for line in bad:  # reported, not silently left out of the tables
-        print(f"warning: skipped {line}; delete it and run its cell again", file=sys.stderr)
-    rep = Path(out) if out is not None else folders[0] / "report"
-    check_writable(rep)
-    paths = _write_all(results, dfkd, rep)
-    prune_stale(rep, paths)
-    return paths
-
-
-MANIFEST = ".report-files"
-
-
-def prune_stale(rep: Path, paths: list[Path]) -> None:
-    """Deletes the files that the previous report into ``rep`` wrote and this one did not (the heatmap of a cell
-    that is now skipped or gone would otherwise stay beside the new tables), then records this report's files.
-    Only files listed by an earlier report are ever deleted: a user's own files in ``--out`` stay."""
-    manifest = rep / MANIFEST
-    now = {Path(p).name for p in paths}
-    old = manifest.read_text().split("\n") if manifest.is_file() else []
-    for name in old:
-        if name and name not in now and "/" not in name and (rep / name).is_file():
-            (rep / name).unlink()
-    manifest.write_text("\n".join(sorted(now)) + "\n")
-
-
-def _write_all(results: list[dict], dfkd: list[dict], rep: Path) -> list[Path]:
-    from benchmark.dfkd_reports import write_dfkd_reports
-
-    prov = write_provenance(results + dfkd, rep / "provenance.md")
+def write_cil_reports(results: list[dict], rep: Path) -> list[Path]:
+    """The class-incremental tables (CSV, LaTeX, ``tables.md``) and plots of ``results`` into ``rep``."""
     if not results:
-        return [prov] + write_dfkd_reports(dfkd, rep)
+        return []
     df = long_frame(results)
-    paths = [prov]
+    paths = []
     df.to_csv(rep / "results_long.csv", index=False)
     paths.append(rep / "results_long.csv")
     md = ["# Class-incremental results", ""]
@@ -532,4 +482,4 @@ def _write_all(results: list[dict], dfkd: list[dict], rep: Path) -> list[Path]:
     paths.append(rep / "tables.md")
     paths.append(plot_seen_accuracy(results, rep / "seen_accuracy.png"))
     paths += plot_heatmaps(results, rep)
-    return paths + write_dfkd_reports(dfkd, rep)
+    return paths

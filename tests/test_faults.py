@@ -132,7 +132,7 @@ def test_a_missing_pool_batch_points_to_the_checkpoint_not_to_itself(tmp_path):
 
 
 def test_report_removes_the_files_of_its_previous_run_that_it_no_longer_writes(tmp_path):
-    from benchmark.reports import prune_stale
+    from benchmark.report_writer import prune_stale
 
     rep = tmp_path / "report"
     rep.mkdir()

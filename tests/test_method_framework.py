@@ -57,6 +57,9 @@ def test_the_framework_imports_no_method_package():
             offenders += [f"{p.relative_to(ROOT)}:{node.lineno} {n}" for n in names
                           if n.split(".")[0] in ("strategies", "baselines")]
     assert not offenders, offenders
+    # the class-incremental reports do not import the distillation ones (which build on them)
+    tree = ast.parse((ROOT / "benchmark" / "reports.py").read_text())
+    assert not [n for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module == "benchmark.dfkd_reports"]
 
 
 def test_a_method_package_is_discovered_and_a_new_module_registers_itself(tmp_path, monkeypatch):

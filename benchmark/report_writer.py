@@ -1,0 +1,62 @@
+"""The report command's writer: every table and plot of the results below one or more folders, both tasks, built
+from ``result.json`` files alone.  ``write_reports(DIR)`` rebuilds everything from a folder, so folders from many
+machines merge by copying; ``write_reports([DIR, ...], out)`` puts several sweeps' rows in one report (a cell found in
+two folders, same key, counts once).  A report folder lists the files it wrote (``.report-files``), so a rebuilt
+report drops the files of cells that are gone and never touches a user's own files.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from benchmark.dfkd_reports import load_dfkd_results, write_dfkd_reports
+from benchmark.errors import BenchError
+from benchmark.reports import load_results, unreadable_results, write_cil_reports, write_provenance
+from benchmark.store import check_writable
+
+
+def write_reports(folders: Path | list[Path], out: Path | None = None) -> list[Path]:
+    """Tables and plots of the results below ``folders`` into ``out`` (default: ``<folder>/report`` of a single
+    folder; required for several)."""
+    folders = [Path(folders)] if isinstance(folders, (str, Path)) else [Path(f) for f in folders]
+    if out is None and len(folders) != 1:
+        raise BenchError("several result folders need --out REPORT_DIR for the merged report")
+    for f in folders:
+        if not f.is_dir():
+            raise BenchError(f"no result folder {f}; give a folder made by run_benchmark.py --out")
+    results, dfkd = load_results(folders), load_dfkd_results(folders)
+    bad = unreadable_results(folders)
+    if not results and not dfkd:
+        names = " ".join(map(str, folders))
+        if bad:
+            raise BenchError(f"{len(bad)} result.json under {names}, none readable ({bad[0]}); delete them and run "
+                             "their cells again")
+        raise BenchError(f"no result.json under {names}; run cells first (python run_benchmark.py --out {folders[0]})")
+    for line in bad:  # reported, not silently left out of the tables
+        print(f"warning: skipped {line}; delete it and run its cell again", file=sys.stderr)
+    rep = Path(out) if out is not None else folders[0] / "report"
+    check_writable(rep)
+    paths = _write_all(results, dfkd, rep)
+    prune_stale(rep, paths)
+    return paths
+
+
+MANIFEST = ".report-files"
+
+
+def prune_stale(rep: Path, paths: list[Path]) -> None:
+    """Deletes the files that the previous report into ``rep`` wrote and this one did not (the heatmap of a cell
+    that is now skipped or gone would otherwise stay beside the new tables), then records this report's files.
+    Only files listed by an earlier report are ever deleted: a user's own files in ``--out`` stay."""
+    manifest = rep / MANIFEST
+    now = {Path(p).name for p in paths}
+    old = manifest.read_text().split("\n") if manifest.is_file() else []
+    for name in old:
+        if name and name not in now and "/" not in name and (rep / name).is_file():
+            (rep / name).unlink()
+    manifest.write_text("\n".join(sorted(now)) + "\n")
+
+
+def _write_all(results: list[dict], dfkd: list[dict], rep: Path) -> list[Path]:
+    prov = write_provenance(results + dfkd, rep / "provenance.md")
+    return [prov] + write_cil_reports(results, rep) + write_dfkd_reports(dfkd, rep)
