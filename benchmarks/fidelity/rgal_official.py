@@ -1254,11 +1254,12 @@ def cil_rows(off, seed: int, commit: str) -> list[Row]:
         {"update": lg["update"]}, GRAD_RTOL)
     add(1, "focal sampler normalisation, underflow case (R8: C=100, positive at distance 0.02)",
         {"anchor_row": stress["diff"]}, 1e-6,
-        f"undocumented (samplers.py says 'the same normalised weights everywhere else'): the released row maximum "
-        f"over all columns (losses.py:53) makes the window weights underflow against the close positive and the row "
-        f"falls back to uniform over all negatives; the suite's maximum over valid negatives keeps the window: "
-        f"anchor-0 weights differ by {stress['diff']:.2f}; expected with many classes whenever a positive is much "
-        f"closer than the window", {"official_row": stress["row_official"], "suite_row": stress["row_suite"]})
+        f"documented departure (samplers.py docstring): the released row maximum over all columns (losses.py:53) "
+        f"makes the window weights underflow against the close positive and the row falls back to uniform over all "
+        f"negatives; the suite's maximum over valid negatives keeps the paper's focal window: anchor-0 weights differ "
+        f"by {stress['diff']:.2f}; expected with many classes whenever a positive is much closer than the window",
+        {"official_row": stress["row_official"], "suite_row": stress["row_suite"]},
+        departure="samplers.py: row maximum over valid negatives keeps the focal window (R8)")
     add(1, "distance-weighted sampler with a negative at distance 2 (R9)", {"outcome": 1.0}, 0.0,
         f"documented (samplers.py): official {stress['antipodal_official']}; suite {stress['antipodal_suite']}",
         departure="samplers.py: row maximum over valid negatives")
