@@ -63,3 +63,30 @@ def test_sliced_head_limits_logits_to_seen_classes():
     full = m(x)
     m.set_active_classes(4)
     assert torch.allclose(m(x), full[:, :4])
+
+
+def _crop_boxes(**kw):
+    """(width, height) fractions of the boxes ``random_resized_crop`` samples for 2,000 images."""
+    from unittest import mock
+
+    from benchmark.augment import random_resized_crop
+
+    seen = []
+    real = torch.nn.functional.affine_grid
+    with mock.patch("torch.nn.functional.affine_grid",
+                    lambda th, *a, **k: seen.append(th.clone()) or real(th, *a, **k)):
+        random_resized_crop(torch.rand(2000, 3, 8, 8), torch.Generator().manual_seed(0), **kw)
+    return seen[0][:, 0, 0], seen[0][:, 1, 1]
+
+
+def test_resized_crop_redraws_boxes_that_do_not_fit_as_torchvision_and_kornia():
+    """CMI's local view (kornia ``RandomResizedCrop``): up to 10 candidates, the first that fits is kept; never a box
+    clamped to the image side (the earlier clamping made 17 % of them full-width or full-height)."""
+    w, h = _crop_boxes()
+    area, ratio = w * h, w / h
+    assert bool(((w < 1) & (h < 1)).all())
+    assert float(area.min()) >= 0.25 - 1e-6 and float(ratio.min()) >= 0.75 - 1e-5 and float(ratio.max()) <= 4 / 3 + 1e-5
+    assert 0.55 < float(area.mean()) < 0.59  # E[area | fits] below the unconditional 0.625: large boxes fail more
+    # no candidate can fit (every box wider than the image): the whole image, as torchvision's fallback
+    w, h = _crop_boxes(scale=(0.9, 1.0), ratio=(1.5, 2.0))
+    assert bool((w == 1).all() and (h == 1).all())

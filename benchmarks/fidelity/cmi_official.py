@@ -1088,11 +1088,11 @@ def _kornia_views(run: _Run, syn) -> dict:
 def _cmi_crop_row(run: _Run, head_sd: dict) -> None:
     ss = _suite_crop_stats(run.seed)
     details = {"suite": ss}
-    note = ("Finding (undocumented): the suite draws one box per image (area U(0.25, 1), log-uniform ratio 3/4-4/3, "
-            "width and height clamped to the image) at a continuous position and resamples with grid_sample "
-            "(align_corners=False, reflection); kornia's RandomResizedCrop draws 10 candidates, keeps the first that "
-            f"fits, integer-pixel boxes. Suite: {ss['clamped']:.1%} of boxes clamped to the full width or height "
-            f"(aspect ratio outside 3/4-4/3: {ss['aspect_outside']:.1%}), mean area {ss['mean_area']:.3f}")
+    note = ("The suite draws 10 candidate boxes per image (area U(0.25, 1), log-uniform ratio 3/4-4/3) and keeps the "
+            "first that fits, as kornia's RandomResizedCrop; it places the box at a continuous position and resamples "
+            "with grid_sample (align_corners=False, reflection) where kornia uses integer-pixel boxes. Suite: "
+            f"{ss['clamped']:.1%} of boxes at the full width or height (aspect ratio outside 3/4-4/3: "
+            f"{ss['aspect_outside']:.1%}), mean area {ss['mean_area']:.3f}")
     if run.off.kornia is None:
         note += ". kornia is not installed: the official boxes and views were not compared (pip install kornia)"
     else:
