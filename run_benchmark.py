@@ -373,12 +373,12 @@ def report(args) -> int:
     """``report DIR ...``: the summary tables of the results found (what a run prints at its end), then the files
     written."""
     load_all_methods()
-    from benchmark.dfkd_reports import dfkd_summary_table, load_dfkd_results
-    from benchmark.report_writer import write_reports
-    from benchmark.reports import load_results, summary_table
+    from benchmark.dfkd_reports import dfkd_summary_table
+    from benchmark.report_writer import collect_results, write_reports
+    from benchmark.reports import summary_table
 
-    paths = write_reports(args.folders, args.out)
-    cil, dfkd = load_results(args.folders), load_dfkd_results(args.folders)
+    cil, dfkd = collect_results(args.folders)
+    paths = write_reports(args.folders, args.out, collected=(cil, dfkd))
     if cil:
         print(summary_table(cil))
     if dfkd:
@@ -576,8 +576,8 @@ def run_dfkd(args) -> int:
             pair = f"{cfg['teacher']}->{cfg['student']}"
             print(f"{cfg['method']:14s} {cfg['scenario']:9s} {pair:24s} {cfg['seed']:<4d}  {r.dir.name:50s} "
                   f"{st:18s} ~{sec / 60:6.1f} min  {teacher}")
-        print(f"{plural(len(cells), 'cell')}, predicted {total / 60:.1f} min, teacher training on a cache miss included (rough "
-              f"2-core CPU estimate)")
+        print(f"{plural(len(cells), 'cell')}, predicted {total / 60:.1f} min, teacher training on a cache miss "
+              f"included (rough 2-core CPU estimate)")
         return 0
     from benchmark.store import check_writable
 

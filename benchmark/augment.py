@@ -57,10 +57,10 @@ def random_resized_crop(x: torch.Tensor, gen: torch.Generator, scale=(0.25, 1.0)
                         ratio=(3 / 4, 4 / 3), attempts: int = 10) -> torch.Tensor:
     """Differentiable batched ``RandomResizedCrop`` back to the input size (bilinear): per image ``attempts`` candidate
     boxes, each an area fraction ~ U(scale) and a log-uniform aspect ratio, of which the first that fits inside the
-    image is kept (as torchvision's and kornia's ``RandomResizedCrop``, which CMI's official code uses: clamping an
-    oversized box to the image side instead made 17 % of the boxes full-width or full-height, mean area 0.62 against
-    kornia's 0.58); no candidate fits: the whole image.  The box is placed uniformly inside the image at a continuous
-    position (kornia: integer pixels).  Float input only (used on synthetic images, CMI's local view)."""
+    image is kept (as torchvision's and kornia's ``RandomResizedCrop``, which CMI's official code uses; clamping an
+    oversized box to the image side instead would put 17 % of the boxes at full width or height, mean area 0.62
+    against kornia's 0.58); no candidate fits: the whole image.  The box is placed uniformly inside the image at a
+    continuous position (kornia: integer pixels).  Float input only (used on synthetic images, CMI's local view)."""
     n = x.shape[0]
 
     def u(lo, hi, *shape):

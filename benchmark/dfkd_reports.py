@@ -54,6 +54,11 @@ def dfkd_frame(results: list[dict]) -> pd.DataFrame:
     return pd.DataFrame.from_records(recs)
 
 
+def chance_top1(scenario: str) -> float:
+    """Top-1 (%) of guessing uniformly among the scenario's classes."""
+    return 100.0 / GEOMETRY[scenario][2] if scenario in GEOMETRY else float("nan")
+
+
 def dfkd_summary_table(results: list[dict]) -> str:
     """The end-of-run table of a distillation run: per scenario, teacher -> student pair and method, the mean over
     seeds of the student's final and best test accuracy beside its teacher's and the chance level, and the minutes."""
@@ -61,7 +66,7 @@ def dfkd_summary_table(results: list[dict]) -> str:
         return "(no results)"
     df = dfkd_frame(results)
     df["minutes"] = df["wall_seconds"] / 60
-    df["chance"] = [100.0 / GEOMETRY[s][2] if s in GEOMETRY else float("nan") for s in df["scenario"]]
+    df["chance"] = [chance_top1(s) for s in df["scenario"]]
     g = df.groupby(["scenario", "pair", "method"])
     out = g[["top1", "best_top1", "teacher_top1", "chance", "minutes"]].mean().round(2)
     out["seeds"] = g["seed"].nunique()
@@ -164,7 +169,7 @@ def plot_curves(results: list[dict], path: Path) -> Path:
         c = r["cell"]
         panel = f"{c['scenario']} {c['teacher']}->{c['student']}"
         teacher.setdefault(panel, []).append(100 * r["teacher"]["test_accuracy"])
-        chance[panel] = 100.0 / GEOMETRY[c["scenario"]][2] if c["scenario"] in GEOMETRY else float("nan")
+        chance[panel] = chance_top1(c["scenario"])
     teacher = {k: sum(v) / len(v) for k, v in teacher.items()}
     fig, axes = plt.subplots(max(1, len(panels)), 2, figsize=(15, 4 * max(1, len(panels))), squeeze=False)
     for row_axes, panel in zip(axes, panels):
@@ -243,7 +248,7 @@ def plot_tsne(results: list[dict], path: Path) -> Path | None:
         ax.set_yticks([])
     for ax in list(axes.flat)[n:]:
         ax.axis("off")
-    # wrapped to the figure's width (one panel is 4 inches: the one-line title was cut off at both ends)
+    # wrapped to the figure's width (one panel is 4 inches wide: one line would not fit a narrow figure)
     title = textwrap.fill("t-SNE of teacher embeddings: real test images (small dots) and synthetic ones (large, black "
                           "edge); colour = class", width=int(40 * cols))
     fig.suptitle(title, fontsize=10)

@@ -145,7 +145,8 @@ class DFKDCellRun(CellFolder):
         if done:
             return done
         cfg, dev = self.cfg, self.device
-        deterministic_kernels(dev.type, cfg.get("deterministic", False))  # before the teacher: its training is part of what the cell reproduces
+        # before the teacher: its training is part of what the cell reproduces
+        deterministic_kernels(dev.type, cfg.get("deterministic", False))
         spec = SCENARIOS.get(cfg["scenario"])
         data = _cached_arrays(spec.dataset, str(self.data_root) if self.data_root else None)
         if data.sha256 != cfg["data_sha256"]:

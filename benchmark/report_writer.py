@@ -15,12 +15,14 @@ from benchmark.reports import load_results, unreadable_results, write_cil_report
 from benchmark.store import check_writable
 
 
-def write_reports(folders: Path | list[Path], out: Path | None = None) -> list[Path]:
-    """Tables and plots of the results below ``folders`` into ``out`` (default: ``<folder>/report`` of a single
-    folder; required for several)."""
-    folders = [Path(folders)] if isinstance(folders, (str, Path)) else [Path(f) for f in folders]
-    if out is None and len(folders) != 1:
-        raise BenchError("several result folders need --out REPORT_DIR for the merged report")
+def _as_list(folders) -> list[Path]:
+    return [Path(folders)] if isinstance(folders, (str, Path)) else [Path(f) for f in folders]
+
+
+def collect_results(folders: Path | list[Path]) -> tuple[list[dict], list[dict]]:
+    """(class-incremental, distillation) results below ``folders``; one line per unreadable ``result.json`` on
+    stderr, a ``BenchError`` when there is none to report."""
+    folders = _as_list(folders)
     for f in folders:
         if not f.is_dir():
             raise BenchError(f"no result folder {f}; give a folder made by run_benchmark.py --out")
@@ -34,6 +36,17 @@ def write_reports(folders: Path | list[Path], out: Path | None = None) -> list[P
         raise BenchError(f"no result.json under {names}; run cells first (python run_benchmark.py --out {folders[0]})")
     for line in bad:  # reported, not silently left out of the tables
         print(f"warning: skipped {line}; delete it and run its cell again", file=sys.stderr)
+    return results, dfkd
+
+
+def write_reports(folders: Path | list[Path], out: Path | None = None,
+                  collected: tuple[list[dict], list[dict]] | None = None) -> list[Path]:
+    """Tables and plots of the results below ``folders`` into ``out`` (default: ``<folder>/report`` of a single
+    folder; required for several); ``collected``: what ``collect_results(folders)`` returned, if the caller has it."""
+    folders = _as_list(folders)
+    if out is None and len(folders) != 1:
+        raise BenchError("several result folders need --out REPORT_DIR for the merged report")
+    results, dfkd = collected or collect_results(folders)
     rep = Path(out) if out is not None else folders[0] / "report"
     check_writable(rep)
     paths = _write_all(results, dfkd, rep)

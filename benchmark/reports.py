@@ -244,8 +244,9 @@ def summary_table(results: list[dict]) -> str:
              "from its best accuracy; chance = the avg of uniform guessing"]
     demo = sorted({r["cell"]["profile"] for r in results} & set(DEMO_PROFILES))
     if demo:
-        lines.append(f"profile {' and '.join(demo)}: a pipeline demo (1-3 epochs on a few images per class), so numbers "
-                     f"sit near chance and are not comparable with published ones; --profile cpu or paper measures")
+        lines.append(f"profile {' and '.join(demo)}: a pipeline demo (1-3 epochs on a few images per class), so "
+                     f"numbers sit near chance and are not comparable with published ones; --profile cpu or paper "
+                     f"measures")
     return "\n".join(lines[:1] + [textwrap.fill(line, 118) for line in lines[1:]])
 
 

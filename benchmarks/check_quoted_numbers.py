@@ -5,8 +5,9 @@ The convention: a cell is named by its folder in backticks, with or without the 
 ``mnist-teacher-s0``, ``dfkd-cifar10-cpu/cifar10-dfad-s0-7e5cec4311``), and a number with a unit (``%`` or ``min``)
 written right beside it -- in the same clause, before the next cell name -- is a quote from that cell.  A quoted
 percentage must equal, at the precision written, one of the cell's accuracies (every row's metrics, accuracy-matrix
-entries, final / best / per-epoch top-1, the teacher's accuracy), times 100; a quoted ``min`` its wall time or one phase's time.  Where a
-name matches several folders (a cell kept beside a stale one), one of them must hold the number.
+entries, final / best / per-epoch top-1, the teacher's accuracy), times 100; a quoted ``min`` its wall time or one
+phase's time.  Where a name matches several folders (a cell kept beside a stale one), one of them must hold the
+number.
 
     python benchmarks/check_quoted_numbers.py [README]      # prints each quote and its verdict; exit 1 on a mismatch
 """

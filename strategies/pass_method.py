@@ -52,7 +52,8 @@ class PASS(CILMethod):
         self.kd = FeatureDistillationPlugin(self.capture, self.old, prm["kd_weight"])
         self.suite_plugin = make_suite_plugin(ctx, seen_classes=lambda k: 4 * sc.seen_after(k))
         update = PrototypeUpdatePlugin(self.bank, self.old, net, ctx.recipe_for(0).batch_size, sc.spec.augment,
-                                       lambda: derive_seed(ctx.seed, "prototype_features", self.suite_plugin.phase), ctx.device)
+                                       lambda: derive_seed(ctx.seed, "prototype_features", self.suite_plugin.phase),
+                                       ctx.device)
         self.strategy = Naive(model=net, optimizer=placeholder_optimizer(net),
                               criterion=TemperatureCE(prm["temperature"]), train_mb_size=batch, device=ctx.device,
                               plugins=[RotationPlugin(), self.capture, self.proto_aug, self.kd, *extra_plugins,

@@ -68,7 +68,8 @@ class SSRE(CILMethod):
         self.suite_plugin.generators["prototypes"] = self.proto_gen
         update = PrototypeUpdatePlugin(self.bank, self.old, net,
                                        lambda: ctx.recipe_for(self.suite_plugin.phase).batch_size, sc.spec.augment,
-                                       lambda: derive_seed(ctx.seed, "prototype_features", self.suite_plugin.phase), ctx.device)
+                                       lambda: derive_seed(ctx.seed, "prototype_features", self.suite_plugin.phase),
+                                       ctx.device)
         rotation = RotationPlugin(active=lambda: not self.reparam.converted)
         extra = []
         if self.use_g:

@@ -112,7 +112,7 @@ def test_pool_schedules_draw_the_step_classes_from_a_pool_built_per_phase_or_per
 
 
 def _replay(plug, s, c):
-    plug._picks = plug._gen(s, 1, offset=1)  # the picks of epoch 1 from its start
+    plug._picks = plug._gen(s, 1, "rgal_pool_picks")  # the picks of epoch 1 from its start
     return plug.hook(None, c, s)
 
 

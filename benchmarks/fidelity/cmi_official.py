@@ -1369,8 +1369,8 @@ def _di_normalisation_row(run: _Run, base: dict) -> None:
     _, c = worst(const)
     kt, t = worst(terms)
     spread = ", ".join(f"{s / o:.2f}" for s, o in zip(spec.std, run.off.std))
-    note = (f"the suite's CIFAR-10 std {tuple(spec.std)} (benchmark/scenarios.py, models/wrn.py) vs the official {run.off.std} "
-            "(registry.py:19); the means agree. Beyond the teacher's own training only DeepInversion sees it (its "
+    note = (f"the suite's CIFAR-10 std {tuple(spec.std)} (benchmark/scenarios.py, models/wrn.py) vs the official "
+            f"{run.off.std} (registry.py:19); the means agree. Beyond the teacher's own training only DeepInversion sees it (its "
             f"pixels live in normalised space): the same N(0, 1) draw is {spread} x as wide in [0, 1] pixels, the "
             f"clamp box and the TV scale change; for the same teacher its first step's loss terms differ by up to "
             f"{t:.1e} ({kt}). The harness builds both sides with the official constants")

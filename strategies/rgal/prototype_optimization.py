@@ -109,10 +109,9 @@ class PrototypeOptimizationPlugin(SupervisedPlugin):
         self._moves.append(float((new - p).norm(dim=1).mean()) / r)
         return new
 
-    def _gen(self, strategy, epoch: int, offset: int = 0) -> torch.Generator:
-        stream = ("rgal_pool", "rgal_pool_picks")[offset]
-        return torch.Generator().manual_seed(derive_epoch_seed(self.seed, stream, strategy.experience.current_experience,
-                                                               epoch))
+    def _gen(self, strategy, epoch: int, stream: str = "rgal_pool") -> torch.Generator:
+        phase = strategy.experience.current_experience
+        return torch.Generator().manual_seed(derive_epoch_seed(self.seed, stream, phase, epoch))
 
     def _build_pool(self, strategy, epoch: int):
         bank = self.bank
@@ -144,7 +143,8 @@ class PrototypeOptimizationPlugin(SupervisedPlugin):
         self._epoch += 1
         if self.schedule == "epoch":
             self._build_pool(strategy, epoch)
-        self._picks = self._gen(strategy, epoch, offset=1)  # re-seeded every epoch: a resumed epoch picks the same
+        # re-seeded every epoch: a resumed epoch picks the same samples
+        self._picks = self._gen(strategy, epoch, "rgal_pool_picks")
 
     def hook(self, p, c, strategy):
         if self.schedule == "step":
