@@ -135,6 +135,10 @@ def parse_args(argv):
                    help="override a method hyper-parameter (JSON value), e.g. --set pass+rgal.triplet_sampler=random "
                         "or --set triplet_weight=0.2 for every selected method that has it (see --list)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--log", nargs="+", action="extend", default=[], metavar="LOGGER",
+                   help="experiment loggers per cell, any of tensorboard wandb csv (files in the cell folder: tb/, "
+                        "wandb/ (offline unless WANDB_MODE or an API key says otherwise), log.csv): every loss "
+                        "term, the learning rate, accuracy after each phase / epoch; never part of a cell's key")
     g = p.add_argument_group("data-free distillation (--task dfkd)")
     g.add_argument("--teacher", help="teacher model (default: the scenario's pair in the profile; see --list)")
     g.add_argument("--student", help="student model (default: the scenario's pair in the profile)")
@@ -408,6 +412,7 @@ def run(args) -> int:
     from benchmark.errors import BenchError
     from benchmark.precision import emulation_note, resolve_precision
     from benchmark.executor import SequentialExecutor
+    from benchmark.run_logging import check_loggers
     from benchmark.runner import CellRun, command_line, make_cells, predicted_seconds, resolve_device
     from benchmark.store import default_cache_dir
 
@@ -450,7 +455,9 @@ def run(args) -> int:
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     out = Path(args.out or f"runs/{'+'.join(scenarios)}-{stamp}")
     cache = Path(args.cache_dir).expanduser() if args.cache_dir else default_cache_dir()
-    runs = {c.key: CellRun(c, out, cache, device, args.data_root, not args.no_progress, command_line()) for c in cells}
+    loggers = check_loggers(args.log)
+    runs = {c.key: CellRun(c, out, cache, device, args.data_root, not args.no_progress, command_line(), loggers)
+            for c in cells}
     for c in cells:
         if c.config["dropped_classes"]:
             print(f"note: {c.config['scenario']} with {c.config['phases']} phases shows "
@@ -516,6 +523,7 @@ def run_dfkd(args) -> int:
                                        predicted_teacher_seconds, rounds_per_epoch, throughput_line)
     from benchmark.errors import BenchError
     from benchmark.executor import SequentialExecutor
+    from benchmark.run_logging import check_loggers
     from benchmark.runner import command_line, resolve_device
     from benchmark.store import default_cache_dir
     from benchmark.dfkd_methods import DFKD_METHODS
@@ -545,7 +553,7 @@ def run_dfkd(args) -> int:
     out = Path(args.out or f"runs/dfkd-{'+'.join(scenarios)}-{stamp}")
     cache = Path(args.cache_dir).expanduser() if args.cache_dir else default_cache_dir()
     runs = {c.key: DFKDCellRun(c, out, cache, device, args.data_root, not args.no_progress, command_line(),
-                               args.teacher_checkpoint) for c in cells}
+                               args.teacher_checkpoint, check_loggers(args.log)) for c in cells}
     if args.dry_run:
         total, teachers = 0.0, set()
         print(f"{'method':14s} {'scenario':9s} {'teacher->student':24s} {'seed':4s}  {'folder':50s} {'status':18s} "

@@ -56,6 +56,8 @@ def grouped_distillation(logits: torch.Tensor, old_logits: torch.Tensor, groups:
 
 
 class EEILPlugin(SupervisedPlugin):
+    loss_name = "eeil_kd"  # its term in the experiment logs (benchmark.loss_terms)
+
     def __init__(self, net, scenario, recipe_for, params, device, seed: int):
         super().__init__()
         self.net, self.sc, self.recipe_for, self.p = net, scenario, recipe_for, params

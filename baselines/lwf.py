@@ -33,6 +33,8 @@ class LwFWithT2(LearningWithoutForgetting):
 
 
 class SuiteLwFPlugin(LwFPlugin):
+    loss_name = "lwf_kd"  # its term in the experiment logs (benchmark.loss_terms)
+
     def __init__(self, alpha=1.0, temperature=2.0):
         super().__init__(alpha, temperature)
         self.lwf = LwFWithT2(alpha, temperature)

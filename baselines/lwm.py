@@ -28,6 +28,7 @@ from avalanche.core import SupervisedPlugin
 from avalanche.training import Naive
 
 from baselines.soft_targets import scoped_cross_entropy
+from benchmark.loss_terms import record_term
 from benchmark.methods import CILMethod, make_suite_plugin, placeholder_optimizer, quiet_evaluator, register_method
 from benchmark.models.base import OutputCapture, frozen_copy
 
@@ -72,7 +73,10 @@ class LwMPlugin(SupervisedPlugin):
         t = self.p["T"]
         kd = F.kl_div(F.log_softmax(out[:, :n_old] / t, 1), F.softmax(old_logits.detach() / t, 1),
                       reduction="batchmean") * (t * t if self.p.get("kd_t2") else 1.0)
-        strategy.loss = strategy.loss + self.p["beta"] * kd + self.p["gamma"] * attention_distillation(q_old, q_cur)
+        ad = attention_distillation(q_old, q_cur)
+        strategy.loss = strategy.loss + self.p["beta"] * kd + self.p["gamma"] * ad
+        record_term(strategy, "lwm_kd", self.p["beta"] * kd.detach())  # the two terms apart, for --log
+        record_term(strategy, "lwm_attention", self.p["gamma"] * ad.detach())
 
     def after_training_exp(self, strategy, **kwargs):
         self.cur.value = None  # releases the last forward's graph (the copy below does not need it)

@@ -41,6 +41,7 @@ from torch import nn
 
 from baselines.exemplars import ExemplarMemory, append_memory, embed, nme_class_means
 from benchmark.augment import augment_batch
+from benchmark.loss_terms import record_term
 from benchmark.methods import (EXEMPLAR_DEFAULTS, CILMethod, exemplar_memory_note, make_suite_plugin,
                                placeholder_optimizer, quiet_evaluator, register_method)
 from benchmark.models.base import OutputCapture, frozen_copy
@@ -133,6 +134,8 @@ class UCIRPlugin(SupervisedPlugin):
         mr = margin_ranking_loss(self.net.head.cosine(self.capture.value), strategy.mb_y, self.n_old, self.p["K"],
                                  self.p["margin"])
         strategy.loss = strategy.loss + lam * lf + self.p["lw_mr"] * mr
+        record_term(strategy, "ucir_less_forget", lam * lf.detach())  # the two terms apart, for --log
+        record_term(strategy, "ucir_margin_ranking", self.p["lw_mr"] * mr.detach())
 
     # -- phase end ------------------------------------------------------------------------------------------------
     def after_training_exp(self, strategy, **kwargs):

@@ -55,6 +55,9 @@ class DFKDMethod:
         self.ctx, self.p = ctx, ctx.params
         self.teacher, self.student, self.device = ctx.teacher, ctx.student, ctx.device
         self.gen = ctx.generator
+        # the weighted terms of the latest ``student_loss`` (detached), for the experiment logs (--log); a method
+        # whose student loss has several terms fills it
+        self.student_terms: dict[str, torch.Tensor] = {}
 
     # -- schedule ----------------------------------------------------------------------------------------------
     @property

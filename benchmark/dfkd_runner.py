@@ -35,9 +35,11 @@ from benchmark.cells import Cell, CellFolder, thread_entry
 from benchmark.dfkd_profiles import DFKDProfile, DistillRecipe, TeacherRecipe, dfkd_profile
 from benchmark.dfkd_methods import DFKD_METHODS, DFKDContext
 from benchmark.errors import BenchError
+from benchmark.loss_terms import LossTermRecorder
 from benchmark.methods import cell_params, full_params
 from benchmark.models import MODELS, build_model
 from benchmark.precision import autocast, resolve_precision
+from benchmark.run_logging import CellLogger
 from benchmark.runner import versions
 from benchmark.scenarios import SCENARIOS, _cached_arrays
 from benchmark.teachers import carried_teacher, get_teacher, teacher_cache_path, teacher_key, test_accuracy
@@ -107,11 +109,13 @@ class DFKDCellRun(CellFolder):
     checkpoint_seconds = 120.0
 
     def __init__(self, cell: Cell, out: Path, cache_dir: Path, device: torch.device, data_root=None,
-                 progress: bool = True, command: str = "", teacher_checkpoint: str | None = None):
+                 progress: bool = True, command: str = "", teacher_checkpoint: str | None = None,
+                 log: tuple[str, ...] = ()):
         c = cell.config
         super().__init__(cell, out / f"{c['scenario']}-{c['method']}-s{c['seed']}-{cell.key[:10]}")
         self.cache_dir, self.device, self.data_root = cache_dir, device, data_root
         self.progress, self.command, self.teacher_checkpoint = progress, command, teacher_checkpoint
+        self.log = tuple(log)  # --log: experiment loggers (benchmark.run_logging); never part of the key
         versions()  # taken when the cell starts (see benchmark.runner.versions)
 
     def teacher_cache_path(self) -> Path:
@@ -201,6 +205,16 @@ class DFKDCellRun(CellFolder):
                 "optimizer": opt.state_dict(), "scheduler": sched.state_dict() if sched else {},
                 "generator": gen.get_state(), "rng": rng_state(), "state": st})
 
+        logger = CellLogger.open(self.log, self.dir, self.dir.parent.name, self.dir.name, cfg)
+        try:
+            return self._distil(method, student, teacher, data, opt, sched, rounds, st, save, t_info, logger)
+        finally:
+            logger.close()
+
+    def _distil(self, method, student, teacher, data, opt, sched, rounds, st, save, t_info, logger) -> dict:
+        cfg, dev = self.cfg, self.device
+        recipe = DistillRecipe(**cfg["distill"])
+        epoch_figures = LossTermRecorder()  # per-epoch means for the experiment loggers (--log)
         bar = tqdm(total=recipe.epochs, initial=st["epoch"], desc=f"  epochs ({cfg['method']})",
                    disable=not self.progress, position=1, leave=False)
         last_save = time.time()
@@ -221,9 +235,13 @@ class DFKDCellRun(CellFolder):
                     loss.backward()
                     opt.step()
                     st["student_images"] += n
+                    if logger:
+                        _book(epoch_figures, {"loss": loss, **method.student_terms}, "student")
                 st["student_seconds"] += time.time() - t0
                 last = float(loss.detach())
                 st["last_loss"] = {"student": last, **info}
+                if logger:
+                    _book(epoch_figures, info, "synthesis")
                 if not math.isfinite(last):
                     raise BenchError(f"{cfg['method']}: the student loss became {last} in epoch "
                                      f"{st['epoch'] + 1}; lower --lr or the method's weights (--set)")
@@ -231,6 +249,7 @@ class DFKDCellRun(CellFolder):
                 if time.time() - last_save > self.checkpoint_seconds and st["round"] < rounds:
                     save()
                     last_save = time.time()
+            epoch_lr = opt.param_groups[0]["lr"]
             if sched:
                 sched.step()
             method.end_epoch(opt.param_groups[0]["lr"] / recipe.lr)
@@ -243,6 +262,9 @@ class DFKDCellRun(CellFolder):
                 st["curve"].append({"epoch": st["epoch"], "top1": acc,
                                     "train_seconds": st["synth_seconds"] + st["student_seconds"]})
                 bar.set_postfix_str(f"top1 {acc:.4f}")
+                epoch_figures.add("eval/top1", 100 * acc)
+            if logger:
+                logger.log({**epoch_figures.epoch_means(), "student/lr": epoch_lr, **_rates(st)}, st["epoch"])
             save()
             last_save = time.time()
             bar.update(1)
@@ -282,6 +304,23 @@ class DFKDCellRun(CellFolder):
 
 
 @torch.no_grad()
+def _book(rec: LossTermRecorder, figures: dict, prefix: str) -> None:
+    """Numbers of ``figures`` (a method's synthesis figures, the student's loss terms) into ``rec``."""
+    for k, v in figures.items():
+        if (torch.is_tensor(v) and v.numel() == 1) or (isinstance(v, (int, float)) and not isinstance(v, bool)):
+            rec.add(f"{prefix}/{k}", v)
+
+
+def _rates(st: dict) -> dict:
+    """Synthesis and student images/s so far in the cell (what ``timings`` reports at the end)."""
+    out = {}
+    if st["synth_seconds"] and st["synth_images"]:
+        out["throughput/synthesis_images_per_s"] = st["synth_images"] / st["synth_seconds"]
+    if st["student_seconds"]:
+        out["throughput/student_images_per_s"] = st["student_images"] / st["student_seconds"]
+    return out
+
+
 def analyse_synthetic(x, teacher, data, device, n: int, seed: int) -> dict | None:
     """Diversity figures (Eq. 13-15) of synthetic images ``x`` and of as many real test images, on images and on
     the teacher's embeddings (labels: the teacher's argmax), and a joint t-SNE map of both (Figure 9)."""

@@ -25,11 +25,13 @@ from benchmark import metrics, store
 from benchmark.cells import Cell, CellFolder, phase0_key, thread_entry
 from benchmark.errors import BenchError
 from benchmark.evaluation import evaluate_phase
+from benchmark.loss_terms import LossTermRecorder
 from benchmark.methods import METHODS, MethodContext, cell_params, full_params
 from benchmark.models import MODELS, build_model
 from benchmark.models.base import load_state
 from benchmark.precision import resolve_precision
 from benchmark.profiles import PROFILES, Profile
+from benchmark.run_logging import CellLogger
 from benchmark.scenarios import SCENARIOS, build_scenario
 from benchmark.seeds import derive_seed
 from benchmark.training import PhaseRecipe, deterministic_kernels, seed_everything
@@ -183,10 +185,12 @@ class CellRun(CellFolder):
     """One class-incremental cell, resumable from its folder."""
 
     def __init__(self, cell: Cell, out: Path, cache_dir: Path, device: torch.device, data_root=None,
-                 progress: bool = True, command: str = ""):
+                 progress: bool = True, command: str = "", log: tuple[str, ...] = ()):
         super().__init__(cell, out / cell.dirname)
         self.cache_dir, self.device, self.data_root = cache_dir, device, data_root
         self.progress, self.command = progress, command
+        self.log = tuple(log)  # --log: experiment loggers (benchmark.run_logging); never part of the key
+        self.logger, self.recorder = CellLogger(), None
         versions()  # the code that runs is the one checked out now
 
     # -- helpers -------------------------------------------------------------------------------------------------
@@ -242,7 +246,16 @@ class CellRun(CellFolder):
             resume_training = ck.get("training")
         self.dir.mkdir(parents=True, exist_ok=True)
         store.save_json(self.dir / "cell.json", {"key": self.cell.key, "cell": cfg, "command": self.command})
+        self.logger = CellLogger.open(self.log, self.dir, self.dir.parent.name, self.dir.name, cfg)
+        if self.logger:
+            self.recorder = LossTermRecorder.attach(method.strategy, skip=(method.suite_plugin,))
+        try:
+            return self._run_phases(method, model, sc, bench, state, resume_training, ck if resume_training else None)
+        finally:
+            self.logger.close()
 
+    def _run_phases(self, method, model, sc, bench, state, resume_training, ck) -> dict:
+        cfg = self.cfg
         n_phases = len(cfg["phase_sizes"])
         bar = tqdm(range(n_phases), desc=f"  phases ({cfg['method']})", initial=state["phases_done"],
                    disable=not self.progress, position=1, leave=False)
@@ -256,6 +269,7 @@ class CellRun(CellFolder):
             rows = evaluate_phase(method, sc, k, self.device)
             for name, row in rows.items():
                 state["rows"].setdefault(name, []).append(row)
+            self._log_phase(sc, k, state["rows"])
             state["phase_times"].append(time.time() - t0)
             state["phases_done"] = k + 1
             self._save_checkpoint(model, method, state, training=None)
@@ -305,6 +319,7 @@ class CellRun(CellFolder):
 
         def on_epoch_end(epoch):
             ebar.update(1)
+            self._log_epoch(method, k, epoch)
             training = plugin.training_state(method.strategy)
             if cache is not None and epoch == epochs:
                 store.save_torch(cache, {"key": phase0_key(cfg, family), "model": method.phase0_state()})
@@ -321,6 +336,26 @@ class CellRun(CellFolder):
         ebar.close()
         state["train_images"] += plugin.images_seen - images0
         state["train_seconds"] += time.time() - t0
+
+    # -- experiment loggers (--log) ----------------------------------------------------------------------------
+    def _log_epoch(self, method, k: int, epoch: int) -> None:
+        """The epoch's mean loss terms and learning rate; step: the epoch counted over the whole cell."""
+        if self.logger:
+            scalars = {f"train/{name}": v for name, v in self.recorder.epoch_means().items()}
+            self.logger.log(scalars, sum(self.recipe_for(j).epochs for j in range(k)) + epoch)
+
+    def _log_phase(self, sc, k: int, rows: dict) -> None:
+        if not self.logger:
+            return
+        counts = [int(((sc.data.y_test >= lo) & (sc.data.y_test < hi)).sum()) for lo, hi in sc.group_bounds()]
+        scalars = {}
+        for name, acc in rows.items():
+            summary = metrics.summarize(acc, counts[: k + 1])
+            scalars[f"eval/{name}/seen_acc"] = 100 * summary["seen_acc"][-1]
+            if summary["forgetting_max"] is not None:
+                scalars[f"eval/{name}/forgetting_max"] = 100 * summary["forgetting_max"]
+            scalars.update({f"eval/{name}/acc_g{j}": 100 * v for j, v in enumerate(acc[-1]) if v is not None})
+        self.logger.log(scalars, k)
 
     def _save_checkpoint(self, model, method, state, training, method_state=None):
         store.save_torch(self.ckpt_path, {

@@ -273,6 +273,9 @@ class SuiteTrainingPlugin(SupervisedPlugin):
 
     def before_backward(self, strategy, **kwargs):
         self.leave_autocast()
+        recorder = getattr(strategy, "loss_terms", None)  # --log: benchmark.loss_terms; this plugin runs last
+        if recorder is not None:
+            recorder.end_step(strategy)
 
     def after_training_iteration(self, strategy, **kwargs):
         self.leave_autocast()  # a step with no backward (none in the suite) must not leak autocast

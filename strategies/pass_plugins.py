@@ -86,6 +86,8 @@ class OldModelHolder:
 
 
 class PrototypeAugmentationPlugin(SupervisedPlugin):
+    loss_name = "proto_aug"  # its term in the experiment logs (benchmark.loss_terms)
+
     def __init__(self, bank: PrototypeBank, head, weight=10.0, temperature=0.1, n_samples=64, label_scale=4,
                  generator: torch.Generator | None = None):
         super().__init__()
@@ -103,6 +105,8 @@ class PrototypeAugmentationPlugin(SupervisedPlugin):
 
 
 class FeatureDistillationPlugin(SupervisedPlugin):
+    loss_name = "feature_kd"
+
     def __init__(self, capture: FeatureCapturePlugin, old: OldModelHolder, weight=10.0):
         super().__init__()
         self.capture, self.old, self.weight = capture, old, weight

@@ -53,6 +53,8 @@ class SelectionWeightedCE(torch.nn.Module):
 
 
 class SelectionDistillationPlugin(SupervisedPlugin):
+    loss_name = "selective_kd"  # its term in the experiment logs (benchmark.loss_terms)
+
     def __init__(self, selection: PrototypeSelection, capture, old, weight: float = 1.0):
         super().__init__()
         self.selection, self.capture, self.old, self.weight = selection, capture, old, weight

@@ -182,15 +182,21 @@ class RGAL(PoolMethod):
         s_emb, s_blocks = self.student.backbone(xb, return_blocks=True)
         s_logits = self.student.head(s_emb)
         loss = kd_loss(s_logits, t_logits, p["T"])
+        terms = {"kd": loss.detach()}
         if p["tri_s"]:
             # labels: the teacher's argmax of this augmented batch (the released ``main.py``), or the pool's stored
             # argmax of the un-augmented image (pairing always uses the stored labels)
             labels = t_logits.argmax(1) if p["s_labels"] == "teacher" else y
-            loss = loss + p["tri_s"] * sampled_triplet_loss(
+            tri = p["tri_s"] * sampled_triplet_loss(
                 s_emb, labels, sample_on=s_logits, sampler=p["s_sampler"], generator=self.gen,
                 sampler_kw=_sampler_kw(p["s_sampler"], p), margin=p["margin"], squared=p["squared"])
-        loss = loss + self.embedding_loss(xb, s_emb, t_emb, s_blocks if released else None,
-                                          t_blocks if released else None)
+            loss = loss + tri
+            terms["tri"] = tri.detach()
+        emb = self.embedding_loss(xb, s_emb, t_emb, s_blocks if released else None, t_blocks if released else None)
+        loss = loss + emb
+        if torch.is_tensor(emb):
+            terms["embedding"] = emb.detach()
+        self.student_terms = terms
         return loss, len(xb)
 
     def state_dict(self) -> dict:

@@ -38,6 +38,7 @@ import torch
 import torch.nn.functional as F
 from avalanche.core import SupervisedPlugin
 
+from benchmark.loss_terms import record_term
 from benchmark.seeds import derive_epoch_seed
 from strategies.rgal.losses import sampled_triplet_loss
 
@@ -45,11 +46,13 @@ from strategies.rgal.losses import sampled_triplet_loss
 def optimize_prototypes(p: torch.Tensor, c: torch.Tensor, head_old, head_cur, steps: int = 10, lr: float = 1e-3,
                         optimizer: str = "adam", w_adv: float = 1.0, w_ntri: float = 1.0, w_oh: float = 1.0,
                         label_scale: int = 1, sampler: str = "focal", generator=None, triplet_kw=None,
-                        n_old: int | None = None, sample_on: str = "logits"):
+                        n_old: int | None = None, sample_on: str = "logits", terms: dict | None = None):
     """Returns the optimised samples (detached).  ``head_*``: embedding -> logits; logits ``[:, ::label_scale]``
     are the class scores (PASS: 4); both heads are cut to the ``n_old`` old classes (default ``max(c) + 1``).
     ``triplet_kw``: ``margin`` / ``squared`` / ``sampler_kw`` of ``L_ntri``, whose distances are on the samples;
-    ``sample_on``: where its negatives are sampled, the old head's logits (default) or the samples themselves."""
+    ``sample_on``: where its negatives are sampled, the old head's logits (default) or the samples themselves.
+    ``terms``: a dict that receives the weighted terms of the last step (``adv`` = -w_adv L_adv, ``ntri``, ``oh``;
+    detached), for the experiment logs."""
     if sample_on not in ("logits", "embedding"):
         raise ValueError(f"sample_on must be logits or embedding, not {sample_on!r}")
     n_old = int(c.max()) + 1 if n_old is None else n_old
@@ -64,6 +67,8 @@ def optimize_prototypes(p: torch.Tensor, c: torch.Tensor, head_old, head_cur, st
                                       reverse=True, generator=generator,
                                       **(triplet_kw or {}))
         loss = -w_adv * l_adv + w_ntri * l_ntri + w_oh * l_oh
+        if terms is not None:
+            terms.update(adv=-w_adv * l_adv.detach(), ntri=w_ntri * l_ntri.detach(), oh=w_oh * l_oh.detach())
         (grad,) = torch.autograd.grad(loss, x)
         opt.zero_grad()
         x.grad = grad
@@ -102,11 +107,16 @@ class PrototypeOptimizationPlugin(SupervisedPlugin):
     def _n_old(self):
         return max(self.bank.classes) + 1 if len(self.bank) else None
 
-    def _optimize(self, p, c, head_cur, **override):
+    def _optimize(self, p, c, head_cur, strategy=None, **override):
+        terms = {}
         new = optimize_prototypes(p, c, self.old.model.head, head_cur, label_scale=self.scale, n_old=self._n_old(),
-                                  **{**self.kw, **override})
+                                  terms=terms, **{**self.kw, **override})
         r = self.bank.radius or 1.0
         self._moves.append(float((new - p).norm(dim=1).mean()) / r)
+        if strategy is not None:  # the experiment logs (--log): Eq. 17's terms at the last step, and the movement
+            for name, v in terms.items():
+                record_term(strategy, f"rgal_proto_{name}", v)
+            record_term(strategy, "rgal_proto_movement", self._moves[-1])
         return new
 
     def _gen(self, strategy, epoch: int, stream: str = "rgal_pool") -> torch.Generator:
@@ -121,9 +131,9 @@ class PrototypeOptimizationPlugin(SupervisedPlugin):
         k = self.pool_per_class
         p, c = bank.augmented(k, self._gen(strategy, epoch), device=strategy.device)
         if self.schedule == "phase" or epoch == 0:  # the heads still agree: L_adv is identically 0 (docstring)
-            new = self._optimize(p, c, self.old.model.head, w_adv=0.0)
+            new = self._optimize(p, c, self.old.model.head, strategy, w_adv=0.0)
         else:
-            new = self._optimize(p, c, self.head_cur)
+            new = self._optimize(p, c, self.head_cur, strategy)
         self.pool = (new, {v: i * k for i, v in enumerate(bank.classes)})
 
     def training_state(self) -> list[float]:
@@ -148,7 +158,7 @@ class PrototypeOptimizationPlugin(SupervisedPlugin):
 
     def hook(self, p, c, strategy):
         if self.schedule == "step":
-            return self._optimize(p, c, self.head_cur)
+            return self._optimize(p, c, self.head_cur, strategy)
         pool, first = self.pool
         start = torch.tensor([first[int(v)] for v in c.tolist()])
         idx = start + torch.randint(0, self.pool_per_class, (len(c),), generator=self._picks)

@@ -23,6 +23,8 @@ from strategies.rgal.losses import sampled_triplet_loss
 
 
 class TripletLossPlugin(SupervisedPlugin):
+    loss_name = "rgal_tri"  # weight * L_tri in the experiment logs (benchmark.loss_terms)
+
     def __init__(self, capture, weight: float = 0.1, stride: int = 1, label_scale: int = 1,
                  rotated_as_classes: bool = False, embedding: str = "feature", sample_on: str = "logits",
                  sampler: str = "distance", margin: float = 0.2, squared: bool = False, head=None, bank=None,
