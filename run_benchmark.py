@@ -398,8 +398,9 @@ def print_written(paths) -> None:
     names = [Path(p).name for p in paths]
     md = [n for n in names if n.endswith(".md")]
     png = sum(n.endswith(".png") for n in names)
-    print(f"report: {plural(len(paths), 'file')} in {Path(paths[0]).parent}: {' and '.join(sorted(md))} (read "
-          f"first), {plural(png, 'plot')} (.png), .csv and .tex copies of each table")
+    page = " (index.html: all of it on one page, open it in a browser)" if "index.html" in names else ""
+    print(f"report: {plural(len(paths), 'file')} in {Path(paths[0]).parent}{page}: {' and '.join(sorted(md))}, "
+          f"{plural(png, 'plot')} (.png), .csv and .tex copies of each table")
 
 
 def run(args) -> int:

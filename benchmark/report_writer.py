@@ -1,7 +1,8 @@
 """The report command's writer: every table and plot of the results below one or more folders, both tasks, built
 from ``result.json`` files alone.  ``write_reports(DIR)`` rebuilds everything from a folder, so folders from many
 machines merge by copying; ``write_reports([DIR, ...], out)`` puts several sweeps' rows in one report (a cell found in
-two folders, same key, counts once).  A report folder lists the files it wrote (``.report-files``), so a rebuilt
+two folders, same key, counts once).  ``index.html`` (``benchmark.report_html``) puts every table and plot on one
+self-contained page.  A report folder lists the files it wrote (``.report-files``), so a rebuilt
 report drops the files of cells that are gone and never touches a user's own files.
 """
 from __future__ import annotations
@@ -11,6 +12,7 @@ from pathlib import Path
 
 from benchmark.dfkd_reports import load_dfkd_results, write_dfkd_reports
 from benchmark.errors import BenchError
+from benchmark.report_html import write_index
 from benchmark.reports import load_results, unreadable_results, write_cil_reports, write_provenance
 from benchmark.store import check_writable
 
@@ -72,4 +74,5 @@ def prune_stale(rep: Path, paths: list[Path]) -> None:
 
 def _write_all(results: list[dict], dfkd: list[dict], rep: Path) -> list[Path]:
     prov = write_provenance(results + dfkd, rep / "provenance.md")
-    return [prov] + write_cil_reports(results, rep) + write_dfkd_reports(dfkd, rep)
+    paths = [prov] + write_cil_reports(results, rep) + write_dfkd_reports(dfkd, rep)
+    return paths + [write_index(rep, paths, results + dfkd)]  # last: it inlines what the others wrote

@@ -364,25 +364,60 @@ def mean_accuracy_matrices(results: list[dict]) -> dict[tuple, tuple]:
                   len(mats)) for key, mats in sorted(groups.items())}
 
 
+def published_seen_points(results: list[dict]) -> pd.DataFrame:
+    """What the paper publishes of each measured curve: RGAL's Figures 10-11 draw these curves, but their points are
+    not printed, so a curve cannot be redrawn; its Tables give the final accuracy after the last phase (Table 16,
+    ``overall_accuracy``) and the mean of the curve (Tables 14 / 17, ``average_accuracy``).  One row per (panel,
+    method) that has either: ``final`` and ``average`` in %, NaN where the paper has no number."""
+    df = long_frame(results)
+    if df.empty:
+        return pd.DataFrame(columns=["panel", "method", "classes", "final", "average"])
+    pub, recs = published(), []
+    last = {(r["cell"]["scenario"], r["cell"]["phases"]): sum(r["cell"]["phase_sizes"]) for r in results}
+    for (scen, ph, method), g in df.groupby(["scenario", "phases", "method"]):
+        name, ds = g["published_name"].iloc[0], g["dataset"].iloc[0]
+        final = published_cil_value(pub, ds, ph, name, "overall_accuracy")
+        avg = published_cil_value(pub, ds, ph, name, "average_accuracy")
+        if final is not None or avg is not None:
+            recs.append({"panel": f"{scen} {ph} phases", "method": method, "classes": last[(scen, ph)],
+                         "final": float("nan") if final is None else final,
+                         "average": float("nan") if avg is None else avg})
+    return pd.DataFrame.from_records(recs, columns=["panel", "method", "classes", "final", "average"])
+
+
 def plot_seen_accuracy(results: list[dict], path: Path) -> Path:
     """One panel per protocol (ordered by scenario, then number of phases as a number), every row a line with its
     own marker and dash pattern (so a line under another stays visible), the chance level dashed in grey, and the
-    legend beside the panels instead of over the curves."""
+    legend beside the panels instead of over the curves.  Beside each measured curve, in its colour, what the
+    paper publishes of it (``published_seen_points``): a star at its final accuracy after the last phase and a thin
+    dotted line at its average accuracy (the mean of the curve, to compare with the mean of the measured one)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import seaborn as sns
+    from matplotlib.lines import Line2D
 
     df = seen_accuracy_frame(results)
+    pub = published_seen_points(results)
     panels = list(df.sort_values(["scenario", "phases"])["panel"].drop_duplicates())
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels) + 2.2, 4), squeeze=False)
+    methods = sorted(df["method"].unique())
+    colours = dict(zip(methods, sns.color_palette(n_colors=len(methods))))
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels) + 2.8, 4.2), squeeze=False)
     for i, (ax, panel) in enumerate(zip(axes[0], panels)):
         sub = df[df["panel"] == panel]
         sns.lineplot(data=sub, x="classes", y="accuracy (%)", hue="method", style="method", markers=True,
-                     dashes=True, errorbar="sd", ax=ax, legend=i == len(panels) - 1, alpha=0.85)
+                     dashes=True, errorbar="sd", ax=ax, legend=i == len(panels) - 1, alpha=0.85, palette=colours,
+                     hue_order=methods, style_order=methods)
         seen = sorted(sub["classes"].unique())
         ax.plot(seen, [100.0 / c for c in seen], color="grey", linestyle=":", linewidth=1, label="chance")
+        for _, p in pub[pub["panel"] == panel].iterrows():
+            col = colours.get(p["method"], "black")
+            if not math.isnan(p["final"]):
+                ax.plot([p["classes"]], [p["final"]], marker="*", markersize=13, color=col, markeredgecolor="black",
+                        markeredgewidth=0.6, linestyle="none", zorder=5)
+            if not math.isnan(p["average"]):
+                ax.axhline(p["average"], color=col, linestyle=(0, (1, 2)), linewidth=1.1, alpha=0.8)
         ax.set_title(panel)
         ax.set_xlabel("classes seen (after each phase)")
         ax.set_ylabel("accuracy on the classes seen (%)")
@@ -392,8 +427,17 @@ def plot_seen_accuracy(results: list[dict], path: Path) -> Path:
     if last.get_legend():
         handles, labels = last.get_legend_handles_labels()
         last.get_legend().remove()
+        if len(pub):
+            handles += [Line2D([], [], marker="*", markersize=11, color="grey", markeredgecolor="black",
+                               linestyle="none"),
+                        Line2D([], [], color="grey", linestyle=(0, (1, 2)))]
+            labels += ["published final accuracy", "published average accuracy"]
         last.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False, fontsize=8)
-    fig.tight_layout()
+    if len(pub):
+        fig.text(0.01, 0.005, "published: the paper's numbers (its setting: ResNet-18, full schedule), in each "
+                 "method's colour; the paper's curves themselves (RGAL Figs. 10-11) are not printed as numbers",
+                 fontsize=7.5, color="#444")
+    fig.tight_layout(rect=(0, 0.03 if len(pub) else 0, 1, 1))
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
