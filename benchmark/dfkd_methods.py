@@ -69,6 +69,11 @@ class DFKDMethod:
         return int(self.p.get("kd_steps") or self.ctx.recipe.ep_steps)
 
     @property
+    def student_first(self) -> bool:
+        """Whether a round takes its student steps before its synthesis (default: synthesis first, CMI's order)."""
+        return False
+
+    @property
     def student_batch(self) -> int:
         return int(self.p["student_batch"])
 

@@ -219,25 +219,39 @@ class DFKDCellRun(CellFolder):
                    disable=not self.progress, position=1, leave=False)
         last_save = time.time()
         student.train()
+        def synthesis() -> dict:
+            t0 = time.time()
+            with autocast(recipe.precision, dev.type):  # the synthesisers' own steps included
+                info = method.synthesize()
+            st["synth_seconds"] += time.time() - t0
+            st["synth_images"] += method.g_steps * recipe.synthesis_batch if method.synthesizes else 0
+            st["synth_kept"] += recipe.synthesis_batch if method.uses_pool else 0
+            return info
+
+        def student_steps() -> torch.Tensor:
+            t0 = time.time()
+            for _ in range(method.kd_steps):
+                with autocast(recipe.precision, dev.type):
+                    loss, n = method.student_loss()
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                st["student_images"] += n
+                if logger:
+                    _book(epoch_figures, {"loss": loss, **method.student_terms}, "student")
+            st["student_seconds"] += time.time() - t0
+            return loss
+
         while st["epoch"] < recipe.epochs:
             while st["round"] < rounds:
-                t0 = time.time()
-                with autocast(recipe.precision, dev.type):  # the synthesisers' own steps included
-                    info = method.synthesize()
-                st["synth_seconds"] += time.time() - t0
-                st["synth_images"] += method.g_steps * recipe.synthesis_batch if method.synthesizes else 0
-                st["synth_kept"] += recipe.synthesis_batch if method.uses_pool else 0
-                t0 = time.time()
-                for _ in range(method.kd_steps):
-                    with autocast(recipe.precision, dev.type):
-                        loss, n = method.student_loss()
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    opt.step()
-                    st["student_images"] += n
-                    if logger:
-                        _book(epoch_figures, {"loss": loss, **method.student_terms}, "student")
-                st["student_seconds"] += time.time() - t0
+                # a round: synthesis, then the student steps (CMI's datafree_kd.py); a method whose official loop
+                # trains the student first (DFAD's train() with step_order=student_first) swaps the two
+                if method.student_first:
+                    loss = student_steps()
+                    info = synthesis()
+                else:
+                    info = synthesis()
+                    loss = student_steps()
                 last = float(loss.detach())
                 st["last_loss"] = {"student": last, **info}
                 if logger:

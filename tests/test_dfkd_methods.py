@@ -333,3 +333,30 @@ def test_generator_step_runs_the_student_in_the_chosen_mode_and_never_trains_it(
     assert all(moved) if mode == "train" else not any(moved)
     assert all(torch.equal(p, w) for p, w in zip(s.parameters(), weights)) and s.training
     assert any(not torch.equal(p, q) for p, q in zip(m.generator.parameters(), g0))  # the generator did train
+
+
+def test_rgal_released_probe_is_one_uniform_image_in_the_normalised_space_through_the_train_mode_student(tmp_path):
+    """R10: as the released main.py:260-262, the CD-layer probe is one ``rand`` image of the networks' (normalised)
+    input space through the train-mode student, which moves its BN running statistics exactly once: the suite draws
+    it from the method's generator and maps it back through mean / std, its networks normalising inside."""
+    import copy
+
+    from conftest import dfkd_context
+    from strategies.dfkd import DFKD_METHODS
+
+    ctx = dfkd_context("rgal", tmp_path / "pool")
+    ctx.params["emb"] = "released"
+    reference = copy.deepcopy(ctx.student).train()
+    g = torch.Generator().manual_seed(0)  # the context's generator, seeded 0: the probe is its first draw
+    r = torch.rand((1, 3, 32, 32), generator=g)
+    x = r * 0.25 + 0.5  # mean 0.5, std 0.25
+    assert torch.allclose(reference.backbone.normalize(x), r, atol=1e-6)  # the student sees r itself
+    first_bn = next(m for m in reference.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    before = first_bn.running_mean.clone()
+    with torch.no_grad():
+        reference.backbone(x)
+    DFKD_METHODS.get("rgal")(ctx)
+    got = {k: v for k, v in ctx.student.state_dict().items() if "running_" in k}
+    want = {k: v for k, v in reference.state_dict().items() if "running_" in k}
+    assert all(torch.equal(got[k], want[k]) for k in want)
+    assert not torch.equal(first_bn.running_mean, before)  # moved once: momentum 0.1 toward the batch mean

@@ -262,3 +262,25 @@ def test_the_generator_learning_rate_follows_the_students_decay_only_when_asked(
     DFKDCellRun(cell, tmp_path, cache, torch.device("cpu"), SHARED_DATA, progress=False).run()
     cosine = [lr_g * (1 + math.cos(math.pi * e / epochs)) / 2 for e in range(1, epochs + 1)]
     assert epochs >= 2 and seen == pytest.approx(cosine if schedule == "student" else [lr_g] * epochs, abs=1e-12)
+
+
+@pytest.mark.parametrize("order", ["synthesis_first", "student_first"])
+def test_round_order_follows_step_order(order, tmp_path, cache, monkeypatch):
+    """A round synthesises first (CMI's datafree_kd.py), or, with DFAD's ``step_order=student_first``, takes its
+    student steps first (DFAD's train()); the default leaves the cell's key as it was."""
+    from strategies.dfkd.generative import DFAD
+
+    calls = []
+    orig_synth, orig_loss = DFAD.synthesize, DFAD.student_loss
+    monkeypatch.setattr(DFAD, "synthesize", lambda self: calls.append("g") or orig_synth(self))
+    monkeypatch.setattr(DFAD, "student_loss", lambda self: calls.append("s") or orig_loss(self))
+    (cell,) = _cells(["dfad"], step_order=order)
+    DFKDCellRun(cell, tmp_path, cache, torch.device("cpu"), SHARED_DATA, progress=False).run()
+    from benchmark.dfkd_methods import DFKD_METHODS
+    from benchmark.methods import full_params
+
+    kd = int(full_params("dfad", cell.config["method_params"], DFKD_METHODS)["kd_steps"])
+    assert kd > 1 and len(calls) >= 2 * (kd + 1)
+    one_round = ["g"] + ["s"] * kd if order == "synthesis_first" else ["s"] * kd + ["g"]
+    assert calls[: 2 * (kd + 1)] == one_round * 2
+    assert ("step_order" in cell.config["method_params"]) == (order != "synthesis_first")

@@ -973,11 +973,12 @@ def _student_defaults_row(state, work, commit, t32: dict) -> Row:
 
 def probe_row(state: State, work: Path, commit: str) -> Row:
     """R10: the student's BN running statistics after each side's setup probe (official main.py:260-262: one
-    ``torch.rand`` image, not normalised, through the train-mode student; suite ``_make_projection``: two zero images,
-    normalised, for ``emb="released"``)."""
+    ``torch.rand`` image in the normalised input space through the train-mode student; suite ``_make_projection``
+    for ``emb="released"``: the same, drawn from the method's generator and mapped back through mean / std because
+    the suite's networks normalise inside).  The draw is injected: the official side gets the image the suite's
+    generator (seeded ``seed + 1`` in ``suite_rgal``) draws first."""
     t_o, s_o, _ = state.official_models()
-    torch.manual_seed(state.seed)
-    fake = torch.rand((1, 3, 32, 32))
+    fake = torch.rand((1, 3, 32, 32), generator=torch.Generator().manual_seed(state.seed + 1))
     with torch.no_grad():
         t_o(fake, return_features=True)
         s_o(fake, return_features=True)
@@ -988,10 +989,9 @@ def probe_row(state: State, work: Path, commit: str) -> Row:
     name, diff = worst(diffs)
     moved_o = worst(compare_tensors(official, {k: initial[k] for k in official}))[1]
     moved_s = worst(compare_tensors({k: probed[k] for k in official}, {k: initial[k] for k in official}))[1]
-    note = (f"undocumented (R10): both setups move the train-mode student's BN running statistics once, "
-            f"differently (official probe moved them by {moved_o:.2f}, the suite's by {moved_s:.2f}, relative); the "
-            f"two differ by {diff:.2f} ({name}); momentum 0.1 fades it to 0.9^k after k student steps; harness "
-            f"rows restore the common state after both probes")
+    note = (f"R10: both setups move the train-mode student's BN running statistics once (official by "
+            f"{moved_o:.2f}, the suite's by {moved_s:.2f}, relative); after them the two differ by {diff:.1e} "
+            f"({name}); harness rows restore the common state after both probes")
     return make_row("rgal", 1, commit, "setup: student BN running stats after the CD-layer probe (R10)", diff,
                     GRAD_RTOL, "differs" if diff > GRAD_RTOL else "identical", note,
                     {"per_tensor": diffs, "official_move": moved_o, "suite_move": moved_s})

@@ -15,6 +15,11 @@ student's criterion.
   these methods) or, for DFAD, the mean absolute error between logits.  The adversarial term is *not* masked here
   (CMI masks it only in CMI / RGAL).
 * Student step: fresh ``z``, ``x = G(z)`` without gradients, ``crit(S(x), T(x))``.
+* Order of a round (``step_order``): the generator step, then the student steps (``"synthesis_first"``, default:
+  CMI's ``datafree_kd.py`` runs every synthesiser so, and the suite runs DAFL / ZSKT / DFQ / DFAD in that one loop);
+  DFAD's official ``DFAD_cifar.py`` ``train()`` takes the 5 student steps first, then the generator step
+  (``"student_first"``).  Over a whole run the two plays differ by one generator step (synthesis first: the first
+  generator step attacks the untrained student); the fidelity harness measures it (docs/official-code-dfkd.md, D2).
 * The generator's learning rate stays at ``lr_g`` (CMI's synthesiser never decays it; ``g_schedule="constant"``);
   DFAD's ``DFAD_cifar.py`` steps one MultiStepLR on both optimisers, so ``g_schedule="student"`` decays it by the
   student's schedule factor after every epoch.
@@ -37,6 +42,10 @@ from strategies.dfkd.losses import (activation_loss, balance_loss, bn_hooks, bn_
 
 class GenerativeMethod(DFKDMethod):
     """A persistent generator played against the student (min-max), with prior terms on the teacher's outputs."""
+
+    @property
+    def student_first(self) -> bool:
+        return self.p["step_order"] == "student_first"
 
     generator_kind = "cmi-large"
 
@@ -119,11 +128,12 @@ class GenerativeMethod(DFKDMethod):
 
 _COMMON = {"g_steps": 1, "kd_steps": 5, "lr_g": 1e-3, "g_betas": [0.5, 0.999], "nz": 256, "student_batch": 256,
            "adv": 0.0, "bn": 0.0, "oh": 0.0, "act": 0.0, "balance": 0.0, "criterion": "kl", "T": 1.0,
-           "generator": "", "g_student_mode": "eval", "g_schedule": "constant"}
+           "generator": "", "g_student_mode": "eval", "g_schedule": "constant", "step_order": "synthesis_first"}
 _CHOICES = {"criterion": ["kl", "l1"], "generator": ["", "cmi", "cmi-large", "dfad"],
-            "g_student_mode": ["eval", "train"], "g_schedule": ["constant", "student"]}
+            "g_student_mode": ["eval", "train"], "g_schedule": ["constant", "student"],
+            "step_order": ["synthesis_first", "student_first"]}
 # added after the MNIST results: at their defaults a cell's key is what it was
-_KEY_NEUTRAL = ("g_student_mode", "g_schedule")
+_KEY_NEUTRAL = ("g_student_mode", "g_schedule", "step_order")
 
 
 @register_dfkd_method("dafl", published="DAFL", choices=_CHOICES, key_neutral=_KEY_NEUTRAL,

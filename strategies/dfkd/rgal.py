@@ -95,11 +95,18 @@ class RGAL(PoolMethod):
         if self.p["emb"] == "paper":
             return nn.Linear(self.student.embed_dim, self.teacher.embed_dim)
         if self.p["emb"] == "released":
+            # as the released main.py:260-262 sizes its CD convolutions: one uniform [0, 1) image in the networks'
+            # input space (the official data are normalised before the network; the suite's networks normalise
+            # inside, so the probe is mapped back through mean / std) through the teacher and the student in its
+            # current (train) mode, which moves the student's BN running statistics once, as the official probe does
             c, h, w = self.ctx.image_shape
-            probe = torch.zeros(2, c, h, w, device=next(self.teacher.parameters()).device)
+            r = torch.rand((1, c, h, w), generator=self.gen, device=self.gen.device).to(self.device)
+            mean = torch.tensor(self.ctx.mean, device=self.device).view(1, -1, 1, 1)
+            std = torch.tensor(self.ctx.std, device=self.device).view(1, -1, 1, 1)
+            probe = r * std + mean
             with torch.no_grad():
                 _, tb = self.teacher.backbone(probe, return_blocks=True)
-                _, sb = self.student.backbone(probe.to(next(self.student.parameters()).device), return_blocks=True)
+                _, sb = self.student.backbone(probe, return_blocks=True)
             if len(tb) != len(sb):
                 raise ValueError(f"emb='released' needs as many blocks in student ({len(sb)}) as teacher ({len(tb)})")
             return nn.ModuleList(nn.Linear(s.shape[1], t.shape[1]) for s, t in zip(sb, tb))
