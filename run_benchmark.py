@@ -135,6 +135,12 @@ def parse_args(argv):
                    help="override a method hyper-parameter (JSON value), e.g. --set pass+rgal.triplet_sampler=random "
                         "or --set triplet_weight=0.2 for every selected method that has it (see --list)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--executor", choices=["sequential", "local"], default="sequential",
+                   help="how cells run: one after another in this process (default), or local: --workers processes "
+                        "on this machine, each with cores/N threads (cells sharing a phase 0 or teacher run in one "
+                        "worker, in order)")
+    p.add_argument("--workers", type=_count(1), default=None,
+                   help="worker processes of --executor local (default: 2)")
     p.add_argument("--log", nargs="+", action="extend", default=[], metavar="LOGGER",
                    help="experiment loggers per cell, any of tensorboard wandb csv (files in the cell folder: tb/, "
                         "wandb/ (offline unless WANDB_MODE or an API key says otherwise), log.csv): every loss "
@@ -403,6 +409,80 @@ def print_written(paths) -> None:
           f"{plural(png, 'plot')} (.png), .csv and .tex copies of each table")
 
 
+def plan_threads(args, device_type: str) -> int | None:
+    """``--executor local`` on a CPU: each of the N workers gets ``cores // N`` threads, set here before the cells
+    are planned (their keys hold the count); None otherwise (the process's own count)."""
+    if args.executor != "local" or device_type != "cpu":
+        if args.workers is not None and args.executor != "local":
+            from benchmark.errors import BenchError
+
+            raise BenchError("--workers applies to --executor local; add --executor local or drop --workers")
+        return None
+    import os
+
+    import torch
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    threads = max(1, cores // (args.workers or 2))
+    torch.set_num_threads(threads)
+    return threads
+
+
+def workers_text(args, threads) -> str:
+    if args.executor != "local":
+        return ""
+    return f", {args.workers or 2} local workers" + (f" of {threads} thread{'s' * (threads > 1)}" if threads else "")
+
+
+def unit_index(jobs) -> dict[str, int]:
+    """Cell key -> its unit of work (1-based), for --dry-run."""
+    from benchmark.cells import Cell
+    from benchmark.executor import units_of_work
+
+    return {Cell(j.config).key: i + 1 for i, unit in enumerate(units_of_work(jobs)) for j in unit}
+
+
+def executor_line(args, unit_seconds: dict, unit_of: dict) -> str:
+    """The dry-run's last words on the executor: units of work and, for ``local``, the predicted wall time of the
+    schedule it follows (most cells first, each unit to the worker free first)."""
+    from benchmark.executor import makespan
+
+    n = len(unit_seconds)
+    if args.executor != "local":
+        return ""
+    cells = {u: list(unit_of.values()).count(u) for u in unit_seconds}
+    order = sorted(unit_seconds, key=lambda u: -cells[u])
+    w = args.workers or 2
+    return (f"; {plural(n, 'unit')} of work (cells that make a phase 0 or teacher for others run together) on {w} "
+            f"local workers: ~{makespan([unit_seconds[u] for u in order], w) / 60:.1f} min wall time (each worker's "
+            f"share of the cores is slower than the whole machine)")
+
+
+def report_outcome(o) -> None:
+    from tqdm.auto import tqdm
+
+    if o.status == "failed":
+        tqdm.write(f"error: cell {o.folder} failed: {o.error}", file=sys.stderr)
+    elif o.status == "held":
+        tqdm.write(f"note: cell {o.folder} is being run by another process ({o.owner}); left to it")
+
+
+def sweep_status(outcomes) -> int:
+    """Exit status of a sweep: 2 when a cell failed, 1 when another process holds one, else 0; with a line that
+    says which and what to do."""
+    failed = [o for o in outcomes if o.status == "failed"]
+    held = [o for o in outcomes if o.status == "held"]
+    if held:
+        print(f"{plural(len(held), 'cell')} left to another process that runs them "
+              f"({', '.join(sorted({o.owner for o in held}))}): {' '.join(o.folder for o in held)}; run the same "
+              f"command when it ends", file=sys.stderr)
+    if failed:
+        print(f"error: {plural(len(failed), 'cell')} failed ({' '.join(o.folder for o in failed)}); the others are "
+              f"saved; fix the cause and run the same command again (finished cells are skipped)", file=sys.stderr)
+        return 2
+    return 1 if held else 0
+
+
 def run(args) -> int:
     if args.dump_config:
         from benchmark.config_file import dump_config
@@ -412,7 +492,7 @@ def run(args) -> int:
     load_all_methods()
     from benchmark.errors import BenchError
     from benchmark.precision import emulation_note, resolve_precision
-    from benchmark.executor import SequentialExecutor
+    from benchmark.executor import CellJob, make_executor
     from benchmark.run_logging import check_loggers
     from benchmark.runner import CellRun, command_line, make_cells, predicted_seconds, resolve_device
     from benchmark.store import default_cache_dir
@@ -443,6 +523,7 @@ def run(args) -> int:
             raise BenchError(f"--memory-total sets the exemplar budget, and none of --methods ({' '.join(methods)}) "
                              "keeps exemplars; add icarl, ucir or eeil, or drop the flag")
     order_seed = 1993 if args.class_order_seed is None else args.class_order_seed
+    threads = plan_threads(args, device.type)  # before the cells: a CPU cell's key holds its thread count
     cells = make_cells(scenarios=scenarios, phases=args.phases or [10], methods=methods, seeds=args.seeds,
                        profile=profile, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                        inc_epochs=args.inc_epochs, class_order_seed=order_seed, data_root=args.data_root,
@@ -459,6 +540,8 @@ def run(args) -> int:
     loggers = check_loggers(args.log)
     runs = {c.key: CellRun(c, out, cache, device, args.data_root, not args.no_progress, command_line(), loggers)
             for c in cells}
+    jobs = [CellJob(c.config, str(out), str(cache), args.data_root, str(device), command_line(),
+                    not args.no_progress, loggers) for c in cells]
     for c in cells:
         if c.config["dropped_classes"]:
             print(f"note: {c.config['scenario']} with {c.config['phases']} phases shows "
@@ -469,8 +552,9 @@ def run(args) -> int:
         from benchmark.cells import phase0_key
         from benchmark.methods import METHODS, full_params
 
-        total, planned = 0.0, set()
-        print(f"{'cell':40s} {'folder':55s} {'status':22s} {'time left':>10s}  phase-0 model (shared by a family)")
+        total, planned, unit_of, unit_sec = 0.0, set(), unit_index(jobs), {}
+        print(f"{'cell':40s} {'folder':55s} {'unit':>4s} {'status':22s} {'time left':>10s}  phase-0 model (shared by "
+              f"a family)")
         for c in cells:
             r = runs[c.key]
             st = r.status()
@@ -497,22 +581,26 @@ def run(args) -> int:
                 st = f"partial {done}/{n_phases} phases"
             sec = 0.0 if st == "finished" else p0_sec + rest_sec
             total += sec
-            print(f"{c.label:40s} {c.dirname:55s} {st:22s} ~{sec / 60:6.1f} min {p0}")
+            unit_sec[unit_of[c.key]] = unit_sec.get(unit_of[c.key], 0.0) + sec
+            print(f"{c.label:40s} {c.dirname:55s} {unit_of[c.key]:>4d} {st:22s} ~{sec / 60:6.1f} min {p0}")
         print(f"{plural(len(cells), 'cell')}, predicted {total / 60:.1f} min (2-core CPU throughput figures; a GPU "
-              f"is faster)")
+              f"is faster){executor_line(args, unit_sec, unit_of)}")
         return 0
     from benchmark.store import check_writable
 
     check_writable(out)
     check_writable(cache, "--cache-dir")
-    print(f"{plural(len(cells), 'cell')} -> {out}  (profile {profile}, device {device})")
-    results = SequentialExecutor().run(cells, lambda c: runs[c.key].run(), progress=not args.no_progress)
+    print(f"{plural(len(cells), 'cell')} -> {out}  (profile {profile}, device {device}{workers_text(args, threads)})")
+    outcomes = make_executor(args.executor, args.workers or 2, threads, load_all_methods).run(jobs, report_outcome,
+                                                                            progress=not args.no_progress)
     from benchmark.report_writer import write_reports
     from benchmark.reports import summary_table
 
-    print(summary_table(results))
-    print_written(write_reports(out))
-    return 0
+    results = [o.result for o in outcomes if o.status == "finished"]
+    if results:
+        print(summary_table(results))
+        print_written(write_reports(out))
+    return sweep_status(outcomes)
 
 
 def run_dfkd(args) -> int:
@@ -523,7 +611,7 @@ def run_dfkd(args) -> int:
     from benchmark.dfkd_runner import (DFKDCellRun, make_dfkd_cells, predicted_dfkd_seconds,
                                        predicted_teacher_seconds, rounds_per_epoch, throughput_line)
     from benchmark.errors import BenchError
-    from benchmark.executor import SequentialExecutor
+    from benchmark.executor import CellJob, make_executor
     from benchmark.run_logging import check_loggers
     from benchmark.runner import command_line, resolve_device
     from benchmark.store import default_cache_dir
@@ -541,6 +629,7 @@ def run_dfkd(args) -> int:
                              "add rgal or drop the flag")
         settings.append(f"rgal.variant={args.rgal_variant}")
     device = resolve_device(args.device)
+    threads = plan_threads(args, device.type)  # before the cells: a CPU cell's key holds its thread count
     cells = make_dfkd_cells(scenarios=scenarios, methods=methods, seeds=args.seeds, profile=profile,
                             teacher=args.teacher, student=args.student, epochs=args.epochs,
                             batch_size=args.batch_size, lr=args.lr, data_root=args.data_root,
@@ -553,12 +642,15 @@ def run_dfkd(args) -> int:
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     out = Path(args.out or f"runs/dfkd-{'+'.join(scenarios)}-{stamp}")
     cache = Path(args.cache_dir).expanduser() if args.cache_dir else default_cache_dir()
+    loggers = check_loggers(args.log)
     runs = {c.key: DFKDCellRun(c, out, cache, device, args.data_root, not args.no_progress, command_line(),
-                               args.teacher_checkpoint, check_loggers(args.log)) for c in cells}
+                               args.teacher_checkpoint, loggers) for c in cells}
+    jobs = [CellJob(c.config, str(out), str(cache), args.data_root, str(device), command_line(),
+                    not args.no_progress, loggers, args.teacher_checkpoint) for c in cells]
     if args.dry_run:
-        total, teachers = 0.0, set()
-        print(f"{'method':14s} {'scenario':9s} {'teacher->student':24s} {'seed':4s}  {'folder':50s} {'status':18s} "
-              f"{'time left':>10s}  teacher")
+        total, teachers, unit_of, unit_sec = 0.0, set(), unit_index(jobs), {}
+        print(f"{'method':14s} {'scenario':9s} {'teacher->student':24s} {'seed':4s}  {'folder':50s} {'unit':>4s} "
+              f"{'status':18s} {'time left':>10s}  teacher")
         for c in cells:
             cfg, r = c.config, runs[c.key]
             st = r.status()
@@ -582,31 +674,35 @@ def run_dfkd(args) -> int:
                 sec += t_sec
                 teacher = f"teacher cache: miss (this cell trains it, ~{t_sec / 60:.1f} min of the estimate)"
             total += sec
+            unit_sec[unit_of[c.key]] = unit_sec.get(unit_of[c.key], 0.0) + sec
             pair = f"{cfg['teacher']}->{cfg['student']}"
             print(f"{cfg['method']:14s} {cfg['scenario']:9s} {pair:24s} {cfg['seed']:<4d}  {r.dir.name:50s} "
-                  f"{st:18s} ~{sec / 60:6.1f} min  {teacher}")
+                  f"{unit_of[c.key]:>4d} {st:18s} ~{sec / 60:6.1f} min  {teacher}")
         print(f"{plural(len(cells), 'cell')}, predicted {total / 60:.1f} min, teacher training on a cache miss "
-              f"included (rough 2-core CPU estimate)")
+              f"included (rough 2-core CPU estimate){executor_line(args, unit_sec, unit_of)}")
         return 0
     from benchmark.store import check_writable
 
     check_writable(out)
     check_writable(cache, "--cache-dir")
-    print(f"{plural(len(cells), 'distillation cell')} -> {out}  (profile {profile}, device {device})")
+    print(f"{plural(len(cells), 'distillation cell')} -> {out}  (profile {profile}, device {device}"
+          f"{workers_text(args, threads)})")
 
-    def run_one(c):  # each cell's throughput is printed as it finishes: a later failure does not hide it
-        res = runs[c.key].run()
-        tqdm.write(throughput_line(res))
-        return res
+    def on_outcome(o):  # each cell's throughput is printed as it finishes: a later failure does not hide it
+        if o.status == "finished":
+            tqdm.write(throughput_line(o.result))
+        report_outcome(o)
 
-    results = SequentialExecutor().run(cells, run_one, progress=not args.no_progress)
+    outcomes = make_executor(args.executor, args.workers or 2, threads, load_all_methods).run(jobs, on_outcome,
+                                                                            progress=not args.no_progress)
     from benchmark.dfkd_reports import dfkd_summary_table
     from benchmark.report_writer import write_reports
 
-    print(dfkd_summary_table(results))
-
-    print_written(write_reports(out))
-    return 0
+    results = [o.result for o in outcomes if o.status == "finished"]
+    if results:
+        print(dfkd_summary_table(results))
+        print_written(write_reports(out))
+    return sweep_status(outcomes)
 
 
 if __name__ == "__main__":

@@ -44,6 +44,8 @@ def attention_distillation(q_old: torch.Tensor, q_cur: torch.Tensor) -> torch.Te
 
 
 class LwMPlugin(SupervisedPlugin):
+    loss_name = "lwm"  # both terms together in the experiment logs; lwm_kd / lwm_attention apart (record_term)
+
     def __init__(self, net, scenario, params):
         super().__init__()
         self.net, self.sc, self.p = net, scenario, params

@@ -89,7 +89,9 @@ def _published_name(cell: dict) -> str:
     except BenchError:  # a profile this version does not know: nothing to compare with
         return entry.extra["published"]
     params = method_params({"cell": cell})
-    changed = [k for k in set(defaults) | set(params) if k != "student_batch" and params.get(k) != defaults.get(k)]
+    # a parameter the cell does not record is at its default: a key-neutral one added after the cell was made
+    # (``benchmark.methods.cell_params`` leaves those out of a cell's configuration while they are at their default)
+    changed = [k for k in params if k != "student_batch" and params[k] != defaults.get(k)]
     return "" if changed else entry.extra["published"]
 
 

@@ -317,7 +317,6 @@ class DFKDCellRun(CellFolder):
         return result
 
 
-@torch.no_grad()
 def _book(rec: LossTermRecorder, figures: dict, prefix: str) -> None:
     """Numbers of ``figures`` (a method's synthesis figures, the student's loss terms) into ``rec``."""
     for k, v in figures.items():
@@ -335,6 +334,7 @@ def _rates(st: dict) -> dict:
     return out
 
 
+@torch.no_grad()
 def analyse_synthetic(x, teacher, data, device, n: int, seed: int) -> dict | None:
     """Diversity figures (Eq. 13-15) of synthetic images ``x`` and of as many real test images, on images and on
     the teacher's embeddings (labels: the teacher's argmax), and a joint t-SNE map of both (Figure 9)."""

@@ -14,7 +14,6 @@ paragraphs, inline code and bold); it is not a general Markdown implementation.
 from __future__ import annotations
 
 import base64
-import datetime as _dt
 import html
 import os
 import re
@@ -198,11 +197,11 @@ def write_index(rep: Path, written: list[Path], results: list[dict]) -> Path:
     data = sorted(n for n in names if n.endswith((".csv", ".tex", ".md")))
     section("files", "Files of this report", "<ul>" + "".join(
         f'<li><a href="{html.escape(n)}">{html.escape(n)}</a></li>' for n in data) + "</ul>")
-    stamp = _dt.datetime.now().isoformat(timespec="seconds")
     page = (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>Benchmark report</title>'
             f"<style>{_STYLE}</style><script>{_SCRIPT}</script></head>\n<body>\n<h1>Benchmark report</h1>\n"
-            f'<p class="note">{len(results)} result files; written {stamp} by <code>run_benchmark.py report</code> '
-            f"from the <code>result.json</code> files alone. Every figure is inside this file.</p>\n"
+            f'<p class="note">{len(results)} result files, read by <code>run_benchmark.py report</code> (the page '
+            f"is built from the <code>result.json</code> files alone; when each cell finished: Provenance). Every "
+            f"figure is inside this file.</p>\n"
             f"<nav>{''.join(nav)}</nav>\n" + "\n".join(body) + "\n</body></html>\n")
     path = rep / PAGE
     path.write_text(page)

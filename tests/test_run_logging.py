@@ -97,11 +97,12 @@ def _matrices(out: Path) -> dict:
 def logged(tmp_path_factory):
     """pass+rgal and ucir on the tiny data root: once with every logger, once without."""
     base = tmp_path_factory.mktemp("logged")
-    cache = str(base / "cache")
-    args = [*SMOKE, "--methods", "pass+rgal", "ucir", "--cache-dir", cache]
-    p = run_main(*args, "--out", str(base / "logged"), "--log", "csv", "tensorboard", "--log", "wandb")
+    args = [*SMOKE, "--methods", "pass+rgal", "ucir"]
+    p = run_main(*args, "--out", str(base / "logged"), "--cache-dir", str(base / "cache"), "--log", "csv",
+                 "tensorboard", "--log", "wandb")
     assert p.returncode == 0, p.stderr[-2000:]
-    plain = run_main(*args, "--out", str(base / "plain"))  # phase 0 from the cache the logged run filled
+    # its own cache: phase 0 is trained again, without loggers, so the comparison covers it too
+    plain = run_main(*args, "--out", str(base / "plain"), "--cache-dir", str(base / "plain-cache"))
     assert plain.returncode == 0, plain.stderr[-2000:]
     return base, p
 
@@ -176,8 +177,8 @@ def test_a_failing_logger_never_stops_a_cell(logged, tmp_path, monkeypatch):
 
     monkeypatch.setattr(rl, "_open", lambda *a, **k: Broken())
     base, _ = logged
-    p = run_main(*SMOKE, "--methods", "pass+rgal", "--cache-dir", str(base / "cache"), "--out", str(tmp_path / "o"),
-                 "--log", "csv")
+    p = run_main(*SMOKE, "--methods", "pass+rgal", "--cache-dir", str(base / "plain-cache"),
+                 "--out", str(tmp_path / "o"), "--log", "csv")
     assert p.returncode == 0, p.stderr[-2000:]
     warnings = [ln for ln in p.stderr.splitlines() if ln.startswith("warning: the csv logger failed")]
     assert len(warnings) == 1 and "No space left on device" in warnings[0], p.stderr
@@ -204,9 +205,16 @@ def test_unknown_logger_and_missing_library_are_one_line_errors(tmp_path, monkey
 
 @pytest.mark.skipif(not (SHARED_DATA / "mnist.npz").is_file(), reason="needs ../shared/data/mnist.npz")
 def test_distillation_cell_logs_synthesis_student_and_accuracy(tmp_path):
-    p = run_main("--task", "dfkd", "--scenario", "mnist", "--profile", "smoke", "--methods", "rgal", "--data-root",
-                 str(SHARED_DATA), "--out", str(tmp_path / "o"), "--no-progress", "--log", "csv")
+    args = ["--task", "dfkd", "--scenario", "mnist", "--profile", "smoke", "--methods", "rgal", "--data-root",
+            str(SHARED_DATA), "--no-progress", "--cache-dir", str(tmp_path / "cache")]
+    p = run_main(*args, "--out", str(tmp_path / "o"), "--log", "csv")
     assert p.returncode == 0, p.stderr[-2000:]
+    plain = run_main(*args, "--out", str(tmp_path / "plain"))
+    assert plain.returncode == 0, plain.stderr[-2000:]
+    def numbers(out):  # accuracies, not the wall times beside them
+        return {m: {r: [c["top1"] for c in v["curve"]] for r, v in rows.items()} for m, rows in _matrices(out).items()}
+
+    assert numbers(tmp_path / "o") == numbers(tmp_path / "plain")  # logging changes no number
     (log,) = (tmp_path / "o").glob("mnist-rgal-*/log.csv")
     rows = _rows(log)
     res = json.loads((log.parent / "result.json").read_text())
