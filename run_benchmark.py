@@ -442,6 +442,11 @@ def unit_index(jobs) -> dict[str, int]:
     return {Cell(j.config).key: i + 1 for i, unit in enumerate(units_of_work(jobs)) for j in unit}
 
 
+def unit_column(args, value) -> str:
+    """The dry-run's unit-of-work column, shown for the local executor (sequential runs the cells in plan order)."""
+    return f"{value:>4} " if args.executor == "local" else ""
+
+
 def executor_line(args, unit_seconds: dict, unit_of: dict) -> str:
     """The dry-run's last words on the executor: units of work and, for ``local``, the predicted wall time of the
     schedule it follows (most cells first, each unit to the worker free first)."""
@@ -553,7 +558,8 @@ def run(args) -> int:
         from benchmark.methods import METHODS, full_params
 
         total, planned, unit_of, unit_sec = 0.0, set(), unit_index(jobs), {}
-        print(f"{'cell':40s} {'folder':55s} {'unit':>4s} {'status':22s} {'time left':>10s}  phase-0 model (shared by "
+        print(f"{'cell':40s} {'folder':55s} {unit_column(args, 'unit')}{'status':22s} {'time left':>10s}  "
+              f"phase-0 model (shared by "
               f"a family)")
         for c in cells:
             r = runs[c.key]
@@ -582,7 +588,8 @@ def run(args) -> int:
             sec = 0.0 if st == "finished" else p0_sec + rest_sec
             total += sec
             unit_sec[unit_of[c.key]] = unit_sec.get(unit_of[c.key], 0.0) + sec
-            print(f"{c.label:40s} {c.dirname:55s} {unit_of[c.key]:>4d} {st:22s} ~{sec / 60:6.1f} min {p0}")
+            print(f"{c.label:40s} {c.dirname:55s} {unit_column(args, unit_of[c.key])}{st:22s} ~{sec / 60:6.1f} min "
+                  f"{p0}")
         print(f"{plural(len(cells), 'cell')}, predicted {total / 60:.1f} min (2-core CPU throughput figures; a GPU "
               f"is faster){executor_line(args, unit_sec, unit_of)}")
         return 0
@@ -649,7 +656,8 @@ def run_dfkd(args) -> int:
                     not args.no_progress, loggers, args.teacher_checkpoint) for c in cells]
     if args.dry_run:
         total, teachers, unit_of, unit_sec = 0.0, set(), unit_index(jobs), {}
-        print(f"{'method':14s} {'scenario':9s} {'teacher->student':24s} {'seed':4s}  {'folder':50s} {'unit':>4s} "
+        print(f"{'method':14s} {'scenario':9s} {'teacher->student':24s} {'seed':4s}  {'folder':50s} "
+              f"{unit_column(args, 'unit')}"
               f"{'status':18s} {'time left':>10s}  teacher")
         for c in cells:
             cfg, r = c.config, runs[c.key]
@@ -677,7 +685,7 @@ def run_dfkd(args) -> int:
             unit_sec[unit_of[c.key]] = unit_sec.get(unit_of[c.key], 0.0) + sec
             pair = f"{cfg['teacher']}->{cfg['student']}"
             print(f"{cfg['method']:14s} {cfg['scenario']:9s} {pair:24s} {cfg['seed']:<4d}  {r.dir.name:50s} "
-                  f"{unit_of[c.key]:>4d} {st:18s} ~{sec / 60:6.1f} min  {teacher}")
+                  f"{unit_column(args, unit_of[c.key])}{st:18s} ~{sec / 60:6.1f} min  {teacher}")
         print(f"{plural(len(cells), 'cell')}, predicted {total / 60:.1f} min, teacher training on a cache miss "
               f"included (rough 2-core CPU estimate){executor_line(args, unit_sec, unit_of)}")
         return 0

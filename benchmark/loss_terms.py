@@ -7,13 +7,14 @@ touching any method: it wraps the ``before_backward`` of every plugin on the ins
 before and after, and books the difference under the plugin's ``loss_name`` (a plugin attribute; default: its class
 name without ``Plugin``, in snake case). ``criterion`` is the loss before any plugin, ``total`` the loss that is
 back-propagated (after the last plugin), ``lr`` the step's learning rate. A plugin that changes nothing is not
-booked (a contribution of exactly 0 at every step of an epoch). A plugin whose inner work has several terms, or whose losses never enter ``strategy.loss`` (RGAL's prototype
-optimisation, Eq. 17: ``-L_adv + L_ntri + L_oh`` on the samples), books them itself with ``record_term(strategy,
-name, value)``, which costs nothing when no recorder is attached.
+booked (a contribution of exactly 0 at every step of an epoch). A plugin whose inner work has several terms, or
+whose losses never enter ``strategy.loss`` (RGAL's prototype optimisation, Eq. 17: ``-L_adv + L_ntri + L_oh`` on the
+samples), books them itself with ``record_term(strategy, name, value)``, which costs nothing when no recorder is
+attached.
 
-Values are kept as detached tensors and summed per epoch (no conversion to a Python number per step); ``epoch_means()``
-returns the means of the epoch and starts the next. Reading the loss does not change it: a cell logs the same
-numbers it computes without logging (tested).
+Values are kept as detached tensors and summed per epoch (no conversion to a Python number per step);
+``epoch_means()`` returns the means of the epoch and starts the next. Reading the loss does not change it: a cell
+logs the same numbers it computes without logging (tested).
 """
 from __future__ import annotations
 

@@ -22,8 +22,8 @@ from pathlib import Path
 PAGE = "index.html"
 
 _STYLE = """
-body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0 auto;max-width:1500px;padding:0 24px 48px;
-color:#1d1d1f;line-height:1.45}
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0 auto;max-width:1500px;
+padding:0 24px 48px;color:#1d1d1f;line-height:1.45}
 h1{margin-top:24px}h2{border-bottom:1px solid #ddd;padding-bottom:4px;margin-top:36px}h3{margin-top:26px}
 nav{background:#f5f5f7;padding:8px 14px;border-radius:6px}nav a{margin-right:16px}
 table{border-collapse:collapse;margin:10px 0 18px;font-size:13px;display:block;overflow-x:auto;max-width:100%}
