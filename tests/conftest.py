@@ -17,6 +17,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
+# every method registered, as the command line does, whichever test module a worker runs first (a module that only
+# calls the framework, e.g. DFKDCellRun, would otherwise depend on another module having imported the methods)
+__import__("run_benchmark").load_all_methods()
+
 
 @pytest.fixture(autouse=True)
 def _isolated_env(tmp_path, monkeypatch):
