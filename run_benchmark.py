@@ -135,7 +135,9 @@ def parse_args(argv):
                    help="override a method hyper-parameter (JSON value), e.g. --set pass+rgal.triplet_sampler=random "
                         "or --set triplet_weight=0.2 for every selected method that has it (see --list)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    p.add_argument("--executor", choices=["sequential", "local"], default="sequential",
+    from benchmark.executor import EXECUTORS
+
+    p.add_argument("--executor", choices=EXECUTORS, default="sequential",
                    help="how cells run: one after another in this process (default), or local: --workers processes "
                         "on this machine, each with cores/N threads (cells sharing a phase 0 or teacher run in one "
                         "worker, in order)")
@@ -409,6 +411,11 @@ def print_written(paths) -> None:
           f"{plural(png, 'plot')} (.png), .csv and .tex copies of each table")
 
 
+def workers(args) -> int:
+    """``--workers``, 2 by default (the team's 2-core machines)."""
+    return args.workers or 2
+
+
 def plan_threads(args, device_type: str) -> int | None:
     """``--executor local`` on a CPU: each of the N workers gets ``cores // N`` threads, set here before the cells
     are planned (their keys hold the count); None otherwise (the process's own count)."""
@@ -423,7 +430,7 @@ def plan_threads(args, device_type: str) -> int | None:
     import torch
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    threads = max(1, cores // (args.workers or 2))
+    threads = max(1, cores // workers(args))
     torch.set_num_threads(threads)
     return threads
 
@@ -431,7 +438,7 @@ def plan_threads(args, device_type: str) -> int | None:
 def workers_text(args, threads) -> str:
     if args.executor != "local":
         return ""
-    return f", {args.workers or 2} local workers" + (f" of {threads} thread{'s' * (threads > 1)}" if threads else "")
+    return f", {workers(args)} local workers" + (f" of {threads} thread{'s' * (threads > 1)}" if threads else "")
 
 
 def unit_index(jobs) -> dict[str, int]:
@@ -457,7 +464,7 @@ def executor_line(args, unit_seconds: dict, unit_of: dict) -> str:
         return ""
     cells = {u: list(unit_of.values()).count(u) for u in unit_seconds}
     order = sorted(unit_seconds, key=lambda u: -cells[u])
-    w = args.workers or 2
+    w = workers(args)
     return (f"; {plural(n, 'unit')} of work (cells that make a phase 0 or teacher for others run together) on {w} "
             f"local workers: ~{makespan([unit_seconds[u] for u in order], w) / 60:.1f} min wall time (each worker's "
             f"share of the cores is slower than the whole machine)")
@@ -472,6 +479,21 @@ def report_outcome(o) -> None:
         tqdm.write(f"note: cell {o.folder} is being run by another process ({o.owner}); left to it")
 
 
+def execute(args, jobs, threads, out, on_outcome, summary_table) -> int:
+    """Runs ``jobs`` through the chosen executor, then prints the summary of the finished cells and writes the
+    report (both tasks); returns the sweep's exit status."""
+    from benchmark.executor import make_executor
+    from benchmark.report_writer import write_reports
+
+    executor = make_executor(args.executor, workers(args), threads, load_all_methods)
+    outcomes = executor.run(jobs, on_outcome, progress=not args.no_progress)
+    results = [o.result for o in outcomes if o.status == "finished"]
+    if results:
+        print(summary_table(results))
+        print_written(write_reports(out))
+    return sweep_status(outcomes)
+
+
 def sweep_status(outcomes) -> int:
     """Exit status of a sweep: 2 when a cell failed, 1 when another process holds one, else 0; with a line that
     says which and what to do."""
@@ -483,7 +505,8 @@ def sweep_status(outcomes) -> int:
               f"command when it ends", file=sys.stderr)
     if failed:
         print(f"error: {plural(len(failed), 'cell')} failed ({' '.join(o.folder for o in failed)}); the others are "
-              f"saved; fix the cause and run the same command again (finished cells are skipped)", file=sys.stderr)
+              f"saved; fix the cause and run the same command again (finished cells are skipped; without --executor "
+              f"local a failing cell stops the sweep with its whole error)", file=sys.stderr)
         return 2
     return 1 if held else 0
 
@@ -497,7 +520,7 @@ def run(args) -> int:
     load_all_methods()
     from benchmark.errors import BenchError
     from benchmark.precision import emulation_note, resolve_precision
-    from benchmark.executor import CellJob, make_executor
+    from benchmark.executor import CellJob
     from benchmark.run_logging import check_loggers
     from benchmark.runner import CellRun, command_line, make_cells, predicted_seconds, resolve_device
     from benchmark.store import default_cache_dir
@@ -598,16 +621,9 @@ def run(args) -> int:
     check_writable(out)
     check_writable(cache, "--cache-dir")
     print(f"{plural(len(cells), 'cell')} -> {out}  (profile {profile}, device {device}{workers_text(args, threads)})")
-    outcomes = make_executor(args.executor, args.workers or 2, threads, load_all_methods).run(jobs, report_outcome,
-                                                                            progress=not args.no_progress)
-    from benchmark.report_writer import write_reports
     from benchmark.reports import summary_table
 
-    results = [o.result for o in outcomes if o.status == "finished"]
-    if results:
-        print(summary_table(results))
-        print_written(write_reports(out))
-    return sweep_status(outcomes)
+    return execute(args, jobs, threads, out, report_outcome, summary_table)
 
 
 def run_dfkd(args) -> int:
@@ -618,7 +634,7 @@ def run_dfkd(args) -> int:
     from benchmark.dfkd_runner import (DFKDCellRun, make_dfkd_cells, predicted_dfkd_seconds,
                                        predicted_teacher_seconds, rounds_per_epoch, throughput_line)
     from benchmark.errors import BenchError
-    from benchmark.executor import CellJob, make_executor
+    from benchmark.executor import CellJob
     from benchmark.run_logging import check_loggers
     from benchmark.runner import command_line, resolve_device
     from benchmark.store import default_cache_dir
@@ -701,16 +717,9 @@ def run_dfkd(args) -> int:
             tqdm.write(throughput_line(o.result))
         report_outcome(o)
 
-    outcomes = make_executor(args.executor, args.workers or 2, threads, load_all_methods).run(jobs, on_outcome,
-                                                                            progress=not args.no_progress)
     from benchmark.dfkd_reports import dfkd_summary_table
-    from benchmark.report_writer import write_reports
 
-    results = [o.result for o in outcomes if o.status == "finished"]
-    if results:
-        print(dfkd_summary_table(results))
-        print_written(write_reports(out))
-    return sweep_status(outcomes)
+    return execute(args, jobs, threads, out, on_outcome, dfkd_summary_table)
 
 
 if __name__ == "__main__":

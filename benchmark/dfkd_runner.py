@@ -207,13 +207,13 @@ class DFKDCellRun(CellFolder):
 
         logger = CellLogger.open(self.log, self.dir, self.dir.parent.name, self.dir.name, cfg)
         try:
-            return self._distil(method, student, teacher, data, opt, sched, rounds, st, save, t_info, logger)
+            return self._distil(method, student, teacher, data, recipe, opt, sched, rounds, st, save, t_info,
+                                logger)
         finally:
             logger.close()
 
-    def _distil(self, method, student, teacher, data, opt, sched, rounds, st, save, t_info, logger) -> dict:
+    def _distil(self, method, student, teacher, data, recipe, opt, sched, rounds, st, save, t_info, logger) -> dict:
         cfg, dev = self.cfg, self.device
-        recipe = DistillRecipe(**cfg["distill"])
         epoch_figures = LossTermRecorder()  # per-epoch means for the experiment loggers (--log)
         bar = tqdm(total=recipe.epochs, initial=st["epoch"], desc=f"  epochs ({cfg['method']})",
                    disable=not self.progress, position=1, leave=False)

@@ -24,8 +24,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import multiprocessing
 import os
-import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -55,12 +54,10 @@ class CellJob:
 @dataclass
 class Outcome:
     folder: str
-    label: str
     status: str  # finished | held | failed
     result: dict | None = None
     error: str = ""
     owner: str = ""
-    extra: dict = field(default_factory=dict)
 
 
 def make_run(job: CellJob):
@@ -89,14 +86,14 @@ def run_cell(job: CellJob, catch: bool = False) -> Outcome:
     except Exception as e:  # noqa: BLE001 -- reported per cell by the driver
         if not catch:
             raise
-        return failed_outcome(job, f"{type(e).__name__}: {_last_line(e)}", traceback.format_exc())
+        return failed_outcome(job, f"{type(e).__name__}: {_last_line(e)}")
 
 
 def _last_line(e: BaseException) -> str:
     return (str(e).strip().splitlines() or [type(e).__name__])[-1]
 
 
-def failed_outcome(job: CellJob, error: str, trace: str = "") -> Outcome:
+def failed_outcome(job: CellJob, error: str) -> Outcome:
     from benchmark.cells import Cell
 
     cell = Cell(job.config)
@@ -104,22 +101,21 @@ def failed_outcome(job: CellJob, error: str, trace: str = "") -> Outcome:
         folder = make_run(job).dir.name
     except Exception:  # noqa: BLE001 -- the folder name is for the message only
         folder = cell.key[:10]
-    return Outcome(folder, cell.label, "failed", error=error, extra={"traceback": trace} if trace else {})
+    return Outcome(folder, "failed", error=error)
 
 
 def _run_locked(job: CellJob) -> Outcome:
     from benchmark.locks import CellLock
 
     run = make_run(job)
-    label = run.cell.label
     done = run.finished()
     if done:
-        return Outcome(run.dir.name, label, "finished", done)
+        return Outcome(run.dir.name, "finished", done)
     lock = CellLock(run.dir)
     if not lock.acquire():
-        return Outcome(run.dir.name, label, "held", owner=lock.owner_text())
+        return Outcome(run.dir.name, "held", owner=lock.owner_text())
     try:  # run() looks for result.json again: a process that finished the cell meanwhile is not repeated
-        return Outcome(run.dir.name, label, "finished", run.run())
+        return Outcome(run.dir.name, "finished", run.run())
     finally:
         lock.release()
 

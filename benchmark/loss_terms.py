@@ -59,6 +59,7 @@ class LossTermRecorder:
         self._abs: dict[str, torch.Tensor] = {}
         self._counts: dict[str, int] = {}
         self._optional: dict[str, bool] = {}
+        self._criterion_only = False  # no plugin to wrap: end_step books the criterion (the loss then is just it)
 
     @classmethod
     def attach(cls, strategy, skip=()) -> "LossTermRecorder":
@@ -71,8 +72,7 @@ class LossTermRecorder:
         for i, p in enumerate(hooked):  # two plugins of one class get distinct names
             name = names[i] if names.count(names[i]) == 1 else f"{names[i]}_{names[:i].count(names[i]) + 1}"
             p.before_backward = rec._wrap(p.before_backward, name, first=i == 0)
-        if not hooked:
-            rec._criterion_only = True
+        rec._criterion_only = not hooked
         return rec
 
     def _wrap(self, fn, name: str, first: bool):
@@ -106,7 +106,7 @@ class LossTermRecorder:
         """Books the loss that is back-propagated and the step's learning rate (``lr``; its epoch mean is the
         epoch's rate whatever the schedule does between epochs); call it after every plugin's ``before_backward``."""
         if torch.is_tensor(getattr(strategy, "loss", None)):
-            if getattr(self, "_criterion_only", False):
+            if self._criterion_only:
                 self.add("criterion", strategy.loss)
             self.add("total", strategy.loss)
         opt = getattr(strategy, "optimizer", None)
