@@ -5,7 +5,7 @@
 * Unbalanced stage (phase t > 0, new data + exemplars): ``CE`` over all seen classes plus, for every old class
   group j < t (the classes of phase j), a distillation term: the soft cross-entropy between the group's softmax at
   temperature T and the previous model's, ``-sum softmax(z_old/T) log softmax(z/T)`` (no T^2; the official
-  ``vl_nnsoftmaxdiff``), weight ``lamb`` each.  FACIL's BCE variant and its off-by-one (skipping the newest old
+  ``vl_nnsoftmaxdiff``), weight ``kd_weight`` each.  FACIL's BCE variant and its off-by-one (skipping the newest old
   group) are not reproduced.
 * Balanced fine-tuning after it: the memory is re-selected by herding with the new classes at the same per-class
   count (so the set is exactly class-balanced), and the whole network is trained on it for ``bft_epochs`` at
@@ -13,7 +13,8 @@
   new one included (official: a temporary distillation term on the newest head), against the network as it was
   after the unbalanced stage: the official code recomputes all distillation targets with that network
   (``eval_softmax(net, imdb)`` before the balanced ``cnn_train_dag_exemplars``), not with the previous phase's.
-  Defaults from the issue (FACIL's parser): lamb 1, T 2, 40 epochs at a constant 0.01 of the learning rate.  The
+  Defaults from FACIL's parser: lamb 1 (``kd_weight``), T 2 (``temperature``), 40 epochs at a constant 0.01 of the
+  learning rate.  The
   official code differs and the ``paper`` profile follows it: 30 epochs at 0.01, 0.001, 0.0001 (10 each) after a
   main stage at 0.1, i.e. ``bft_lr_factor`` 0.1 with ``bft_lr_step`` 10 (StepLR, 0 = constant).  ``cpu``: 4 epochs
   at 0.1 of its Adam 1e-3 (the official ratio: 0.01 of Adam's 1e-3 moves a weight by at most ~1e-5 a step, so the
@@ -27,7 +28,7 @@ Memory: herding, 20 exemplars per class growing (CONVENTIONS.md) or ``memory_tot
 """
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -38,7 +39,8 @@ from torch import nn
 from baselines.exemplars import ExemplarMemory, append_memory
 from baselines.soft_targets import soft_cross_entropy
 from benchmark.augment import augment_batch
-from benchmark.methods import (EXEMPLAR_DEFAULTS, CILMethod, exemplar_memory_note, make_suite_plugin,
+from benchmark.hparams import hp
+from benchmark.methods import (EXEMPLAR_DEFAULTS, CILMethod, ExemplarParams, exemplar_memory_note, make_suite_plugin,
                                placeholder_optimizer, quiet_evaluator, register_method)
 from benchmark.models.base import frozen_copy
 from benchmark.precision import StepPrecision
@@ -80,8 +82,8 @@ class EEILPlugin(SupervisedPlugin):
             return
         with torch.no_grad():
             old = self.old_model(strategy.mb_x)
-        strategy.loss = strategy.loss + self.p["lamb"] * grouped_distillation(
-            strategy.mb_output, old, self._old_groups(), self.p["T"])
+        strategy.loss = strategy.loss + self.p["kd_weight"] * grouped_distillation(
+            strategy.mb_output, old, self._old_groups(), self.p["temperature"])
 
     def after_training_exp(self, strategy, **kwargs):
         x, y = materialize(strategy.experience.dataset)
@@ -95,7 +97,7 @@ class EEILPlugin(SupervisedPlugin):
         after_unbalanced = frozen_copy(self.net)
         groups = self.sc.group_bounds()[: k + 1]  # old groups and the new one
         r = self.recipe_for(k)
-        bft = replace(r, lr=r.lr * p["bft_lr_factor"], lr_step=p.get("bft_lr_step", 0), lr_gamma=0.1, lr_milestones=())
+        bft = replace(r, lr=r.lr * p["bft_lr_factor"], lr_step=p["bft_lr_step"], lr_gamma=0.1, lr_milestones=())
         opt = make_optimizer(self.net.parameters(), bft)
         sched = bft.scheduler(opt)
         x, y = (t.to(self.device) for t in self.memory.tensors())
@@ -113,8 +115,8 @@ class EEILPlugin(SupervisedPlugin):
                     out = self.net(xb)
                     with torch.no_grad():
                         target = after_unbalanced(xb)
-                    loss = F.cross_entropy(out, y[idx]) + p["lamb"] * grouped_distillation(out, target, groups,
-                                                                                          p["T"])
+                    loss = F.cross_entropy(out, y[idx]) + p["kd_weight"] * grouped_distillation(
+                        out, target, groups, p["temperature"])
                 opt.zero_grad(set_to_none=True)
                 sp.backward(loss)
                 sp.step(opt)
@@ -123,11 +125,25 @@ class EEILPlugin(SupervisedPlugin):
         self.net.train(was)
 
 
+@dataclass(frozen=True)
+class EEILParams:
+    """CE + kd_weight * sum_j soft-CE_T(old group j) (Castro et al. Eq. 1-2), then balanced fine-tuning."""
+
+    kd_weight: float = hp(1.0, "weight of each old group's distillation term", "FACIL eeil.py --lamb 1",
+                          key_name="lamb")
+    temperature: float = hp(2.0, "softmax temperature of the distillation", "Castro et al. Sec. 3: T = 2",
+                            key_name="T")
+    bft_epochs: int = hp(40, "balanced fine-tuning epochs after each phase t > 0 (0: none)",
+                         "FACIL eeil.py --ft-epochs 40; official experiment_cifar.m: 30")
+    bft_lr_factor: float = hp(0.01, "balanced fine-tuning learning rate, times the phase's",
+                              "FACIL eeil.py: lr / 100; official: 0.1 of the main stage's lr, / 10 every 10 epochs")
+    bft_lr_step: int = hp(0, "StepLR step of the fine-tuning in epochs (0: constant)", "official: 10")
+
+
 # cost: fitted to the committed cpu cell that loaded phase 0 (benchmarks/check_estimates.py, 1 cell)
 @register_method("eeil", published="EEIL", cost=(1.0, 1.94), memory=exemplar_memory_note(EXEMPLAR_DEFAULTS),
                  recipe_group="eeil",
-                 defaults={**EXEMPLAR_DEFAULTS, "lamb": 1.0, "T": 2.0, "bft_epochs": 40,
-                           "bft_lr_factor": 0.01, "bft_lr_step": 0},
+                 params=(ExemplarParams, EEILParams),
                  description="EEIL: CE + per-group distillation (T 2) with exemplars, then balanced fine-tuning")
 class EEIL(CILMethod):
     phase0_family = "ce"

@@ -11,20 +11,32 @@ from __future__ import annotations
 from avalanche.training.plugins import EWCPlugin
 from avalanche.training.utils import ParamData
 
+from dataclasses import dataclass
+
 from baselines.finetune import Finetune
+from benchmark.hparams import hp
 from benchmark.methods import register_method
 
 
+@dataclass(frozen=True)
+class EWCParams:
+    """CE + penalty_weight * sum_i F_i (theta_i - theta*_i)^2 (Kirkpatrick et al. Eq. 3, Avalanche's form)."""
+
+    penalty_weight: float = hp(5000.0, "weight of the quadratic penalty (lambda)", "FACIL ewc.py --lamb 5000",
+                               key_name="ewc_lambda")
+    mode: str = hp("separate", "one penalty per past phase (Avalanche's online mode needs a decay factor the suite "
+                   "does not declare)", "Avalanche EWCPlugin mode", choices=("separate",))
+
+
 # cost: fitted to the committed cpu cells that loaded phase 0 (benchmarks/check_estimates.py, 2 cells)
-@register_method("ewc", cost=(1.0, 1.18), defaults={"ewc_lambda": 5000.0, "mode": "separate"},
+@register_method("ewc", cost=(1.0, 1.18), params=EWCParams,
                  description="EWC (Avalanche EWCPlugin), FACIL lambda 5000; no published row (RGAL names it in "
                              "its text only)")
 class EWC(Finetune):
     phase0_family = "ce"
 
     def __init__(self, ctx):
-        self.ewc_plugin = EWCPlugin(ctx.params["ewc_lambda"], mode=ctx.params["mode"],
-                                    decay_factor=ctx.params.get("decay_factor"))
+        self.ewc_plugin = EWCPlugin(ctx.params["penalty_weight"], mode=ctx.params["mode"])
         super().__init__(ctx, plugins=[self.ewc_plugin])
 
     def state_dict(self):

@@ -13,14 +13,14 @@ from avalanche.training import ICaRL as AvalancheICaRL
 from avalanche.training.losses import ICaRLLossPlugin
 
 from baselines.icarl_loss import SuiteICaRLLoss
-from benchmark.methods import (EXEMPLAR_DEFAULTS, CILMethod, exemplar_memory_note, make_suite_plugin,
+from benchmark.methods import (EXEMPLAR_DEFAULTS, CILMethod, ExemplarParams, exemplar_memory_note, make_suite_plugin,
                                placeholder_optimizer, put_last, quiet_evaluator, register_method)
 
 
 # cost: fitted to the committed cpu cells that loaded phase 0 (benchmarks/check_estimates.py, 3 cells)
 @register_method("icarl", cost=(1.0, 1.73), published={"icarl-cnn": "iCaRL-CNN", "icarl-ncm": "iCaRL-NCM"},
                  memory=exemplar_memory_note(EXEMPLAR_DEFAULTS), rows=["icarl-cnn", "icarl-ncm"],
-                 defaults=dict(EXEMPLAR_DEFAULTS),
+                 params=ExemplarParams,
                  description="iCaRL (Avalanche ICaRL): herding, rows icarl-cnn and icarl-ncm")
 class ICaRL(CILMethod):
     phase0_family = "bce"

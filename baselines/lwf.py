@@ -1,6 +1,7 @@
 """Learning without Forgetting (Li & Hoiem 2016) on Avalanche's ``LwFPlugin``.
 
-Hyper-parameters from FACIL's defaults: lambda (alpha) 1, temperature 2.  Two fixes to Avalanche 0.6.0's
+Hyper-parameters from FACIL's defaults: lambda 1 (``kd_weight``; Avalanche's ``alpha``), temperature 2.  Two fixes
+to Avalanche 0.6.0's
 ``LearningWithoutForgetting``, both documented here because they change numbers:
 * its KL term lacks Hinton's T^2 factor (which keeps the gradient scale of the soft targets independent of T);
   it is restored;
@@ -16,7 +17,10 @@ from __future__ import annotations
 from avalanche.training.plugins import LwFPlugin
 from avalanche.training.regularization import LearningWithoutForgetting
 
+from dataclasses import dataclass
+
 from baselines.finetune import Finetune
+from benchmark.hparams import hp
 from benchmark.methods import register_method
 from benchmark.models.base import frozen_copy
 
@@ -40,14 +44,23 @@ class SuiteLwFPlugin(LwFPlugin):
         self.lwf = LwFWithT2(alpha, temperature)
 
 
-@register_method("lwf", cost=(1.0, 1.33), defaults={"alpha": 1.0, "temperature": 2.0},
+@dataclass(frozen=True)
+class LwFParams:
+    """CE + kd_weight * T^2 KL(softmax(z_old / T) || softmax(z / T)) over the old classes (Li & Hoiem Eq. 2-3)."""
+
+    kd_weight: float = hp(1.0, "weight of the distillation term", "FACIL lwf.py --lamb 1; Avalanche LwFPlugin alpha",
+                          key_name="alpha")
+    temperature: float = hp(2.0, "softmax temperature of the distillation term", "Li & Hoiem Sec. 3: T = 2")
+
+
+@register_method("lwf", cost=(1.0, 1.33), params=LwFParams,
                  description="LwF (Avalanche LwFPlugin, T^2 restored), FACIL defaults lambda 1, T 2; no published "
                              "row (the papers tabulate LwF-MC)")
 class LwF(Finetune):
     phase0_family = "ce"
 
     def __init__(self, ctx):
-        self.lwf_plugin = SuiteLwFPlugin(ctx.params["alpha"], ctx.params["temperature"])
+        self.lwf_plugin = SuiteLwFPlugin(ctx.params["kd_weight"], ctx.params["temperature"])
         super().__init__(ctx, plugins=[self.lwf_plugin])
 
     def state_dict(self):

@@ -6,10 +6,12 @@ distillation on Grad-CAM maps, without exemplars.  No official code was found; b
   previous model's top class ``c`` (argmax of its logits over the old classes, as the paper states):
   ``map = ReLU(sum_k mean_hw(d z_c / d A_k) A_k)``, for the frozen previous model and for the current model with the
   same class, each flattened and L2-normalised.
-* ``L_AD = mean_i || q_old,i - q_cur,i ||_1`` (weight ``gamma`` 1).  The current map keeps its activations in the
+* ``L_AD = mean_i || q_old,i - q_cur,i ||_1`` (weight ``attention_weight``, the paper's gamma, 1).  The current map
+  keeps its activations in the
   graph, so the loss trains the network (FACIL's hooks detach them, which makes its attention term inert); the
   channel weights (the gradients) are treated as constants, as PyCIL does, which avoids a second-order backward.
-* ``L_D``: the KL divergence between the old and current softmax over the old classes at T = 2, weight ``beta`` 1,
+* ``L_D``: the KL divergence between the old and current softmax over the old classes at T = 2 (``temperature``),
+  weight ``kd_weight`` (beta) 1,
   without a T^2 factor (FACIL's ``cross_entropy(..., exp=1/2)`` and LwF's original form; ``kd_t2=True`` multiplies
   by T^2, the Hinton / Avalanche form); ``CE`` over the current phase's classes only (``ce_scope="new"``: FACIL
   without exemplars trains the current head, as LwF's new-task loss; ``"seen"``: all seen classes, which without
@@ -21,6 +23,8 @@ distillation on Grad-CAM maps, without exemplars.  No official code was found; b
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 
 import torch
 import torch.nn.functional as F
@@ -28,6 +32,7 @@ from avalanche.core import SupervisedPlugin
 from avalanche.training import Naive
 
 from baselines.soft_targets import scoped_cross_entropy
+from benchmark.hparams import hp
 from benchmark.loss_terms import record_term
 from benchmark.methods import CILMethod, make_suite_plugin, placeholder_optimizer, quiet_evaluator, register_method
 from benchmark.models.base import OutputCapture, frozen_copy
@@ -58,7 +63,7 @@ class LwMPlugin(SupervisedPlugin):
 
     def criterion(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """The classification term: CE over the current phase's classes (``ce_scope="new"``) or all seen ones."""
-        return scoped_cross_entropy(logits, y, self.sc.group_bounds()[self.k], self.p.get("ce_scope", "new"))
+        return scoped_cross_entropy(logits, y, self.sc.group_bounds()[self.k], self.p["ce_scope"])
 
     def before_backward(self, strategy, **kwargs):
         if self.old_model is None:
@@ -72,13 +77,13 @@ class LwMPlugin(SupervisedPlugin):
         a_cur = self.cur.value
         g_cur, = torch.autograd.grad(out.gather(1, c).sum(), a_cur, retain_graph=True)
         q_cur = gradcam_map(a_cur, g_cur.detach())
-        t = self.p["T"]
+        t = self.p["temperature"]
         kd = F.kl_div(F.log_softmax(out[:, :n_old] / t, 1), F.softmax(old_logits.detach() / t, 1),
-                      reduction="batchmean") * (t * t if self.p.get("kd_t2") else 1.0)
+                      reduction="batchmean") * (t * t if self.p["kd_t2"] else 1.0)
         ad = attention_distillation(q_old, q_cur)
-        strategy.loss = strategy.loss + self.p["beta"] * kd + self.p["gamma"] * ad
-        record_term(strategy, "lwm_kd", self.p["beta"] * kd.detach())  # the two terms apart, for --log
-        record_term(strategy, "lwm_attention", self.p["gamma"] * ad.detach())
+        strategy.loss = strategy.loss + self.p["kd_weight"] * kd + self.p["attention_weight"] * ad
+        record_term(strategy, "lwm_kd", self.p["kd_weight"] * kd.detach())  # the two terms apart, for --log
+        record_term(strategy, "lwm_attention", self.p["attention_weight"] * ad.detach())
 
     def after_training_exp(self, strategy, **kwargs):
         self.cur.value = None  # releases the last forward's graph (the copy below does not need it)
@@ -91,11 +96,25 @@ class LwMPlugin(SupervisedPlugin):
         self.old_cap = OutputCapture(model.backbone.gradcam_layer(), leaf=True)
 
 
+@dataclass(frozen=True)
+class LwMParams:
+    """CE + kd_weight * L_D + attention_weight * L_AD (Dhar et al. Eq. 4: beta, gamma)."""
+
+    kd_weight: float = hp(1.0, "weight of the logit distillation L_D (beta)", "Dhar et al. Eq. 4; FACIL lwm.py beta 1",
+                          key_name="beta")
+    attention_weight: float = hp(1.0, "weight of the Grad-CAM attention distillation L_AD (gamma)",
+                                 "Dhar et al. Eq. 4; FACIL lwm.py gamma 1", key_name="gamma")
+    temperature: float = hp(2.0, "softmax temperature of L_D", "FACIL lwm.py T 2", key_name="T")
+    ce_scope: str = hp("new", "CE over the current phase's classes or over every seen class",
+                       "FACIL lwm.py: the current head", choices=("new", "seen"))
+    kd_t2: bool = hp(False, "multiply L_D by T^2 (Hinton's form)", "FACIL lwm.py: no T^2")
+
+
 # cost: later phases at about the fine-tuning rate (measured: seeds 1-2 of results/cil-issue5-cpu took 7.8-8.0 min
-# where cost 2.0 predicted 15.9; python benchmarks/check_estimates.py); the RGAL paper names LwM but publishes no LwM number
+# where cost 2.0 predicted 15.9; python benchmarks/check_estimates.py); the RGAL paper names LwM but publishes no
+# LwM number
 @register_method("lwm", cost=(1.0, 1.0),
-                 defaults={"beta": 1.0, "gamma": 1.0, "T": 2.0, "ce_scope": "new", "kd_t2": False},
-                 choices={"ce_scope": ("new", "seen")},
+                 params=LwMParams,
                  description="LwM: LwF distillation + Grad-CAM attention distillation, no exemplars")
 class LwM(CILMethod):
     phase0_family = "ce"

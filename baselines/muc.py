@@ -49,6 +49,7 @@ recipe.
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -59,6 +60,7 @@ from torch import nn
 from baselines.soft_targets import scoped_cross_entropy, soft_cross_entropy
 from benchmark.augment import augment_batch
 from benchmark.errors import BenchError
+from benchmark.hparams import hp
 from benchmark.methods import CILMethod, make_suite_plugin, placeholder_optimizer, quiet_evaluator, register_method
 from benchmark.models.base import OutputCapture, frozen_copy
 from benchmark.seeds import derive_seed
@@ -167,7 +169,7 @@ class MUCPlugin(SupervisedPlugin):
     def before_backward(self, strategy, **kwargs):
         if self.old_model is None:
             return
-        k, t = self.k, self.p["T"]
+        k, t = self.k, self.p["temperature"]
         n_old = self.sc.seen_after(k - 1)
         with torch.no_grad():
             old_emb = self.old_model.backbone(strategy.mb_x)
@@ -271,13 +273,31 @@ class MUCPlugin(SupervisedPlugin):
         return log
 
 
-@register_method("muc", published="MUC", cost=(1.0, 1.4), recipe_group="muc",
-                 defaults={"K": 3, "T": 2.0, "side_kd": "previous", "ce_scope": "new", "aux": "auto",
-                           "stage3_epochs": 80, "stage3_views": 0, "stage3_lr": 0.1, "stage3_batch": 128,
-                           "side_init": "stage3", "side_init_scale": 1.0},
-                 key_neutral=("side_init_scale",),
-                 choices={"side_kd": ("previous", "all"), "ce_scope": ("new", "seen"),
-                          "aux": AUX_CHOICES, "side_init": ("stage3", "keep")},
+@dataclass(frozen=True)
+class MUCParams:
+    """Stage 1: (1 - a) CE + a (KD_main + KD_side); stage 3: side heads for maximum discrepancy (module docstring)."""
+
+    K: int = hp(3, "side classifiers per class group (1: none, plain LwF)", "MUC cifar100_MUC_LwF.py: 3 fc_side")
+    temperature: float = hp(2.0, "softmax temperature of the distillation terms", "MUC cifar100_MUC_LwF.py: T = 2",
+                            key_name="T")
+    side_kd: str = hp("previous", "distil the side heads of the previous group only, or of every old group",
+                      "MUC cifar100_MUC_LwF.py: the latest group's", choices=("previous", "all"))
+    ce_scope: str = hp("new", "CE over the new classes' logits or over every seen class",
+                       "MUC cifar100_MUC_LwF.py: the new classes", choices=("new", "seen"))
+    aux: str = hp("auto", "auxiliary out-of-distribution images of stage 3", "MUC: SVHN", choices=AUX_CHOICES)
+    stage3_epochs: int = hp(80, "stage-3 epochs after every phase", "MUC cifar100_MUC_LwF.py: 80")
+    stage3_views: int = hp(0, "augmented views whose features stage 3 cycles over (0: fresh every epoch)",
+                           "official: fresh augmentation every epoch (0)")
+    stage3_lr: float = hp(0.1, "stage-3 SGD learning rate (decayed by 10 at 1/2, 3/4, 7/8 of the epochs)",
+                          "MUC cifar100_MUC_LwF.py: 0.1, milestones 40, 60, 70")
+    stage3_batch: int = hp(128, "stage-3 batch size", "MUC cifar100_MUC_LwF.py: 128", low=1)
+    side_init: str = hp("stage3", "redraw a group's side heads when its stage 3 starts, or keep stage 1's rows",
+                        "suite choice (module docstring)", choices=("stage3", "keep"))
+    side_init_scale: float = hp(1.0, "scale of that redraw (1: nn.Linear's default)", "suite choice",
+                                key_neutral=True)
+
+
+@register_method("muc", published="MUC", cost=(1.0, 1.4), recipe_group="muc", params=MUCParams,
                  description="MUC (LwF variant): K side classifiers per phase trained for maximum discrepancy on "
                              "auxiliary OOD data, distilled with the main head; no exemplars")
 class MUC(CILMethod):

@@ -12,7 +12,7 @@ official code behaves (hshustc/CVPR19_Incremental_Learning ``class_incremental_c
   the new rows train.
 * Loss in phase t > 0: ``CE(sigma cos) + lambda * LF + lw_mr * MR``:
   - less-forget ``LF = mean(1 - cos(f, f_old))`` on the pooled features (the fc input) against the frozen previous
-    model, ``lambda = lambda_base * sqrt(n_old / n_new)`` (lambda_base 5, CIFAR);
+    model, ``lambda = lambda_base * sqrt(n_old / n_new)`` (lambda_base 5, CIFAR: ``kd_weight``);
   - margin ranking ``MR``: for every sample of an old class in the batch (exemplars), its ground-truth cosine score
     (unscaled) against its K = 2 highest new-class scores, ``max(0, margin - (s_gt - s_hard))`` with margin 0.5,
     averaged over (sample, k).
@@ -32,6 +32,7 @@ share their table-wide recipe.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -41,8 +42,9 @@ from torch import nn
 
 from baselines.exemplars import ExemplarMemory, append_memory, embed, nme_class_means
 from benchmark.augment import augment_batch
+from benchmark.hparams import hp
 from benchmark.loss_terms import record_term
-from benchmark.methods import (EXEMPLAR_DEFAULTS, CILMethod, exemplar_memory_note, make_suite_plugin,
+from benchmark.methods import (EXEMPLAR_DEFAULTS, CILMethod, ExemplarParams, exemplar_memory_note, make_suite_plugin,
                                placeholder_optimizer, quiet_evaluator, register_method)
 from benchmark.models.base import OutputCapture, frozen_copy
 from benchmark.precision import float32_forward
@@ -129,7 +131,7 @@ class UCIRPlugin(SupervisedPlugin):
         n_new = self.net.head.active - self.n_old
         with torch.no_grad():
             f_old = self.old_model.backbone(strategy.mb_x)
-        lam = self.p["lambda_base"] * (math.sqrt(self.n_old / n_new) if self.p["adapt_lambda"] else 1.0)
+        lam = self.p["kd_weight"] * (math.sqrt(self.n_old / n_new) if self.p["adapt_lambda"] else 1.0)
         lf = less_forget_loss(self.capture.value, f_old)
         mr = margin_ranking_loss(self.net.head.cosine(self.capture.value), strategy.mb_y, self.n_old, self.p["K"],
                                  self.p["margin"])
@@ -175,11 +177,31 @@ class UCIRPlugin(SupervisedPlugin):
         self.net.train(was)
 
 
+@dataclass(frozen=True)
+class UCIRParams:
+    """CE(sigma cos) + lambda * L_LF + lw_mr * L_MR (Hou et al. Eq. 6-8; official
+    ``incremental_train_and_eval_MR_LF.py``)."""
+
+    kd_weight: float = hp(5.0, "lambda_base: weight of the less-forget term",
+                          "official class_incremental_cosine_cifar100.py --lamda 5",
+                          key_name="lambda_base")
+    adapt_lambda: bool = hp(True, "scale it by sqrt(n_old / n_new)", "official --adapt_lamda")
+    K: int = hp(2, "hard new-class scores per old sample in the margin ranking", "official --K 2", low=1)
+    margin: float = hp(0.5, "margin of the margin ranking", "official --dist 0.5")
+    lw_mr: float = hp(1.0, "weight of the margin ranking", "official --lw_mr 1")
+    imprint: bool = hp(True, "imprint the new classes' weights from their normalised feature means",
+                       "official --imprint_weights")
+    remove_last_relu: bool = hp(True, "the last residual block ends without its ReLU",
+                                "official modified_resnet_cifar.py: last_phase=True")
+    cbf_epochs: int = hp(0, "class-balanced fine-tuning epochs after each phase t > 0 (0: none)",
+                         "official cbf_* scripts --cb_finetune; main script: none")
+    cbf_lr: float = hp(0.01, "its SGD learning rate (decayed by 10 at half the epochs)",
+                       "official cbf_* scripts --ft_base_lr 0.01")
+
+
 @register_method("ucir", published={"ucir-cnn": "UCIR", "ucir-nme": ""}, cost=(1.0, 1.6), recipe_group="ucir",
                  memory=exemplar_memory_note(EXEMPLAR_DEFAULTS), rows=["ucir-cnn", "ucir-nme"],
-                 defaults={**EXEMPLAR_DEFAULTS, "lambda_base": 5.0, "adapt_lambda": True,
-                           "K": 2, "margin": 0.5, "lw_mr": 1.0, "imprint": True, "remove_last_relu": True,
-                           "cbf_epochs": 0, "cbf_lr": 0.01},
+                 params=(ExemplarParams, UCIRParams),
                  description="UCIR/LUCIR: cosine classifier, less-forget, margin ranking, herding; CNN and NME rows")
 class UCIR(CILMethod):
     phase0_family = "ucir"

@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from benchmark.augment import AugmentSpec, augment_batch, random_crop, random_flip
+from benchmark.hparams import param_entries
 from benchmark.registry import Registry
 
 DFKD_METHODS = Registry("dfkd method")
@@ -140,22 +141,22 @@ class DFKDMethod:
         return x
 
 
-def register_dfkd_method(name: str, *, published: str = "", defaults: dict | None = None, description: str = "",
-                         choices: dict | None = None, reference: bool = False, key_neutral: tuple[str, ...] = (),
+def register_dfkd_method(name: str, *, params: type | tuple[type, ...] = (), defaults: dict | None = None,
+                         exclude: tuple[str, ...] = (), published: str = "", description: str = "",
+                         reference: bool = False,
                          synthesis_cost: float = 0.65, generator: bool = True):
-    """Class decorator: registers a ``DFKDMethod`` with its default hyper-parameters (``--set`` checks against
-    them and ``choices``).  ``key_neutral``: parameters added after results were committed, left out of a cell's
-    configuration and key while at their default (``benchmark.methods.cell_params``), as for the CIL methods.
+    """Class decorator: registers a ``DFKDMethod`` with its hyper-parameters, declared as for the CIL methods
+    (``benchmark.methods.register_method``: ``params`` dataclasses, ``defaults`` replacing declared defaults,
+    ``exclude``: declared fields the method does not have).
     ``synthesis_cost`` and ``generator`` feed ``--dry-run``'s estimate
-    (``benchmark.dfkd_runner.predicted_dfkd_seconds``): one synthesis step per image costs ``synthesis_cost``
+    (``benchmark.dfkd_estimates.predicted_dfkd_seconds``): one synthesis step per image costs ``synthesis_cost``
     teacher-plus-student training passes, plus a generator's forward and backward when ``generator``."""
-
     def deco(cls):
         cls.name = name
         cls.reference = reference
-        DFKD_METHODS.register(name, cls, description=description, published=published, defaults=defaults or {},
-                              choices=choices or {}, rows=[name], memory="none", reference=reference,
-                              key_neutral=tuple(key_neutral), synthesis_cost=synthesis_cost, generator=generator)
+        DFKD_METHODS.register(name, cls, description=description, published=published, rows=[name],
+                              memory="none", reference=reference, synthesis_cost=synthesis_cost, generator=generator,
+                              **param_entries(params, defaults, exclude))
         return cls
 
     return deco

@@ -22,8 +22,6 @@ therefore one network, repeated per seed.
 from __future__ import annotations
 
 import datetime as _dt
-import math
-import time
 from pathlib import Path
 
 import torch
@@ -32,17 +30,17 @@ from tqdm.auto import tqdm
 from benchmark import store
 from benchmark.augment import AugmentSpec
 from benchmark.cells import Cell, CellFolder, thread_entry
+from benchmark.distill_loop import DistillLoop
 from benchmark.dfkd_profiles import DFKDProfile, DistillRecipe, TeacherRecipe, dfkd_profile
 from benchmark.dfkd_methods import DFKD_METHODS, DFKDContext
 from benchmark.errors import BenchError
-from benchmark.loss_terms import LossTermRecorder
 from benchmark.methods import cell_params, full_params
 from benchmark.models import MODELS, build_model
-from benchmark.precision import autocast, resolve_precision
+from benchmark.precision import resolve_precision
 from benchmark.run_logging import CellLogger
-from benchmark.runner import versions
+from benchmark.provenance import versions
 from benchmark.scenarios import SCENARIOS, _cached_arrays
-from benchmark.teachers import carried_teacher, get_teacher, teacher_cache_path, teacher_key, test_accuracy
+from benchmark.teachers import carried_teacher, get_teacher, teacher_cache_path, teacher_key
 from benchmark.training import deterministic_kernels, rng_state, seed_everything, set_rng_state
 
 # augmentation of real and pool images in the distillation task: CMI's CIFAR transform (crop 4 + flip, no colour
@@ -116,7 +114,7 @@ class DFKDCellRun(CellFolder):
         self.cache_dir, self.device, self.data_root = cache_dir, device, data_root
         self.progress, self.command, self.teacher_checkpoint = progress, command, teacher_checkpoint
         self.log = tuple(log)  # --log: experiment loggers (benchmark.run_logging); never part of the key
-        versions()  # taken when the cell starts (see benchmark.runner.versions)
+        versions()  # taken when the cell starts (see benchmark.provenance.versions)
 
     def teacher_cache_path(self) -> Path:
         """Where the suite's teacher of this cell is cached (``--dry-run`` reports whether it exists)."""
@@ -170,34 +168,14 @@ class DFKDCellRun(CellFolder):
             return self._finish({"teacher": {"top1": t_info["test_accuracy"], "best_top1": t_info["test_accuracy"],
                                              "curve": []}}, t_info, {}, {}, method=None)
 
-        seed_everything(cfg["seed"])
-        student = build_model(cfg["student"], data.n_classes, data.channels, spec.mean, spec.std).to(dev)
-        if recipe.channels_last:
-            student.to(memory_format=torch.channels_last)
-            teacher.to(memory_format=torch.channels_last)
-        gen = torch.Generator(device=dev)
-        gen.manual_seed(cfg["seed"])
-        params = full_params(cfg["method"], cfg["method_params"], DFKD_METHODS)
-        ctx = DFKDContext(teacher, student, params, recipe, data.n_classes, tuple(data.x_train.shape[1:]),
-                          spec.mean, spec.std, aug, dev, gen, self.dir / "pool",
-                          self.cell.key, real_data=(data.x_train, data.y_train) if method_cls.reference else None)
-        method = method_cls(ctx)
+        student, method, gen = self._build(method_cls, teacher, data, spec, recipe, aug)
         opt = torch.optim.SGD(method.trainable(), lr=recipe.lr, momentum=recipe.momentum,
                               weight_decay=recipe.weight_decay)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, recipe.epochs) if recipe.schedule == "cosine" else None
         rounds = max(1, recipe.ep_steps // method.kd_steps)
-        st = {"epoch": 0, "round": 0, "curve": [], "synth_seconds": 0.0, "synth_images": 0, "synth_kept": 0,
-              "student_seconds": 0.0, "student_images": 0, "eval_seconds": 0.0, "last_loss": None}
-        if self.ckpt_path.is_file():
-            ck = store.load_torch(self.ckpt_path, self.cell.key)
-            student.load_state_dict(ck["student"])
-            method.load_state_dict(ck["method"])
-            opt.load_state_dict(ck["optimizer"])
-            if sched:
-                sched.load_state_dict(ck["scheduler"])
-            gen.set_state(ck["generator"])
-            set_rng_state(ck["rng"])
-            st = ck["state"]
+        st = self._restore(student, method, opt, sched, gen) or {
+            "epoch": 0, "round": 0, "curve": [], "synth_seconds": 0.0, "synth_images": 0, "synth_kept": 0,
+            "student_seconds": 0.0, "student_images": 0, "eval_seconds": 0.0, "last_loss": None}
 
         def save():
             store.save_torch(self.ckpt_path, {
@@ -212,83 +190,56 @@ class DFKDCellRun(CellFolder):
         finally:
             logger.close()
 
-    def _distil(self, method, student, teacher, data, recipe, opt, sched, rounds, st, save, t_info, logger) -> dict:
+    def _build(self, method_cls, teacher, data, spec, recipe, aug):
+        """The student, the method around it and the cell's generator, seeded as every run of the cell."""
         cfg, dev = self.cfg, self.device
-        epoch_figures = LossTermRecorder()  # per-epoch means for the experiment loggers (--log)
-        bar = tqdm(total=recipe.epochs, initial=st["epoch"], desc=f"  epochs ({cfg['method']})",
+        seed_everything(cfg["seed"])
+        student = build_model(cfg["student"], data.n_classes, data.channels, spec.mean, spec.std).to(dev)
+        if recipe.channels_last:
+            student.to(memory_format=torch.channels_last)
+            teacher.to(memory_format=torch.channels_last)
+        gen = torch.Generator(device=dev)
+        gen.manual_seed(cfg["seed"])
+        params = full_params(cfg["method"], cfg["method_params"], DFKD_METHODS)
+        ctx = DFKDContext(teacher, student, params, recipe, data.n_classes, tuple(data.x_train.shape[1:]),
+                          spec.mean, spec.std, aug, dev, gen, self.dir / "pool",
+                          self.cell.key, real_data=(data.x_train, data.y_train) if method_cls.reference else None)
+        return student, method_cls(ctx), gen
+
+    def _restore(self, student, method, opt, sched, gen) -> dict | None:
+        """A partial cell's checkpoint loaded into the run's objects; its progress state (None without one)."""
+        if not self.ckpt_path.is_file():
+            return None
+        ck = store.load_torch(self.ckpt_path, self.cell.key)
+        student.load_state_dict(ck["student"])
+        method.load_state_dict(ck["method"])
+        opt.load_state_dict(ck["optimizer"])
+        if sched:
+            sched.load_state_dict(ck["scheduler"])
+        gen.set_state(ck["generator"])
+        set_rng_state(ck["rng"])
+        return ck["state"]
+
+    def _distil(self, method, student, teacher, data, recipe, opt, sched, rounds, st, save, t_info, logger) -> dict:
+        loop = DistillLoop(self.cfg, self.device, method, student, opt, sched, recipe, st, save, logger,
+                           self.checkpoint_seconds)
+        bar = tqdm(total=recipe.epochs, initial=st["epoch"], desc=f"  epochs ({self.cfg['method']})",
                    disable=not self.progress, position=1, leave=False)
-        last_save = time.time()
         student.train()
-        def synthesis() -> dict:
-            t0 = time.time()
-            with autocast(recipe.precision, dev.type):  # the synthesisers' own steps included
-                info = method.synthesize()
-            st["synth_seconds"] += time.time() - t0
-            st["synth_images"] += method.g_steps * recipe.synthesis_batch if method.synthesizes else 0
-            st["synth_kept"] += recipe.synthesis_batch if method.uses_pool else 0
-            return info
-
-        def student_steps() -> torch.Tensor:
-            t0 = time.time()
-            for _ in range(method.kd_steps):
-                with autocast(recipe.precision, dev.type):
-                    loss, n = method.student_loss()
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                st["student_images"] += n
-                if logger:
-                    _book(epoch_figures, {"loss": loss, **method.student_terms}, "student")
-            st["student_seconds"] += time.time() - t0
-            return loss
-
         while st["epoch"] < recipe.epochs:
             while st["round"] < rounds:
-                # a round: synthesis, then the student steps (CMI's datafree_kd.py); a method whose official loop
-                # trains the student first (DFAD's train() with step_order=student_first) swaps the two
-                if method.student_first:
-                    loss = student_steps()
-                    info = synthesis()
-                else:
-                    info = synthesis()
-                    loss = student_steps()
-                last = float(loss.detach())
-                st["last_loss"] = {"student": last, **info}
-                if logger:
-                    _book(epoch_figures, info, "synthesis")
-                if not math.isfinite(last):
-                    raise BenchError(f"{cfg['method']}: the student loss became {last} in epoch "
-                                     f"{st['epoch'] + 1}; lower --lr or the method's weights (--set)")
-                st["round"] += 1
-                if time.time() - last_save > self.checkpoint_seconds and st["round"] < rounds:
-                    save()
-                    last_save = time.time()
-            epoch_lr = opt.param_groups[0]["lr"]
-            if sched:
-                sched.step()
-            method.end_epoch(opt.param_groups[0]["lr"] / recipe.lr)
-            st["epoch"] += 1
-            st["round"] = 0
-            if st["epoch"] % recipe.eval_every == 0 or st["epoch"] == recipe.epochs:
-                t0 = time.time()
-                acc = test_accuracy(student, data.x_test, data.y_test, dev)
-                st["eval_seconds"] += time.time() - t0
-                st["curve"].append({"epoch": st["epoch"], "top1": acc,
-                                    "train_seconds": st["synth_seconds"] + st["student_seconds"]})
+                loop.play_round(rounds)
+            acc = loop.end_epoch(data)
+            if acc is not None:
                 bar.set_postfix_str(f"top1 {acc:.4f}")
-                epoch_figures.add("eval/top1", 100 * acc)
-            if logger:
-                logger.log({**epoch_figures.epoch_means(), "student/lr": epoch_lr, **_rates(st)}, st["epoch"])
-            save()
-            last_save = time.time()
             bar.update(1)
         bar.close()
         curve = st["curve"]
         rows = {method.row_name: {
             "top1": curve[-1]["top1"], "best_top1": max(c["top1"] for c in curve), "curve": curve}}
         extra = method.extra_results()
-        analysis = analyse_synthetic(method.analysis_images(recipe.analysis_samples), teacher, data, dev,
-                                     recipe.analysis_samples, cfg["seed"])
+        analysis = analyse_synthetic(method.analysis_images(recipe.analysis_samples), teacher, data, self.device,
+                                     recipe.analysis_samples, self.cfg["seed"])
         if analysis:
             extra["analysis"] = analysis
         return self._finish(rows, t_info, st, extra, method)
@@ -317,22 +268,6 @@ class DFKDCellRun(CellFolder):
         return result
 
 
-def _book(rec: LossTermRecorder, figures: dict, prefix: str) -> None:
-    """Numbers of ``figures`` (a method's synthesis figures, the student's loss terms) into ``rec``."""
-    for k, v in figures.items():
-        if (torch.is_tensor(v) and v.numel() == 1) or (isinstance(v, (int, float)) and not isinstance(v, bool)):
-            rec.add(f"{prefix}/{k}", v)
-
-
-def _rates(st: dict) -> dict:
-    """Synthesis and student images/s so far in the cell (what ``timings`` reports at the end)."""
-    out = {}
-    if st["synth_seconds"] and st["synth_images"]:
-        out["throughput/synthesis_images_per_s"] = st["synth_images"] / st["synth_seconds"]
-    if st["student_seconds"]:
-        out["throughput/student_images_per_s"] = st["student_images"] / st["student_seconds"]
-    return out
-
 
 @torch.no_grad()
 def analyse_synthetic(x, teacher, data, device, n: int, seed: int) -> dict | None:
@@ -357,79 +292,3 @@ def analyse_synthetic(x, teacher, data, device, n: int, seed: int) -> dict | Non
     out["tsne"] = {"real": pts[:k].round(3).tolist(), "real_labels": embs["real"][1].tolist(),
                    "synthetic": pts[k:].round(3).tolist(), "synthetic_labels": embs["synthetic"][1].tolist()}
     return out
-
-
-def throughput_line(res: dict) -> str:
-    t = res.get("timings") or {}
-    method = res["cell"]["method"]
-    parts = [f"{method} seed {res['cell']['seed']}"]
-    for row, m in res["rows"].items():  # the method's own row is the student; others are named
-        parts.append(f"{'student' if row == method != 'teacher' else row} top-1 {100 * m['top1']:.2f} %")
-    if t.get("synthesis_images_per_s"):
-        # images through the generator's optimisation steps; pool methods keep one batch of each round
-        kept = f" ({t['pool_images_per_s']:.1f} img/s kept in the pool)" if t.get("pool_images_per_s") else ""
-        parts.append(f"synthesis {t['synthesis_images_per_s']:.0f} img/s{kept}")
-    if t.get("student_images_per_s"):
-        parts.append(f"student {t['student_images_per_s']:.0f} img/s")
-    if t.get("wall_seconds"):
-        parts.append(f"{t['wall_seconds'] / 60:.1f} min")
-    return ", ".join(parts)
-
-
-def predicted_teacher_seconds(cfg: dict, train_images: int) -> float:
-    """Rough 2-core CPU estimate of training a cell's teacher on a cache miss (no test evaluation during training):
-    ``train_images`` (``DFKDCellRun.train_images``) per epoch, fewer where the recipe caps an epoch's steps."""
-    from benchmark.runner import CPU_IMAGES_PER_S
-
-    t = cfg["teacher_recipe"]
-    per_epoch = train_images
-    if t.get("max_steps_per_epoch"):
-        per_epoch = min(per_epoch, t["max_steps_per_epoch"] * t["batch_size"])
-    return t["epochs"] * per_epoch / CPU_IMAGES_PER_S.get(cfg["teacher"], 200)
-
-
-# The generator's forward pass on this CPU, images/s at 32x32: ~3000 at ngf 16 (MNIST) and ~1750 at ngf 32 (CIFAR-10),
-# fitted on the committed cells' student-step timings (DFAD family: fresh images every step), i.e. ~ngf^-0.8.
-def generator_images_per_s(ngf: int) -> float:
-    return 3000.0 * (16 / ngf) ** 0.8
-
-
-def rounds_per_epoch(cfg: dict) -> int:
-    """Synthesis rounds of an epoch of a cell (``ep_steps // kd_steps``; pool methods take all steps in one round)."""
-    d = cfg["distill"]
-    return max(1, d["ep_steps"] // (cfg["method_params"].get("kd_steps") or d["ep_steps"]))
-
-
-def predicted_dfkd_seconds(cfg: dict, test_images: int = 10000) -> float:
-    """Rough 2-core CPU estimate of one distillation cell (``--dry-run``) from the throughput table
-    (``benchmark.runner.CPU_IMAGES_PER_S``, training images/s of each network) and the generator's rate above:
-
-    * student steps: the student's training pass and the teacher's forward (~1/3 of a training pass) per image, plus
-      the generator's forward for the generator-based methods, which draw fresh images every step;
-    * synthesis: per image and step, ``synthesis_cost`` teacher-plus-student training passes (the method registers
-      it: 0.65 for the adversarial generator-based methods, 2 for CMI, 1 for RGAL and DeepInversion) plus the
-      generator's forward and backward (3 forwards) for methods with a generator;
-    * evaluation of the student on the test set every ``eval_every`` epochs, at ~2.5 training rates.
-
-    ``benchmarks/check_estimates.py`` prints it beside the measured wall time of every committed cell."""
-    from benchmark.runner import CPU_IMAGES_PER_S
-
-    if cfg["method"] == "teacher":
-        return 0.0
-    d, p = cfg["distill"], cfg["method_params"]
-    entry = DFKD_METHODS.entry(cfg["method"])
-    ips_t = CPU_IMAGES_PER_S.get(cfg["teacher"], 200)
-    ips_s = CPU_IMAGES_PER_S.get(cfg["student"], 200)
-    gen = generator_images_per_s(d.get("ngf", 64))
-    steps = d["epochs"] * d["ep_steps"]
-    rounds = d["epochs"] * rounds_per_epoch(cfg)
-    fresh = entry.factory.synthesizes and not entry.factory.uses_pool
-    student = steps * p.get("student_batch", 128) * (1 / ips_s + 0.33 / ips_t + (1 / gen if fresh else 0.0))
-    per_synth = entry.extra.get("synthesis_cost", 0.65) * (1 / ips_t + 1 / ips_s)
-    if entry.extra.get("generator", True):
-        per_synth += 3 / gen
-    synth = rounds * p.get("g_steps", 0) * d["synthesis_batch"] * per_synth
-    evals = -(-d["epochs"] // d.get("eval_every", 1))
-    return student + synth + evals * test_images / (2.5 * ips_s)
-
-

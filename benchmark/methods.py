@@ -21,6 +21,7 @@ from typing import Callable
 
 import torch
 
+from benchmark.hparams import complete, hp, param_entries, record
 from benchmark.registry import Registry
 
 METHODS = Registry("method")
@@ -46,6 +47,7 @@ class CILMethod:
     phase0_family: str | None
     phase0_params: dict = {}  # hyper-parameter -> its value in the plain family (module docstring)
     outputs_per_class = 1  # PASS's rotation head has 4
+    offline = False  # True: one training on all classes (joint training), an upper bound, not an incremental method
     memory_note = "none"
 
     @classmethod
@@ -56,6 +58,11 @@ class CILMethod:
             return None
         odd = [f"{k}={params[k]!r}" for k, plain in cls.phase0_params.items() if k in params and params[k] != plain]
         return "-".join([cls.phase0_family, *odd])
+
+    @classmethod
+    def later_cost_scale(cls, params: dict) -> float:
+        """Factor on the registered later-phase ``cost`` under these parameters (wall-time estimate only)."""
+        return 1.0
 
     @classmethod
     def key_data(cls, params: dict, scenario, data_root) -> dict:
@@ -104,19 +111,20 @@ class CILMethod:
         pass
 
 
-def register_method(name: str, *, published: str = "", memory: str = "none", rows: list[str] | None = None,
-                    defaults: dict | None = None, description: str = "", recipe_group: str | None = None,
-                    cost: tuple[float, float] = (1.0, 1.0), choices: dict | None = None,
-                    key_neutral: tuple[str, ...] = ()):
-    """Class decorator: registers a ``CILMethod`` subclass with its default hyper-parameters.  ``recipe_group``
-    names the profile recipes the method trains with (``Profile.group_recipes``; default: the shared recipe).
-    ``cost``: training compute per image of phase 0 and of later phases, in plain forward+backward passes (PASS's
-    rotation: 4; a frozen previous model's forward adds about 1/3; RGAL's paired sampling doubles an epoch; the PASS
-    family's are fitted to measured cells instead, see ``strategies.pass_method.PASS_PHASE0_COST``); used only to
-    predict wall time.  ``choices``: parameter -> allowed values (checked by ``--set``).  ``key_neutral``:
-    parameters added after results were committed whose default reproduces the earlier behaviour; a cell leaves
-    them out of its configuration (and so of its key) while they hold that default (``cell_params``,
-    ``full_params``), so that finished cells stay finished."""
+def register_method(name: str, *, params: type | tuple[type, ...] = (), defaults: dict | None = None,
+                    published: str = "", memory: str = "none", rows: list[str] | None = None,
+                    description: str = "", recipe_group: str | None = None, cost: tuple[float, float] = (1.0, 1.0),
+                    rgal_baseline: str | None = None):
+    """Class decorator: registers a ``CILMethod`` subclass with its hyper-parameters.  ``params``: the dataclass(es)
+    declaring them (``benchmark.hparams``: type, default, help, source, choices or range, key name, key-neutral),
+    merged in order; ``defaults`` replaces declared defaults for this registration (a variant such as
+    ``pass+rgal-random``).  ``recipe_group`` names the profile recipes the method trains with
+    (``Profile.group_recipes``; default: the shared recipe).  ``cost``: training compute per image of phase 0 and
+    of later phases, in plain forward+backward passes (PASS's rotation: 4; a frozen previous model's forward adds
+    about 1/3; RGAL's paired sampling doubles an epoch; the PASS family's are fitted to measured cells instead, see
+    ``strategies.pass_method.PASS_PHASE0_COST``); used only to predict wall time (``later_cost_scale`` scales the
+    later phases' by the method's parameters).  ``rgal_baseline``: the method without RGAL this one is compared
+    with (the reports' paired RGAL gains and the ablation table)."""
 
     def deco(cls):
         if not hasattr(cls, "phase0_family"):
@@ -125,8 +133,9 @@ def register_method(name: str, *, published: str = "", memory: str = "none", row
         cls.name = name
         cls.memory_note = memory
         METHODS.register(name, cls, description=description, published=published, memory=memory,
-                         rows=rows or [name], defaults=defaults or {}, recipe_group=recipe_group,
-                         cost=tuple(cost), choices=choices or {}, key_neutral=tuple(key_neutral))
+                         rows=rows or [name], recipe_group=recipe_group, cost=tuple(cost),
+                         rgal_baseline=rgal_baseline,
+                         **param_entries(params, defaults))
         return cls
 
     return deco
@@ -143,8 +152,18 @@ def quiet_evaluator():
         return EvaluationPlugin(loggers=[])
 
 
-# exemplar memory of the methods that keep exemplars (CONVENTIONS.md: 20 per class, growing; --memory-total M fixed)
-EXEMPLAR_DEFAULTS = {"memory_per_class": 20, "memory_total": None}
+@dataclass(frozen=True)
+class ExemplarParams:
+    """The exemplar memory of the methods that keep exemplars (CONVENTIONS.md: 20 per class, growing; ``--memory-total
+    M``: M in total, fixed)."""
+
+    memory_per_class: int = hp(20, "exemplars kept per seen class (the memory grows)",
+                               "CONVENTIONS.md; iCaRL / UCIR: 20")
+    memory_total: int | None = hp(None, "a fixed total memory instead (null: memory_per_class)",
+                                  "iCaRL Sec. 4: K = 2000 in total")
+
+
+EXEMPLAR_DEFAULTS = {"memory_per_class": ExemplarParams.memory_per_class, "memory_total": None}
 
 
 def exemplar_memory_note(params: dict) -> str:
@@ -174,14 +193,13 @@ def put_last(strategy, plugin) -> None:
 
 
 def cell_params(method: str, params: dict, registry=None) -> dict:
-    """A method's resolved parameters as its cell records them: key-neutral ones at their default left out.
-    ``registry``: ``METHODS`` (default) or the data-free methods' ``DFKD_METHODS``."""
-    extra = (registry or METHODS).entry(method).extra
-    return {k: v for k, v in params.items()
-            if not (k in extra.get("key_neutral", ()) and v == extra["defaults"][k])}
+    """A method's resolved parameters as its cell records them (``benchmark.hparams.record``: under their key
+    names, key-neutral ones at their default left out).  ``registry``: ``METHODS`` (default) or the data-free
+    methods' ``DFKD_METHODS``."""
+    return record((registry or METHODS).entry(method).extra["params"], params)
 
 
 def full_params(method: str, cell_params_: dict, registry=None) -> dict:
-    """The inverse of ``cell_params``: a cell's recorded parameters completed with the key-neutral defaults."""
-    extra = (registry or METHODS).entry(method).extra
-    return {**{k: extra["defaults"][k] for k in extra.get("key_neutral", ()) if k in extra["defaults"]}, **cell_params_}
+    """The inverse of ``cell_params``: a cell's recorded parameters under their declared names, completed with the
+    key-neutral defaults."""
+    return complete((registry or METHODS).entry(method).extra["params"], cell_params_)

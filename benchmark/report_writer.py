@@ -13,7 +13,9 @@ from pathlib import Path
 from benchmark.dfkd_reports import load_dfkd_results, write_dfkd_reports
 from benchmark.errors import BenchError
 from benchmark.report_html import write_index
-from benchmark.reports import load_results, unreadable_results, write_cil_reports, write_provenance
+from benchmark.cil_plots import plot_heatmaps, plot_seen_accuracy
+from benchmark.reports import (TABLES, _flat, _notes, load_results, long_frame, markdown, metric_table,
+                               movement_table, paired_gain_table, unreadable_results, write_provenance)
 from benchmark.store import check_writable
 
 
@@ -76,3 +78,42 @@ def _write_all(results: list[dict], dfkd: list[dict], rep: Path) -> list[Path]:
     prov = write_provenance(results + dfkd, rep / "provenance.md")
     paths = [prov] + write_cil_reports(results, rep) + write_dfkd_reports(dfkd, rep)
     return paths + [write_index(rep, paths, results + dfkd)]  # last: it inlines what the others wrote
+
+
+def write_cil_reports(results: list[dict], rep: Path) -> list[Path]:
+    """The class-incremental tables (CSV, LaTeX, ``tables.md``) and plots of ``results`` into ``rep``."""
+    if not results:
+        return []
+    df = long_frame(results)
+    paths = []
+    df.to_csv(rep / "results_long.csv", index=False)
+    paths.append(rep / "results_long.csv")
+    md = ["# Class-incremental results", ""]
+    for stem, metric, pub_metric, table, keep, title in TABLES:
+        sub = df if keep is None else df[df["method"].map(keep)]
+        if sub.empty:
+            continue
+        t = metric_table(sub, metric, pub_metric, table)
+        t.to_csv(rep / f"{stem}.csv")
+        (rep / f"{stem}.tex").write_text(t.to_latex(escape=True))
+        paths += [rep / f"{stem}.csv", rep / f"{stem}.tex"]
+        md += [f"## {title} (%; RGAL Table {table} layout; mean ± std over seeds, published beside)", "",
+               _flat(t).to_markdown(), ""]
+    gains = paired_gain_table(df)
+    if gains is not None:
+        gains.to_csv(rep / "rgal_paired_gain.csv")
+        paths.append(rep / "rgal_paired_gain.csv")
+        md += ["## RGAL's effect, paired by seed (with minus without, percentage points; published beside)", "",
+               gains.reset_index().to_markdown(index=False), ""]
+    moves = movement_table(results)
+    if moves is not None:
+        moves.to_csv(rep / "prototype_movement.csv")
+        paths.append(rep / "prototype_movement.csv")
+        md += ["## RGAL L'_g: mean prototype movement ||p' - p|| / r per phase (mean over seeds)", "",
+               markdown(moves), ""]
+    md += ["## Notes", ""] + [f"- {n}" for n in _notes(results)]
+    (rep / "tables.md").write_text("\n".join(md) + "\n")
+    paths.append(rep / "tables.md")
+    paths.append(plot_seen_accuracy(results, rep / "seen_accuracy.png"))
+    paths += plot_heatmaps(results, rep)
+    return paths

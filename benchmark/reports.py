@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 import textwrap
 from pathlib import Path
 
@@ -28,13 +27,15 @@ METRICS = {  # our metric -> (published metric, RGAL table)
 }
 # (file stem, our metric, published metric, RGAL table, row filter, title).  Tables 16 (overall accuracy) and 17
 # (average accuracy) of the paper are the RGAL ablation on PASS (L'_g only, L'_g + L'_s); table 16 keeps every row
-# (published numbers exist for the PASS rows only), table 17 keeps the PASS / SSRE family.
+# (published numbers exist for the PASS rows only), table 17 keeps the methods with RGAL and those they are compared
+# with (``register_method``'s ``rgal_baseline``: the PASS / SSRE family).
 TABLES = [
     ("table14_average_accuracy", "average_accuracy", "average_accuracy", 14, None, "average accuracy"),
     ("table15_forgetting_max", "forgetting_max", "average_forgetting", 15, None, "forgetting_max"),
     ("table16_overall_accuracy", "overall_accuracy", "overall_accuracy", 16, None, "overall accuracy"),
     ("table17_average_accuracy_ablation", "average_accuracy", "average_accuracy", 17,
-     lambda m: m.startswith(("pass", "ssre")), "average accuracy, RGAL ablation (PASS / SSRE family)"),
+     lambda m: m in {name for pair in rgal_pairs() for name in pair},
+     "average accuracy, RGAL ablation (PASS / SSRE family)"),
 ]
 
 
@@ -301,21 +302,28 @@ def movement_table(results: list[dict]) -> pd.DataFrame | None:
     return df.pivot_table(index=["method", "scenario", "phases"], columns="phase", values="movement").round(3)
 
 
-# (with, without): the comparisons the RGAL paper makes (Tables 14-17: RGAL on PASS and SSRE, the L'_g-only ablation)
-RGAL_PAIRS = (("pass+rgal", "pass"), ("ssre+rgal", "ssre"), ("pass+rgal-g", "pass"))
+def rgal_pairs() -> tuple[tuple[str, str], ...]:
+    """(with, without) of every method registered with an ``rgal_baseline``: the comparisons the RGAL paper makes
+    (Tables 14-17: RGAL on PASS and SSRE, the L'_g-only ablation), in registration order."""
+    from benchmark.methods import METHODS
+    from benchmark.registry import load_methods
+
+    load_methods()
+    return tuple((e.name, e.extra["rgal_baseline"]) for e in METHODS.entries() if e.extra.get("rgal_baseline"))
 
 
 def _sign(v: float) -> int:
     return (v > 0) - (v < 0)
 
 
-def paired_gain_table(df: pd.DataFrame, pairs=RGAL_PAIRS) -> pd.DataFrame | None:
+def paired_gain_table(df: pd.DataFrame, pairs=None) -> pd.DataFrame | None:
     """The effect of adding RGAL as the paper states it (with minus without), paired by seed: both runs of a seed share
     the phase-0 model and the class order, so the per-seed difference removes their variance.  Per comparison,
     protocol and metric: mean ± std of the differences over the seeds both rows have, the published difference, and in
     how many seeds the measured difference has the published sign (what a cpu recipe reproduces of the paper's claim;
     a lower ``forgetting_max`` is better, so its published sign is negative)."""
     pub, recs = published(), []
+    pairs = rgal_pairs() if pairs is None else pairs
     names = df.drop_duplicates("method").set_index("method")["published_name"].to_dict()
     keys = ["scenario", "dataset", "phases", "profile", "seed"]
     for with_, without in pairs:
@@ -334,137 +342,6 @@ def paired_gain_table(df: pd.DataFrame, pairs=RGAL_PAIRS) -> pd.DataFrame | None
                                  "-" if gap is None else f"{int((d.apply(_sign) == _sign(gap)).sum())}/{len(d)}"
                                  + (" (one seed: no evidence either way)" if len(d) == 1 else "")})
     return pd.DataFrame.from_records(recs).set_index(["comparison", "protocol", "metric"]) if recs else None
-
-
-def seen_accuracy_frame(results: list[dict]) -> pd.DataFrame:
-    """The points of the seen-accuracy plot (RGAL Figures 10-11): one per (protocol, row, seed, phase), x = number
-    of classes seen after the phase, y = ``seen_acc`` in %."""
-    recs, varying = [], varying_params(results)
-    for r in results:
-        c, sizes = r["cell"], r["cell"]["phase_sizes"]
-        for row, m in r["rows"].items():
-            for k, s in enumerate(m["seen_acc"]):
-                recs.append({"panel": f"{c['scenario']} {c['phases']} phases", "scenario": c["scenario"],
-                             "phases": c["phases"], "classes": sum(sizes[: k + 1]),
-                             "accuracy (%)": s * 100, "method": row_label(r, row, varying),
-                             "seed": c["seed"]})
-    return pd.DataFrame.from_records(recs)
-
-
-def mean_accuracy_matrices(results: list[dict]) -> dict[tuple, tuple]:
-    """(scenario, phases, row) -> (mean over seeds of ``acc`` in %, NaN where j > k; number of seeds)."""
-    import numpy as np
-
-    groups: dict[tuple, list] = {}
-    for r in results:
-        c = r["cell"]
-        for row, m in r["rows"].items():
-            groups.setdefault((c["scenario"], c["phases"], row), []).append(m["acc"])
-    return {key: (100 * np.mean([[[np.nan if v is None else v for v in rr] for rr in m] for m in mats], axis=0),
-                  len(mats)) for key, mats in sorted(groups.items())}
-
-
-def published_seen_points(results: list[dict]) -> pd.DataFrame:
-    """What the paper publishes of each measured curve: RGAL's Figures 10-11 draw these curves, but their points are
-    not printed, so a curve cannot be redrawn; its Tables give the final accuracy after the last phase (Table 16,
-    ``overall_accuracy``) and the mean of the curve (Tables 14 / 17, ``average_accuracy``).  One row per (panel,
-    method) that has either: ``final`` and ``average`` in %, NaN where the paper has no number."""
-    df = long_frame(results)
-    if df.empty:
-        return pd.DataFrame(columns=["panel", "method", "classes", "final", "average"])
-    pub, recs = published(), []
-    last = {(r["cell"]["scenario"], r["cell"]["phases"]): sum(r["cell"]["phase_sizes"]) for r in results}
-    for (scen, ph, method), g in df.groupby(["scenario", "phases", "method"]):
-        name, ds = g["published_name"].iloc[0], g["dataset"].iloc[0]
-        final = published_cil_value(pub, ds, ph, name, "overall_accuracy")
-        avg = published_cil_value(pub, ds, ph, name, "average_accuracy")
-        if final is not None or avg is not None:
-            recs.append({"panel": f"{scen} {ph} phases", "method": method, "classes": last[(scen, ph)],
-                         "final": float("nan") if final is None else final,
-                         "average": float("nan") if avg is None else avg})
-    return pd.DataFrame.from_records(recs, columns=["panel", "method", "classes", "final", "average"])
-
-
-def plot_seen_accuracy(results: list[dict], path: Path) -> Path:
-    """One panel per protocol (ordered by scenario, then number of phases as a number), every row a line with its
-    own marker and dash pattern (so a line under another stays visible), the chance level dashed in grey, and the
-    legend beside the panels instead of over the curves.  Beside each measured curve, in its colour, what the
-    paper publishes of it (``published_seen_points``): a star at its final accuracy after the last phase and a thin
-    dotted line at its average accuracy (the mean of the curve, to compare with the mean of the measured one)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import seaborn as sns
-    from matplotlib.lines import Line2D
-
-    df = seen_accuracy_frame(results)
-    pub = published_seen_points(results)
-    panels = list(df.sort_values(["scenario", "phases"])["panel"].drop_duplicates())
-    methods = sorted(df["method"].unique())
-    colours = dict(zip(methods, sns.color_palette(n_colors=len(methods))))
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels) + 2.8, 4.2), squeeze=False)
-    for i, (ax, panel) in enumerate(zip(axes[0], panels)):
-        sub = df[df["panel"] == panel]
-        sns.lineplot(data=sub, x="classes", y="accuracy (%)", hue="method", style="method", markers=True,
-                     dashes=True, errorbar="sd", ax=ax, legend=i == len(panels) - 1, alpha=0.85, palette=colours,
-                     hue_order=methods, style_order=methods)
-        seen = sorted(sub["classes"].unique())
-        ax.plot(seen, [100.0 / c for c in seen], color="grey", linestyle=":", linewidth=1, label="chance")
-        for _, p in pub[pub["panel"] == panel].iterrows():
-            col = colours.get(p["method"], "black")
-            if not math.isnan(p["final"]):
-                ax.plot([p["classes"]], [p["final"]], marker="*", markersize=13, color=col, markeredgecolor="black",
-                        markeredgewidth=0.6, linestyle="none", zorder=5)
-            if not math.isnan(p["average"]):
-                ax.axhline(p["average"], color=col, linestyle=(0, (1, 2)), linewidth=1.1, alpha=0.8)
-        ax.set_title(panel)
-        ax.set_xlabel("classes seen (after each phase)")
-        ax.set_ylabel("accuracy on the classes seen (%)")
-        ax.set_ylim(bottom=0)
-        ax.grid(alpha=0.3)
-    last = axes[0][-1]
-    if last.get_legend():
-        handles, labels = last.get_legend_handles_labels()
-        last.get_legend().remove()
-        if len(pub):
-            handles += [Line2D([], [], marker="*", markersize=11, color="grey", markeredgecolor="black",
-                               linestyle="none"),
-                        Line2D([], [], color="grey", linestyle=(0, (1, 2)))]
-            labels += ["published final accuracy", "published average accuracy"]
-        last.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False, fontsize=8)
-    if len(pub):
-        fig.text(0.01, 0.005, "published: the paper's numbers (its setting: ResNet-18, full schedule), in each "
-                 "method's colour; the paper's curves themselves (RGAL Figs. 10-11) are not printed as numbers",
-                 fontsize=7.5, color="#444")
-    fig.tight_layout(rect=(0, 0.03 if len(pub) else 0, 1, 1))
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
-
-
-def plot_heatmaps(results: list[dict], folder: Path) -> list[Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import seaborn as sns
-
-    paths = []
-    for (scen, ph, row), (a, n_seeds) in mean_accuracy_matrices(results).items():
-        fig, ax = plt.subplots(figsize=(1 + 0.45 * a.shape[1], 1 + 0.4 * a.shape[0]))
-        sns.heatmap(a, annot=a.shape[1] <= 11, fmt=".0f", vmin=0, vmax=100, cmap="viridis", ax=ax,
-                    cbar_kws={"label": "accuracy (%)"})
-        ax.set_xlabel("class group j")
-        ax.set_ylabel("after phase k")
-        ax.set_title(f"{row}: {scen}, {ph} phases\n(mean of {n_seeds} seed{'' if n_seeds == 1 else 's'})",
-                     fontsize=10)
-        fig.tight_layout()
-        p = folder / f"heatmap-{scen}-p{ph}-{row}.png"
-        fig.savefig(p, dpi=100)
-        plt.close(fig)
-        paths.append(p)
-    return paths
 
 
 def provenance_table(results: list[dict]) -> pd.DataFrame:
@@ -489,42 +366,3 @@ def write_provenance(results: list[dict], path: Path) -> Path:
              t.to_markdown(index=False), ""]
     path.write_text("\n".join(lines))
     return path
-
-
-def write_cil_reports(results: list[dict], rep: Path) -> list[Path]:
-    """The class-incremental tables (CSV, LaTeX, ``tables.md``) and plots of ``results`` into ``rep``."""
-    if not results:
-        return []
-    df = long_frame(results)
-    paths = []
-    df.to_csv(rep / "results_long.csv", index=False)
-    paths.append(rep / "results_long.csv")
-    md = ["# Class-incremental results", ""]
-    for stem, metric, pub_metric, table, keep, title in TABLES:
-        sub = df if keep is None else df[df["method"].map(keep)]
-        if sub.empty:
-            continue
-        t = metric_table(sub, metric, pub_metric, table)
-        t.to_csv(rep / f"{stem}.csv")
-        (rep / f"{stem}.tex").write_text(t.to_latex(escape=True))
-        paths += [rep / f"{stem}.csv", rep / f"{stem}.tex"]
-        md += [f"## {title} (%; RGAL Table {table} layout; mean ± std over seeds, published beside)", "",
-               _flat(t).to_markdown(), ""]
-    gains = paired_gain_table(df)
-    if gains is not None:
-        gains.to_csv(rep / "rgal_paired_gain.csv")
-        paths.append(rep / "rgal_paired_gain.csv")
-        md += ["## RGAL's effect, paired by seed (with minus without, percentage points; published beside)", "",
-               gains.reset_index().to_markdown(index=False), ""]
-    moves = movement_table(results)
-    if moves is not None:
-        moves.to_csv(rep / "prototype_movement.csv")
-        paths.append(rep / "prototype_movement.csv")
-        md += ["## RGAL L'_g: mean prototype movement ||p' - p|| / r per phase (mean over seeds)", "",
-               markdown(moves), ""]
-    md += ["## Notes", ""] + [f"- {n}" for n in _notes(results)]
-    (rep / "tables.md").write_text("\n".join(md) + "\n")
-    paths.append(rep / "tables.md")
-    paths.append(plot_seen_accuracy(results, rep / "seen_accuracy.png"))
-    paths += plot_heatmaps(results, rep)
-    return paths

@@ -11,10 +11,6 @@ from __future__ import annotations
 
 import copy
 import datetime as _dt
-import functools
-import platform
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -23,6 +19,7 @@ from tqdm.auto import tqdm
 
 from benchmark import metrics, store
 from benchmark.cells import Cell, CellFolder, phase0_key, thread_entry
+from benchmark.plan import phase0_source
 from benchmark.errors import BenchError
 from benchmark.evaluation import evaluate_phase
 from benchmark.loss_terms import LossTermRecorder
@@ -31,34 +28,17 @@ from benchmark.models import MODELS, build_model
 from benchmark.models.base import load_state
 from benchmark.precision import resolve_precision
 from benchmark.profiles import PROFILES, Profile
+from benchmark.provenance import versions
 from benchmark.run_logging import CellLogger
 from benchmark.scenarios import SCENARIOS, build_scenario
 from benchmark.seeds import derive_seed
 from benchmark.training import PhaseRecipe, deterministic_kernels, seed_everything
-
-# CPU training throughput (images/s, 2 cores, batch 64, channels_last) for --dry-run's predictions.  resnet20,
-# resnet32 and reduced_resnet18 were measured here with benchmarks/throughput.py; wrn16_1 and wrn16_2 with
-# ``benchmarks/throughput.py --models wrn16_2 wrn16_1 --batch-size 128`` (986 and 296, session 14; wrn16_2 kept at
-# 280, what the cpu CIFAR teacher's real training averaged: 14 x 50,000 images in 2594 s, partly beside tests);
-# resnet18 is DEVELOPERS.md's figure; the others are estimates from their FLOPs (wrn40_1 and wrn40_2 scaled by
-# wrn16_2's measured / FLOP-estimated ratio, 0.7).
-CPU_IMAGES_PER_S = {"resnet18": 50, "resnet34": 25, "reduced_resnet18": 240, "resnet20": 430, "resnet32": 270,
-                    "wrn16_1": 900, "wrn16_2": 280, "wrn40_1": 210, "wrn40_2": 85, "lenet5": 8000,
-                    "lenet5_half": 12000}
-
 
 # A cell that trains (or first loads) a phase 0 keeps a copy of the cache entry in its folder, unless a cell beside it
 # already does, so that a results folder carries the phase-0 models its cells share: on a machine whose cache lacks
 # one, the cells of the same --out folder restore it from there instead of retraining it (11-19 minutes a seed for
 # the cpu CIFAR-100 PASS family; 1.2 MB).  Only phase 0 is carried: the later phases are what a cell measures.
 PHASE0_FILE = "phase0.pt"
-
-
-def phase0_loaded(timings: dict) -> bool:
-    """Whether a finished cell's phase 0 came ready-made (a cache hit, or a miss restored from a carried
-    ``phase0.pt``) rather than trained: ``timings["phase0_cache"]`` as ``CellRun`` records it."""
-    cache = str(timings.get("phase0_cache") or "")
-    return cache.startswith("hit") or cache.startswith("miss, restored from")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -121,60 +101,6 @@ def make_cells(*, scenarios, phases, methods, seeds, profile, epochs=None, batch
                         **({"deterministic": True} if deterministic else {}),
                     }))
     return cells
-
-
-def machine() -> str:
-    """CPU model, core count and memory of this machine (what a wall time was measured on)."""
-    import os
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    mem = ""
-    try:
-        kb = int(Path("/proc/meminfo").read_text().split()[1])
-        mem = f", {kb / 2**20:.0f} GiB"
-    except (OSError, ValueError, IndexError):
-        pass
-    gpu = f", {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return f"{cpu}, {cores} cores{mem}{gpu}"
-
-
-@functools.lru_cache(maxsize=1)
-def versions() -> dict:
-    """Library versions, machine and the code's commit, taken once per process, when its first cell starts (the
-    commit checked out later, while a long sweep runs, is not the code that ran)."""
-    import importlib.metadata as md
-
-    out = {"python": platform.python_version(), "platform": platform.platform(), "machine": machine(),
-           # intra-op threads (OMP_NUM_THREADS / torch default) of the process that ran the cell (of a resumed cell:
-           # the last process): float reductions, hence numbers, and times are comparable only at equal thread counts
-           "torch_threads": torch.get_num_threads()}
-    for pkg in ("torch", "torchvision", "avalanche-lib", "numpy"):
-        try:
-            out[pkg] = md.version(pkg)
-        except md.PackageNotFoundError:
-            out[pkg] = None
-    try:
-        here = Path(__file__).resolve().parent
-        # --no-optional-locks: `git status` would otherwise refresh .git/index, and a benchmark never writes into
-        # the repository it runs from (a read-only or shared checkout, a concurrent `git commit`)
-        git = ["git", "--no-optional-locks"]
-        out["git_commit"] = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True,
-                                           cwd=here, timeout=10).stdout.strip() or None
-        # uncommitted changes to the code (not to results/ or runs/) make the commit an incomplete description
-        dirty = subprocess.run([*git, "status", "--porcelain", "--", "benchmark", "baselines", "strategies",
-                                "run_benchmark.py"], capture_output=True, text=True, cwd=here.parent, timeout=10).stdout
-        out["git_dirty"] = bool(dirty.strip()) if out["git_commit"] else None
-    except (OSError, subprocess.SubprocessError):
-        out["git_commit"] = None
-    return out
 
 
 def _recipe(d: dict) -> PhaseRecipe:
@@ -290,19 +216,19 @@ class CellRun(CellFolder):
             seed_everything(derive_seed(cfg["seed"], "phase", k))
             plugin.generator.manual_seed(derive_seed(cfg["seed"], "phase", k))
         # a corrupt phase0.pt beside the cell matters only when phase 0 is to be restored from it
-        carried = None if cache is None else self.carried_phase0(family, strict=not cache.is_file())
-        if cache is not None and (cache.is_file() or carried is not None):
-            src, what = (cache, "phase-0 cache") if cache.is_file() else (carried, "phase-0 weights")
+        kind, src = phase0_source(self, family) if family else ("train", None)
+        if kind != "train":
+            what = "phase-0 cache" if kind == "cache" else "phase-0 weights"
             cached = store.load_torch(src, phase0_key(cfg, family), what)
             store.check_state_fits(method.phase0_state(), cached.get("model"), src, what,
                                    "delete it and re-run (phase 0 is retrained and stored again)")
             method.load_phase0_state(cached["model"])
-            if src is cache:
+            if kind == "cache":
                 state["phase0_cache"] = f"hit {cache.name}"
                 self._carry_phase0(family, cache)
             else:
-                store.copy_file(carried, cache)
-                state["phase0_cache"] = f"miss, restored from {carried.parent.name}/{carried.name}"
+                store.copy_file(src, cache)
+                state["phase0_cache"] = f"miss, restored from {src.parent.name}/{src.name}"
             plugin.on_epoch_end = None
             plugin.pending_resume = None
             method.train_phase(k, bench.train_stream[k], 0)  # end-of-phase work only (old model, Fisher, herding)
@@ -376,12 +302,13 @@ class CellRun(CellFolder):
         if self.cfg["dropped_classes"]:
             notes.append(f"{self.cfg['dropped_classes']} classes never shown: int((n - base) / phases) classes per "
                          f"phase, as the official PASS code")
-        if getattr(method, "offline", False):
-            notes.append("joint: one offline training on all classes, the same model evaluated after every phase among "
-                         "the classes seen so far; its forgetting is only the cost of more candidate classes")
+        if method.offline:
+            notes.append(f"{method.name}: one offline training on all classes, the same model evaluated after every "
+                         "phase among the classes seen so far; its forgetting is only the cost of more candidate "
+                         "classes")
         return {
             "key": self.cell.key, "cell": self.cfg, "rows": rows, "group_counts": counts,
-            "offline": bool(getattr(method, "offline", False)),
+            "offline": bool(method.offline),
             "extra": method.extra_results(), "class_order": sc.order, "memory": method.memory_note, "notes": notes,
             "profile_gap_to_paper": PROFILES.get(self.cfg["profile"]).gap_to_paper,
             "timings": {"phase_seconds": state["phase_times"], "wall_seconds": sum(state["phase_times"]),
@@ -390,25 +317,3 @@ class CellRun(CellFolder):
             "data_source": sc.data.source, "versions": versions(), "device": str(self.device),
             "command": self.command, "finished": _dt.datetime.now().isoformat(timespec="seconds"),
         }
-
-
-def predicted_seconds(cfg: dict) -> tuple[float, float]:
-    """(phase-0 seconds, later-phases seconds) on a 2-core CPU, from the throughput table above."""
-    sizes = cfg["phase_sizes"]
-    ips = CPU_IMAGES_PER_S.get(cfg["model"], 200)
-    n_per = {"cifar100": 500, "cifar100-mini": 20, "tinyimagenet": 500, "cifar10": 5000, "mnist": 6000}[cfg["scenario"]]
-    n_per = min(n_per, (cfg.get("subset") or [n_per])[0])
-    if cfg["scenario"] == "tinyimagenet":
-        ips /= 4  # 64x64 images
-    r = cfg["recipe"]
-    if cfg["method"] == "joint":
-        return sum(sizes) * n_per * r["base"]["epochs"] / ips + 2.0 * len(sizes), 0.0
-    c0, c1 = METHODS.entry(cfg["method"]).extra.get("cost", (1.0, 1.0))
-    # the costs of methods with paired sampling assume the released code's doubled epoch (every sample an anchor)
-    c1 *= cfg["method_params"].get("paired_anchor_fraction", 1.0)
-    later = sum(sizes[1:]) * n_per * r["inc"]["epochs"] * c1 / ips + 2.0 * len(sizes)
-    return sizes[0] * n_per * r["base"]["epochs"] * c0 / ips, later
-
-
-def command_line() -> str:
-    return " ".join([Path(sys.argv[0]).name] + sys.argv[1:])

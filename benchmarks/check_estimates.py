@@ -1,7 +1,7 @@
 """Prints ``--dry-run``'s time estimate beside the measured wall time of every finished cell under the given result
 folders (default: every folder in ``results/``), so the estimate's calibration can be checked against what this
-machine actually did: ``benchmark.runner.predicted_seconds`` for class-incremental cells (phase 0 counted only where
-the cell trained it, not on a phase-0 cache hit), ``benchmark.dfkd_runner.predicted_dfkd_seconds`` for distillation
+machine actually did: ``benchmark.cil_estimates.predicted_seconds`` for class-incremental cells (phase 0 counted only where
+the cell trained it, not on a phase-0 cache hit), ``benchmark.dfkd_estimates.predicted_dfkd_seconds`` for distillation
 cells (the teacher not counted: it is cached apart).  Per class-incremental method it also prints the later-phase
 ``cost`` that would fit its cells that loaded phase 0 (the cost over their median ratio).
 
@@ -21,17 +21,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 from benchmark.methods import METHODS  # noqa: E402
-from benchmark.runner import phase0_loaded  # noqa: E402
+from benchmark.cil_estimates import phase0_loaded  # noqa: E402
 
 
 def predicted(res: dict) -> float | None:
     """The estimate for a finished cell's recorded configuration, None for rows that train nothing (teacher)."""
     cfg = res["cell"]
     if cfg.get("task") == "dfkd":
-        from benchmark.dfkd_runner import predicted_dfkd_seconds
+        from benchmark.dfkd_estimates import predicted_dfkd_seconds
 
         return None if cfg["method"] == "teacher" else predicted_dfkd_seconds(cfg)
-    from benchmark.runner import predicted_seconds
+    from benchmark.cil_estimates import predicted_seconds
 
     p0, later = predicted_seconds(cfg)
     return later + (0.0 if phase0_loaded(res.get("timings", {})) else p0)

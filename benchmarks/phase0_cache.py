@@ -29,7 +29,7 @@ def _results(folder: Path) -> list[dict]:
 def phase0_times(results: list[dict]) -> tuple[list[float], list[float]]:
     """Phase-0 seconds of the cells that trained phase 0 (cache miss) and of those that loaded it (a cache hit, or a
     miss restored from a ``phase0.pt`` beside the cell: neither trained anything)."""
-    from benchmark.runner import phase0_loaded
+    from benchmark.cil_estimates import phase0_loaded
 
     miss, hit = [], []
     for r in results:

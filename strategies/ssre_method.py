@@ -20,31 +20,49 @@ from __future__ import annotations
 import torch
 from avalanche.training import Naive
 
+from dataclasses import dataclass
+
 from benchmark.errors import BenchError
+from benchmark.hparams import hp
 from benchmark.models.base import load_state
 from benchmark.seeds import derive_seed
 from benchmark.methods import (CILMethod, make_suite_plugin, placeholder_optimizer, put_last, quiet_evaluator,
                                register_method)
-from strategies.pass_method import (PASS, PASS_PHASE0_COST, RGAL_CHOICES, RGAL_G_DEFAULTS, RGAL_KEY_NEUTRAL,
-                                    RGAL_S_DEFAULTS, add_rgal_g, add_rgal_s)
+from strategies.pass_method import PASS, PASS_PHASE0_COST
 from strategies.pass_plugins import (FeatureCapturePlugin, OldModelHolder, PrototypeAugmentationPlugin,
                                      PrototypeUpdatePlugin, RotationPlugin)
 from strategies.prototypes import PrototypeBank
+from strategies.rgal.attach import RGALMixin
+from strategies.rgal.config import RGALPrototypeParams, RGALTripletParams
 from strategies.ssre_plugins import (PrototypeSelection, ReparamPlugin, SelectionDistillationPlugin,
                                      SelectionWeightedCE)
 
-SSRE_DEFAULTS = {"temperature": 0.1, "proto_weight": 10.0, "kd_weight": 1.0, "proto_samples": None,
-                 "proto_noise": False, "recompute_radius": False}
 
 
-@register_method("ssre", published="SSRE", defaults=SSRE_DEFAULTS, recipe_group="ssre", cost=(PASS_PHASE0_COST, 0.6),
+@dataclass(frozen=True)
+class SSREParams:
+    """SSRE's later-phase loss: mean(CE(logits / T, y) * (1 - s)) + kd_weight * sum_i s_i ||f_i - f_old_i||
+    + proto_weight * CE(fc(proto) / T, c) (official ``utils/Trainer_cvpr.py``, the later phases' loss)."""
+
+    temperature: float = hp(0.1, "softmax temperature of the CE and of the prototype loss",
+                            "SSRE Trainer_cvpr.py: output / 0.1")
+    proto_weight: float = hp(10.0, "weight of the prototype loss", "SSRE Trainer_cvpr.py: 10 * loss_protoAug")
+    kd_weight: float = hp(1.0, "weight of the selective feature distillation", "SSRE Trainer_cvpr.py: + loss_kd")
+    proto_samples: int | None = hp(None, "prototype samples per step (null: the batch size, as the official code)",
+                                   "SSRE Trainer_cvpr.py: range(batch_size)")
+    proto_noise: bool = hp(False, "draw prototypes with PASS's noise p + N(0, I) r (official SSRE: plain means)",
+                           "SSRE Trainer_cvpr.py: plain means; ssre+rgal: PASS's augmented prototypes")
+    recompute_radius: bool = hp(False, "with proto_noise: recompute the radius after every phase",
+                                "PASS PASS.py protoSave: radius from phase 0 only")
+
+
+@register_method("ssre", published="SSRE", params=SSREParams, recipe_group="ssre", cost=(PASS_PHASE0_COST, 0.6),
                  description="SSRE: PASS phase 0, BN folding + re-parameterised adapters, prototype selection "
                              "(official code)")
-class SSRE(CILMethod):
+class SSRE(RGALMixin, CILMethod):
     phase0_family = "pass"
     outputs_per_class = 4  # phase 0 is PASS's rotation head; cut to one row per class after it
     phase0_params = PASS.phase0_params  # SSRE's phase 0 is PASS's, at SSRE's own temperature
-    use_g = use_s = False
 
     def __init__(self, ctx):
         prm = ctx.params
@@ -71,12 +89,8 @@ class SSRE(CILMethod):
                                        lambda: derive_seed(ctx.seed, "prototype_features", self.suite_plugin.phase),
                                        ctx.device)
         rotation = RotationPlugin(active=lambda: not self.reparam.converted)
-        extra = []
-        if self.use_g:
-            # L'_g between the previous and the current classifier, both one row per class after phase 0
-            extra.append(add_rgal_g(self, prm, label_scale=1))
-        if self.use_s:
-            extra.extend(add_rgal_s(self, prm, stride=1, label_scale=1))
+        # L'_g between the previous and the current classifier, both one row per class after phase 0
+        extra = self.attach_rgal(prm, stride=1, label_scale=1)
         self.strategy = Naive(
             model=net, optimizer=placeholder_optimizer(net),
             criterion=SelectionWeightedCE(self.selection, prm["temperature"]),
@@ -93,10 +107,7 @@ class SSRE(CILMethod):
     def train_phase(self, k, experience, epochs):
         self.strategy.train_mb_size = self.ctx.recipe_for(k).batch_size
         self.proto_gen.manual_seed(derive_seed(self.ctx.seed, "prototype_noise", k))
-        if self.use_g:
-            self.rgal_gen.manual_seed(derive_seed(self.ctx.seed, "rgal_prototypes", k))
-        if self.use_s:
-            self.triplet_gen.manual_seed(derive_seed(self.ctx.seed, "rgal_triplets", k))
+        self.seed_rgal(k)
         super().train_phase(k, experience, epochs)
 
     def scores(self, x):
@@ -104,12 +115,11 @@ class SSRE(CILMethod):
         return {self.name: out if self.reparam.converted else out[:, ::4]}
 
     def extra_results(self):
-        return {"prototype_movement_per_phase": list(self.rgal_g.movement)} if self.use_g else {}
+        return self.rgal_results()
 
     def state_dict(self):
         return {"converted": self.reparam.converted, "bank": self.bank.state_dict(),
-                "old_model": None if self.old.model is None else self.old.model.state_dict(),
-                "movement": list(self.rgal_g.movement) if self.use_g else []}
+                "old_model": None if self.old.model is None else self.old.model.state_dict(), **self.rgal_state()}
 
     def load_state_dict(self, st):
         """Called before the runner loads the model's weights: restores the network's structure first."""
@@ -119,13 +129,12 @@ class SSRE(CILMethod):
         if st["old_model"] is not None:
             self.old.update(self.model)
             load_state(self.old.model, st["old_model"])
-        if self.use_g:
-            self.rgal_g.movement = list(st["movement"])
+        self.load_rgal_state(st)
 
 
-@register_method("ssre+rgal", published="SSRE+RGAL",
-                 defaults={**SSRE_DEFAULTS, "proto_noise": True, **RGAL_G_DEFAULTS, **RGAL_S_DEFAULTS},
-                 recipe_group="ssre", cost=(PASS_PHASE0_COST, 1.5), choices=RGAL_CHOICES, key_neutral=RGAL_KEY_NEUTRAL,
+@register_method("ssre+rgal", published="SSRE+RGAL", params=(SSREParams, RGALPrototypeParams, RGALTripletParams),
+                 defaults={"proto_noise": True}, recipe_group="ssre", cost=(PASS_PHASE0_COST, 1.5),
+                 rgal_baseline="ssre",
                  description="SSRE + RGAL: augmented prototypes optimised by L'_g, triplet loss with paired sampling")
 class SSRERGAL(SSRE):
     use_g = use_s = True

@@ -74,13 +74,14 @@ def _rgal(tmp_path, **params):
     from benchmark.augment import AugmentSpec
     from benchmark.dfkd_profiles import dfkd_profile
     from benchmark.models import build_model
-    from strategies.dfkd import DFKDContext
-    from strategies.dfkd.rgal import DEFAULTS, RGAL
+    from strategies.dfkd import DFKD_METHODS, DFKDContext
+    from strategies.dfkd.rgal import RGAL
 
     torch.manual_seed(0)
     t = build_model("lenet5", 10, 1, (0.5,), (0.5,)).eval()
     s = build_model("lenet5_half", 10, 1, (0.5,), (0.5,))
-    ctx = DFKDContext(t, s, {**DEFAULTS, **params}, dfkd_profile("smoke", "mnist").distill, 10, (1, 32, 32), (0.5,),
+    defaults = DFKD_METHODS.entry("rgal").extra["defaults"]
+    ctx = DFKDContext(t, s, {**defaults, **params}, dfkd_profile("smoke", "mnist").distill, 10, (1, 32, 32), (0.5,),
                       (0.5,), AugmentSpec(), torch.device("cpu"), torch.Generator().manual_seed(1), tmp_path, "k")
     return RGAL(ctx)
 
@@ -240,7 +241,7 @@ def test_dfad_arvi_student_learns_interpolated_images_against_mixed_teacher_logi
 
     from strategies.dfkd.losses import virtual_interpolation
 
-    m = _dfad_arvi(tmp_path, vi=vi, vi_mode=mode, criterion=criterion, T=2.0)
+    m = _dfad_arvi(tmp_path, vi=vi, vi_mode=mode, criterion=criterion, temperature=2.0)
     m.gen.manual_seed(7)
     loss, n = m.student_loss()
     m.gen.manual_seed(7)

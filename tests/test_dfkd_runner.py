@@ -176,8 +176,8 @@ def test_teacher_initialisation_is_fixed_by_the_seed_whatever_ran_before(tmp_pat
 
 
 def test_dry_run_teacher_estimate_is_epochs_times_images_over_throughput():
-    from benchmark.dfkd_runner import predicted_teacher_seconds
-    from benchmark.runner import CPU_IMAGES_PER_S
+    from benchmark.dfkd_estimates import predicted_teacher_seconds
+    from benchmark.cil_estimates import CPU_IMAGES_PER_S
 
     t = {"epochs": 14, "batch_size": 128, "max_steps_per_epoch": 0}
     cfg = {"scenario": "cifar10", "teacher": "wrn16_2", "teacher_recipe": t}
@@ -192,8 +192,8 @@ def test_dry_run_distillation_estimate_prices_the_generator_only_where_a_method_
     """The generator's cost grows with its width for DFAD (fresh images every student step and a generator in
     synthesis) but not for DeepInversion (pixels optimised, no generator); evaluation counts once per eval_every."""
     import strategies.dfkd  # noqa: F401
-    from benchmark.dfkd_runner import generator_images_per_s, predicted_dfkd_seconds
-    from benchmark.runner import CPU_IMAGES_PER_S
+    from benchmark.dfkd_estimates import generator_images_per_s, predicted_dfkd_seconds
+    from benchmark.cil_estimates import CPU_IMAGES_PER_S
 
     def cfg(method, params, **distill):
         d = {"epochs": 10, "ep_steps": 100, "synthesis_batch": 128, "ngf": 32, "eval_every": 1, **distill}

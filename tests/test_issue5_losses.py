@@ -10,6 +10,13 @@ from baselines.eeil import grouped_distillation
 from baselines.ucir import CosineHead, less_forget_loss, margin_ranking_loss
 
 
+def _params(method: str, **changes) -> dict:
+    """A method's declared defaults with ``changes`` (what a cell resolves before a profile or --set)."""
+    from benchmark.methods import METHODS
+
+    return {**METHODS.entry(method).extra["defaults"], **changes}
+
+
 def test_cosine_head_is_sigma_times_cosine_over_active_classes():
     h = CosineHead(2, 3, sigma=2.0)
     h.weight.data = torch.tensor([[1.0, 0.0], [0.0, 3.0], [1.0, 1.0]])
@@ -73,7 +80,7 @@ def _lwm_setup(n_classes: int, n_old: int, beta: float):
         def seen_after(self, k):
             return n_old
 
-    plug = LwMPlugin(net, _Sc(), {"beta": beta, "gamma": 1.0, "T": 2.0})
+    plug = LwMPlugin(net, _Sc(), _params("lwm", kd_weight=beta))
     torch.manual_seed(1)
     old = frozen_copy(build_model("lenet5", n_classes, 1, (0.5,), (0.5,)))
     plug.set_old(old)
@@ -118,8 +125,7 @@ def test_eeil_balanced_finetuning_distils_every_group_against_the_network_after_
             return [(0, 4), (4, 6)]
 
     recipe = PhaseRecipe(epochs=1, lr=0.0, optimizer="sgd", batch_size=8)  # lr 0: the network stays as it is
-    params = {"memory_per_class": 2, "memory_total": None, "lamb": 1.0, "T": 2.0, "bft_epochs": 1,
-              "bft_lr_factor": 0.01}
+    params = _params("eeil", memory_per_class=2, bft_epochs=1, bft_lr_factor=0.01)
     plugin = eeil.EEILPlugin(net, Scenario(), lambda k: recipe, params, "cpu", 0)
     plugin.k = 1
     x, y = torch.rand(12, 3, 32, 32), torch.arange(6).repeat(2)
@@ -157,7 +163,7 @@ def test_lwm_ce_covers_the_current_phase_and_distillation_has_no_t2_by_default()
             return [(0, 2), (2, 4)]
 
     logits, y = torch.tensor([[3.0, 1.0, 0.5, -0.5], [0.0, 2.0, 1.0, 2.0]]), torch.tensor([2, 3])
-    plug = LwMPlugin(build_model("lenet5", 4, 1, (0.5,), (0.5,)), _Sc(), {"beta": 1.0, "gamma": 0.0, "T": 2.0})
+    plug = LwMPlugin(build_model("lenet5", 4, 1, (0.5,), (0.5,)), _Sc(), _params("lwm", attention_weight=0.0))
     plug.k = 1
     # CE over classes 2-3 only: sample 0 log-softmax([0.5, -0.5])[0], sample 1 log-softmax([1, 2])[1]
     want = -(math.log(math.exp(0.5) / (math.exp(0.5) + math.exp(-0.5)))
@@ -174,7 +180,7 @@ def test_lwm_ce_covers_the_current_phase_and_distillation_has_no_t2_by_default()
     net, old = build_model("lenet5", 4, 1, (0.5,), (0.5,)), build_model("lenet5", 4, 1, (0.5,), (0.5,)).eval()
     kd = {}
     for t2 in (False, True):
-        plug = LwMPlugin(net, _Sc(), {"beta": 1.0, "gamma": 0.0, "T": 2.0, "kd_t2": t2})
+        plug = LwMPlugin(net, _Sc(), _params("lwm", attention_weight=0.0, kd_t2=t2))
         plug.set_old(old)
         plug.n_old = 2
         s = _lwm_step(plug, net, torch.rand(3, 1, 32, 32))
@@ -199,8 +205,7 @@ def _ucir_plugin(adapt=True):
         def group_bounds():
             return [(0, 2), (2, 5)]
 
-    params = {"memory_per_class": 2, "memory_total": None, "lambda_base": 5.0, "adapt_lambda": adapt, "K": 2,
-              "margin": 0.5, "lw_mr": 1.0, "imprint": True, "cbf_epochs": 0}
+    params = _params("ucir", memory_per_class=2, adapt_lambda=adapt)
     plug = UCIRPlugin(net, _Sc(), params, "cpu", 0)
     return net, plug
 
@@ -281,8 +286,8 @@ def test_eeil_step_distils_only_the_old_groups_of_the_previous_model():
         def group_bounds():
             return [(0, 2), (2, 4), (4, 6)]
 
-    plug = EEILPlugin(net, _Sc(), None, {"memory_per_class": 2, "memory_total": None, "lamb": 0.7, "T": 2.0,
-                                         "bft_epochs": 0, "bft_lr_factor": 0.01}, "cpu", 0)
+    plug = EEILPlugin(net, _Sc(), None, _params("eeil", memory_per_class=2, kd_weight=0.7,
+                                                                bft_epochs=0), "cpu", 0)
     plug.old_model = _perturbed_copy(net)
     s = type("Strategy", (), {})()
     s.clock = type("Clock", (), {"train_exp_counter": 2})()

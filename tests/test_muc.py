@@ -76,7 +76,7 @@ def test_stage3_fits_the_new_classes_and_separates_the_side_heads_on_aux_data(mo
     net.muc_side = side
     # an untrained backbone's features are large (norm ~19): lr 0.01 here; the official 0.1 suits trained features
     # (measured on a trained CIFAR-100 ResNet-20: CE 0.29, discrepancy 0.74 of at most 1.2 after 80 epochs)
-    params = {"K": 3, "T": 2.0, "side_kd": "previous", "ce_scope": "new", "aux": "auto", "stage3_epochs": 80,
+    params = {"K": 3, "temperature": 2.0, "side_kd": "previous", "ce_scope": "new", "aux": "auto", "stage3_epochs": 80,
               "stage3_views": 1, "stage3_lr": 0.01, "stage3_batch": 128, "side_init": "keep"}
     plug = muc.MUCPlugin(net, side, sc, params, torch.device("cpu"), 0, None)
     lo, hi = sc.group_bounds()[1]
@@ -126,7 +126,7 @@ def test_side_heads_that_reached_zero_restart_from_a_random_init_or_stay_identic
     sc = build_scenario("cifar100-mini", 10)
     net = build_model("resnet20", sc.n_used_classes, 3, sc.spec.mean, sc.spec.std)
     net.muc_side = side = SideHeads(net.embed_dim, sc.group_bounds(), 3)
-    params = {"K": 3, "T": 2.0, "side_kd": "previous", "ce_scope": "new", "aux": "auto", "stage3_epochs": 10,
+    params = {"K": 3, "temperature": 2.0, "side_kd": "previous", "ce_scope": "new", "aux": "auto", "stage3_epochs": 10,
               "stage3_views": 1, "stage3_lr": 0.01, "stage3_batch": 128, "side_init": side_init,
               "side_init_scale": 1.0}
     plug = muc.MUCPlugin(net, side, sc, params, torch.device("cpu"), 0, None)
@@ -189,7 +189,7 @@ def test_stage1_loss_mixes_new_class_ce_and_distillation_by_phase(k_heads):
 
     torch.manual_seed(0)
     net = _Net(SideHeads(2, _Scenario().group_bounds(), k=k_heads))
-    params = {"K": k_heads, "T": 2.0, "side_kd": "previous", "ce_scope": "new"}
+    params = {"K": k_heads, "temperature": 2.0, "side_kd": "previous", "ce_scope": "new"}
     plug = MUCPlugin(net, net.muc_side, _Scenario(), params, torch.device("cpu"), 0, None)
     old = frozen_copy(net)
     with torch.no_grad():

@@ -4,8 +4,8 @@ import math
 
 import pytest
 
-from benchmark.reports import (_notes, chance_average_accuracy, long_frame, mean_accuracy_matrices, metric_table,
-                               paired_gain_table, seen_accuracy_frame, summary_table)
+from benchmark.cil_plots import mean_accuracy_matrices, seen_accuracy_frame
+from benchmark.reports import _notes, chance_average_accuracy, long_frame, metric_table, paired_gain_table, summary_table
 
 
 def _result(seed, acc, seen, avg, method="lwf-mc", published="LwF-MC"):

@@ -135,13 +135,13 @@ def test_pools_built_while_the_heads_agree_have_no_adversarial_term():
 
 def test_sampler_windows_and_key_neutral_parameters():
     from benchmark.methods import METHODS, cell_params, full_params
-    from strategies.pass_method import RGAL_G_DEFAULTS, RGAL_S_DEFAULTS, sampler_kw
+    from strategies.rgal.config import sampler_kw
 
-    prm = {**RGAL_G_DEFAULTS, **RGAL_S_DEFAULTS, "triplet_distance_cutoff": 0.3}
-    assert sampler_kw(prm, "triplet", "distance") == {"cutoff": 0.3, "nonzero_loss_cutoff": 1.4}
-    assert sampler_kw(prm, "rgal", "focal") == {"lower": 0.5, "upper": 1.0}
-    assert sampler_kw(prm, "rgal", "random") == {}
     defaults = METHODS.entry("pass+rgal").extra["defaults"]
+    prm = {**defaults, "triplet_distance_cutoff": 0.3}
+    assert sampler_kw(prm, "triplet") == {"cutoff": 0.3, "nonzero_loss_cutoff": 1.4}
+    assert sampler_kw(prm, "rgal") == {"lower": 0.5, "upper": 1.0}
+    assert sampler_kw({**prm, "rgal_sampler": "random"}, "rgal") == {}
     recorded = cell_params("pass+rgal", {**defaults, "rgal_schedule": "epoch"})
     # a parameter added later is recorded only when it differs from its default: earlier cells keep their keys
     assert recorded["rgal_schedule"] == "epoch" and "rgal_pool_per_class" not in recorded
@@ -151,14 +151,16 @@ def test_sampler_windows_and_key_neutral_parameters():
 
 def test_rgal_options_that_cannot_act_are_refused():
     from benchmark.errors import BenchError
-    from strategies.pass_method import RGAL_G_DEFAULTS, _applies_sampler
+    from benchmark.methods import METHODS
+    from strategies.rgal.config import check_prototype_params
 
-    _applies_sampler(dict(RGAL_G_DEFAULTS), "rgal")  # defaults pass
-    _applies_sampler({**RGAL_G_DEFAULTS, "rgal_focal_lower": 0.3}, "rgal")  # the focal window with the focal sampler
+    g = METHODS.entry("pass+rgal-g").extra["defaults"]
+    check_prototype_params(dict(g))  # defaults pass
+    check_prototype_params({**g, "rgal_focal_lower": 0.3})  # the focal window with the focal sampler
     with pytest.raises(BenchError, match="rgal_distance_cutoff=0.3 has no effect"):
-        _applies_sampler({**RGAL_G_DEFAULTS, "rgal_distance_cutoff": 0.3}, "rgal")
+        check_prototype_params({**g, "rgal_distance_cutoff": 0.3})
     with pytest.raises(BenchError, match="rgal_sample_on=embedding has no effect"):  # random negatives ignore it
-        _applies_sampler({**RGAL_G_DEFAULTS, "rgal_sampler": "random", "rgal_sample_on": "embedding"}, "rgal")
+        check_prototype_params({**g, "rgal_sampler": "random", "rgal_sample_on": "embedding"})
 
 
 RGAL_METHODS = {"pass+rgal": 4, "pass+rgal-g": 4, "pass+rgal-s": 4, "pass+rgal-random": 4, "ssre+rgal": 1}
@@ -173,16 +175,16 @@ RGAL_METHODS = {"pass+rgal": 4, "pass+rgal-g": 4, "pass+rgal-s": 4, "pass+rgal-r
      "triplet_rotated_as_classes=True has no effect here: it applies only to rotated batches"),
 ])
 def test_rgal_options_that_cannot_act_in_a_method_are_refused_and_its_defaults_pass(method, change, message):
-    """Each would otherwise make a new cell with the default's numbers (``_applies``)."""
+    """Each would otherwise make a new cell with the default's numbers (``strategies.rgal.config._applies``)."""
     from benchmark.errors import BenchError
     from benchmark.methods import METHODS
-    from strategies.pass_method import check_rgal_g, check_rgal_s
+    from strategies.rgal.config import check_prototype_params, check_triplet_params
 
     def check(name, prm):
         if "rgal_ntri" in prm:
-            check_rgal_g(prm)
+            check_prototype_params(prm)
         if "triplet_weight" in prm:
-            check_rgal_s(prm, RGAL_METHODS[name])
+            check_triplet_params(prm, RGAL_METHODS[name])
 
     for name in RGAL_METHODS:  # every RGAL method's own defaults are accepted
         check(name, dict(METHODS.entry(name).extra["defaults"]))

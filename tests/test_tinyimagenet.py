@@ -164,7 +164,7 @@ def test_smoke_trains_on_a_per_class_subset_recorded_in_the_cell_and_its_report(
 def test_recording_provenance_never_writes_into_the_repository():
     """``git status`` refreshes ``.git/index`` when a tracked file's stat data changed; the suite's provenance
     probe must not (``git --no-optional-locks``)."""
-    from benchmark.runner import versions
+    from benchmark.provenance import versions
 
     index, tracked = ROOT / ".git" / "index", ROOT / "benchmark" / "errors.py"
     before = index.stat().st_mtime_ns

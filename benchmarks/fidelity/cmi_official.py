@@ -806,11 +806,11 @@ def _official_recipe(method: str, a: argparse.Namespace) -> dict:
     d = {"student_batch": a.batch_size, "synthesis_batch": a.synthesis_batch_size or a.batch_size,
          "g_steps": a.g_steps, "kd_steps": a.kd_steps, "ep_steps": a.ep_steps, "epochs": a.epochs, "lr": a.lr,
          "weight_decay": a.weight_decay, "lr_g": a.lr_g, "adv": a.adv, "bn": a.bn, "oh": a.oh,
-         "T": 1.0 if method in GENERATIVE else a.T}  # :259 overwrites the criterion with KLDiv() (T = 1)
+         "temperature": 1.0 if method in GENERATIVE else a.T}  # :259 overwrites the criterion with KLDiv() (T = 1)
     if method == "cmi":  # :266-281, contrastive.py:235, :275
-        d.update(cr=a.cr, cr_T=a.cr_T, nz=256, head_dim=256, bank_size=40960, n_neg=4096, beta1=0.5, beta2=0.999)
+        d.update(cr=a.cr, contrastive_temperature=a.cr_T, nz=256, head_dim=256, bank_size=40960, n_neg=4096, beta1=0.5, beta2=0.999)
     elif method == "deepinversion":  # :248-254, deepinversion.py:80, :91
-        d.update(tv=0.001, js_T=3.0, beta1=0.5, beta2=0.99)
+        d.update(tv=0.001, js_temperature=3.0, beta1=0.5, beta2=0.99)
     else:  # :255-265, generative.py:40
         d.update(act=a.act, balance=a.balance, nz=512 if method == "dafl" else 256, beta1=0.5, beta2=0.999)
     return d
@@ -943,7 +943,8 @@ def _cmi_synthesis_rows(run: _Run, m: CMI, syn, d: dict, cap_o: _Capture, out: d
     a = run.off.script("cmi")
     vo, vs = cap_o.frame("synthesize")["vals"], d["cap"].frame("synthesize")["vals"]
     keys = ("bn", "oh", "adv", "cr", "cr_T", "lr_g")
-    weights = {"official": {k: getattr(a, k) for k in keys}, "suite": {k: m.p[k] for k in keys}}
+    suite_names = {"cr_T": "contrastive_temperature"}  # the suite's name of the official flag
+    weights = {"official": {k: getattr(a, k) for k in keys}, "suite": {k: m.p[suite_names.get(k, k)] for k in keys}}
     off = {"bn": vo["loss_bn"], "oh": vo["loss_oh"], "adv": vo["loss_adv"], "cr": vo["loss_cr"], "total": vo["loss"]}
     suite = {**{k: vs["parts"].get(k) for k in ("bn", "oh", "adv", "cr")}, "total": vs["loss"]}
     note = "L_adv is 0 on both sides in this draw (the mask is empty)" if float(suite["adv"]) == 0 else ""
@@ -1296,7 +1297,7 @@ def _deepinversion(run: _Run) -> None:
     keys = ("bn", "oh", "adv", "tv")
     off = {**{k: vo[f"loss_{k}"] for k in keys}, "total": vo["loss"]}
     weights = {"official": {"bn": a.bn, "oh": a.oh, "adv": a.adv, "tv": 0.001, "l2": 0.0, "lr_g": a.lr_g},
-               "suite": {k: last["m"].p[k] for k in (*keys, "lr_g", "js_T")}}
+               "suite": {**{k: last["m"].p[k] for k in (*keys, "lr_g")}, "js_T": last["m"].p["js_temperature"]}}
     _terms_row(run, "synthesis step: L_bn, L_oh, L_adv (-JS, T=3), L_tv, total",
                off, {**{k: vs["parts"].get(k) for k in keys}, "total": vs["loss"]}, weights,
                f"official L_l2 = {float(vo['loss_l2']):.4g} enters with weight 0 (datafree_kd.py:253); the suite "
@@ -1428,7 +1429,7 @@ def _generative_student_rows(run: _Run, method: str, m, syn, t_o, s0: dict) -> N
     cap = _Capture(True)
     step = _suite_student_steps(m, torch.optim.SGD(m.trainable(), **SGD), 1, cap)[0]
     s, z2 = {"loss": step["loss"], "cap": cap}, step["tape"].take("randn", (BATCH, NZ))
-    T = _official_recipe(method, run.off.script(method))["T"]
+    T = _official_recipe(method, run.off.script(method))["temperature"]
     res = {}
     for variant in ("train", "eval"):
         _load_mapped(syn.generator, gen_state, _gen_o2s).train()  # P10

@@ -872,7 +872,7 @@ def suite_eeil_side(setup: Setup, align) -> Side:
     with recording(suite_eeil, "soft_cross_entropy", calls):
         ce, total = suite_dry(m, setup)
     side = suite_step(m, setup)
-    lamb = m.eeil.p["lamb"]
+    lamb = m.eeil.p["kd_weight"]
     side.terms = {"ce": ce, "total": total, **{f"kd_group{j}": lamb * float(v) for j, v in enumerate(calls)}}
     side.patches = ["baselines.eeil.soft_cross_entropy wrapped to record its per-group values (unchanged)"]
     return side
@@ -988,18 +988,18 @@ def suite_lwm_side(setup: Setup, align) -> Side:
         m.model.eval()
         cur_top = m.model(setup.suite_x())[:, : setup.seen].argmax(1)
     p = m.lwm.p
-    beta, gamma = p["beta"], p["gamma"]
-    p.update(beta=0.0, gamma=0.0)
+    beta, gamma = p["kd_weight"], p["attention_weight"]  # LwM's beta and gamma
+    p.update(kd_weight=0.0, attention_weight=0.0)
     ce, _ = suite_dry(m, setup)
-    p.update(beta=beta)
+    p.update(kd_weight=beta)
     _, with_kd = suite_dry(m, setup)
-    p.update(beta=0.0, gamma=gamma)
+    p.update(kd_weight=0.0, attention_weight=gamma)
     maps = []
     with recording(suite_lwm, "gradcam_map", maps):
         ce_at, with_at = suite_dry(m, setup, train="cur_map_mode" not in align)
-    p.update(beta=beta, gamma=0.0 if "at_grad" in align else gamma)
+    p.update(kd_weight=beta, attention_weight=0.0 if "at_grad" in align else gamma)
     side = suite_step(m, setup)
-    p.update(gamma=gamma)
+    p.update(attention_weight=gamma)
     kd, at = with_kd - ce, with_at - ce_at
     side.terms = {"ce": ce, "kd": kd, "at": at, "total": ce + kd + at}
     side.extra = {"map_old": maps[0], "map_cur": maps[1]}

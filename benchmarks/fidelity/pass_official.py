@@ -476,9 +476,10 @@ def paper_recipe(batch: int, epochs: int | None = 1):
 
 def make_suite(sc, net, recipe, seed):
     from benchmark.methods import MethodContext
-    from strategies.pass_method import PASS, PASS_DEFAULTS
+    from benchmark.methods import METHODS
+    from strategies.pass_method import PASS
 
-    ctx = MethodContext(net, sc, lambda k: recipe, dict(PASS_DEFAULTS), torch.device("cpu"), seed=seed)
+    ctx = MethodContext(net, sc, lambda k: recipe, dict(METHODS.entry("pass").extra["defaults"]), torch.device("cpu"), seed=seed)
     method = PASS(ctx)
     return method, install_observers(method)
 

@@ -630,7 +630,7 @@ class SuiteSide:
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
             self.opt.step()
-        rec["terms"] = {"kd": rec["kd"], "tri": m.p["tri_s"] * rec.get("tri", 0.0), "cd": rec["emb"],
+        rec["terms"] = {"kd": rec["kd"], "tri": m.p["triplet_weight"] * rec.get("tri", 0.0), "cd": rec["emb"],
                         "total": self.log.values[-1]}
         rec["draws"] = crop_flip_draws(rec["state"], len(rec["idx"]))
         return rec

@@ -130,7 +130,7 @@ from torch.optim.optimizer import register_optimizer_step_post_hook, register_op
 
 from benchmark.augment import AugmentSpec
 from benchmark.data import ArrayData
-from benchmark.methods import MethodContext
+from benchmark.methods import METHODS, MethodContext
 from benchmark.models import build_model
 from benchmark.models.base import frozen_copy
 from benchmark.profiles import PROFILES
@@ -140,7 +140,7 @@ from benchmarks.fidelity.common import (GRAD_RTOL, LOSS_RTOL, Row, compare_terms
                                         rel_diff, step_change_rel_diff, tensor_rel_diff, verdict, worst)
 from strategies.pass_plugins import PrototypeAugmentationPlugin, TemperatureCE, rotate_batch
 from strategies.reparam import adapters, merge_adapters
-from strategies.ssre_method import SSRE, SSRE_DEFAULTS
+from strategies.ssre_method import SSRE
 from strategies.ssre_plugins import SelectionDistillationPlugin, SelectionWeightedCE
 
 REPOSITORY = "zhukaii/SSRE"
@@ -517,7 +517,7 @@ class _Harness:
         torch.manual_seed(self.seed)
         self.net = build_model("resnet18", n * SSRE.outputs_per_class, 3, MEAN, STD)
         _stand_in_phase0(self.net, self.x_train[:toy.batch], self.y_train[:toy.batch], toy.base)
-        ctx = MethodContext(self.net, scenario, lambda k: base_r if k == 0 else inc_r, dict(SSRE_DEFAULTS),
+        ctx = MethodContext(self.net, scenario, lambda k: base_r if k == 0 else inc_r, dict(METHODS.entry("ssre").extra["defaults"]),
                             torch.device("cpu"), self.seed)
         self.method = SSRE(ctx)
         self.recipes = (base_r, inc_r)

@@ -21,6 +21,8 @@ Recipe (issue table, CMI's CIFAR-10 script): adv 0.5, bn 1, oh 1, cr 0.8, cr_T 0
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -28,8 +30,10 @@ from torch import nn
 from benchmark.augment import random_flip, random_resized_crop
 from benchmark.models.generators import GENERATORS, reset_generator
 from benchmark.dfkd_methods import register_dfkd_method
+from benchmark.hparams import hp
 from strategies.dfkd.best_batch import BestBatch
 from strategies.dfkd.losses import bn_hooks, bn_loss, contrastive_loss, masked_adversarial_loss, one_hot_loss
+from strategies.dfkd.params import InversionWeights, KDParams, LatentParams, PoolParams, RoundParams
 from strategies.dfkd.pool_kd import PoolMethod, frozen
 
 
@@ -72,15 +76,25 @@ class MemoryBank:
         self.ptr, self.filled = int(st["ptr"]), int(st["filled"])
 
 
-DEFAULTS = {"g_steps": 200, "kd_steps": 0, "lr_g": 1e-3, "g_betas": [0.5, 0.999], "nz": 256, "student_batch": 128,
-            "T": 20.0, "adv": 0.5, "bn": 1.0, "oh": 1.0, "cr": 0.8, "cr_T": 0.1, "head_dim": 256,
-            "bank_size": 40960, "n_neg": 4096, "pool_bound": 0, "pool_rounding": "floor"}
+@dataclass(frozen=True)
+class ContrastiveParams:
+    """CMI's contrastive term over a memory bank of teacher features (Fang et al. Eq. 6-8)."""
+
+    cr: float = hp(0.8, "weight of the contrastive term L_cr", "CMI scripts/cmi/*_cifar10_*.sh --cr 0.8")
+    contrastive_temperature: float = hp(0.1, "temperature of L_cr", "CMI scripts --cr_T 0.1", key_name="cr_T")
+    head_dim: int = hp(256, "output dimension of the projection head", "CMI datafree_kd.py: head_dim=256", low=1)
+    bank_size: int = hp(40960, "rows of the memory bank", "CMI datafree_kd.py: bank_size=40960", low=1)
+    n_neg: int = hp(4096, "negatives drawn per step from the bank", "CMI datafree_kd.py: n_neg=4096", low=1)
 
 
 # synthesis_cost: the teacher runs twice a step (global and local view) and the head embeds 4096 negatives; fitted
-# on the committed CIFAR-10 cell's timings (benchmark.dfkd_runner.predicted_dfkd_seconds)
-@register_dfkd_method("cmi", published="CMI", defaults=DEFAULTS, synthesis_cost=2.0,
-                      choices={"pool_rounding": ["floor", "round"]},
+# on the committed CIFAR-10 cell's timings (benchmark.dfkd_estimates.predicted_dfkd_seconds)
+@register_dfkd_method("cmi", published="CMI", synthesis_cost=2.0,
+                      params=(RoundParams, LatentParams, KDParams, InversionWeights, ContrastiveParams, PoolParams),
+                      # CMI's CIFAR-10 script: 200 generator steps, every student step of an epoch on the pool, batch
+                      # 128, KD at T = 20, adv 0.5, bn 1, oh 1
+                      defaults={"g_steps": 200, "kd_steps": 0, "student_batch": 128, "temperature": 20.0,
+                                "adv": 0.5, "bn": 1.0, "oh": 1.0},
                       description="CMI (Fang et al. 2021): model inversion with a contrastive term over a memory "
                                   "bank of teacher features; generator re-initialised every round")
 class CMI(PoolMethod):
@@ -138,7 +152,7 @@ class CMI(PoolMethod):
                     d = f_local.shape[1]
                     proj = F.normalize(self.head(torch.cat([f_local, cached[:, :d], f_global, cached[:, d:]])), dim=1)
                     half = len(proj) // 2
-                    parts["cr"] = contrastive_loss(proj[:half], proj[half:], n, p["cr_T"])
+                    parts["cr"] = contrastive_loss(proj[:half], proj[half:], n, p["contrastive_temperature"])
                 loss = sum(p[k] * v for k, v in parts.items())
                 best.update(loss, x, torch.cat([f_local, f_global], 1))
                 opt.zero_grad(set_to_none=True)

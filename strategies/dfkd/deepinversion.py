@@ -23,24 +23,38 @@ generator-based methods (``results/README.md``).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from benchmark.dfkd_methods import register_dfkd_method
+from benchmark.hparams import hp
 from strategies.dfkd.best_batch import BestBatch
 from strategies.dfkd.losses import bn_hooks, bn_loss, js_divergence, one_hot_loss, tv_loss
+from strategies.dfkd.params import InversionWeights, KDParams, PoolParams, RoundParams
 from strategies.dfkd.pool_kd import PoolMethod, frozen
 
-# student_batch 256: the official script (CMI's scripts/deepinv/deepinv_cifar10_wrn402_wrn161.sh) trains the student on
-# batches of --batch_size 256, its synthesis batch (checked by benchmarks/fidelity; the profiles below `paper`
-# set their own batch, so no committed cell changes)
-DEFAULTS = {"g_steps": 1000, "kd_steps": 0, "lr_g": 0.1, "g_betas": [0.5, 0.99], "student_batch": 256, "T": 20.0,
-            "adv": 1.0, "bn": 10.0, "oh": 1.0, "tv": 1e-3, "js_T": 3.0, "jitter": 0, "keep": "best",
-            "pool_bound": 0, "pool_rounding": "floor"}
+@dataclass(frozen=True)
+class PixelParams:
+    """DeepInversion's own terms and options (Yin et al. Eq. 2-8 as CMI's ``DeepInvSyntheiszer``)."""
+
+    tv: float = hp(1e-3, "weight of the total-variation prior", "CMI scripts/deepinv --tv 1e-3")
+    js_temperature: float = hp(3.0, "temperature of the adversarial Jensen-Shannon term",
+                               "CMI deepinversion.py jsdiv(T=3)", key_name="js_T")
+    jitter: int = hp(0, "largest random roll in pixels (0: img_size / 8)", "CMI jitter_and_flip: img_size // 8")
+    keep: str = hp("best", "the iterate added to the pool: lowest loss, or the last",
+                   "CMI synthesisers: best; official DeepInversion: last", choices=("best", "last"))
 
 
-@register_dfkd_method("deepinversion", published="DeepInv", defaults=DEFAULTS, choices={"keep": ["best", "last"],
-                                                                                       "pool_rounding": ["floor", "round"]},
-                      synthesis_cost=1.0, generator=False,
+@register_dfkd_method("deepinversion", published="DeepInv", synthesis_cost=1.0, generator=False,
+                      params=(RoundParams, KDParams, InversionWeights, PixelParams, PoolParams),
+                      # CMI's scripts/deepinv: 1000 steps at lr 0.1, betas (0.5, 0.99), adv 1, bn 10, oh 1, KD at T 20;
+                      # student_batch 256 (RoundParams' default): the official script
+                      # (scripts/deepinv/deepinv_cifar10_wrn402_wrn161.sh) trains the student on batches of
+                      # --batch_size 256, its synthesis batch (checked by benchmarks/fidelity; the profiles below
+                      # `paper` set their own batch)
+                      defaults={"g_steps": 1000, "kd_steps": 0, "lr_g": 0.1, "g_betas": [0.5, 0.99],
+                                "temperature": 20.0, "adv": 1.0, "bn": 10.0, "oh": 1.0},
                       description="DeepInversion (Yin et al. 2020): pixels optimised on BN statistics, one-hot, "
                                   "adversarial JS and TV; CMI's recipe")
 class DeepInversion(PoolMethod):
@@ -75,7 +89,7 @@ class DeepInversion(PoolMethod):
                 if self.hooks:
                     parts["bn"] = bn_loss(self.hooks).to(self.device)
                 if p["adv"]:
-                    parts["adv"] = -js_divergence(self.student(xj), t_logits, p["js_T"])
+                    parts["adv"] = -js_divergence(self.student(xj), t_logits, p["js_temperature"])
                 loss = sum(p[k] * v for k, v in parts.items())
                 best.update(loss, x)
                 opt.zero_grad(set_to_none=True)

@@ -25,18 +25,32 @@ on the test set of seed 0.  Each component has a switch (``ar_l=0``, ``ar_m=0``,
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from benchmark.dfkd_methods import register_dfkd_method
-from strategies.dfkd.generative import _CHOICES, _COMMON, _KEY_NEUTRAL, GenerativeMethod
+from benchmark.hparams import hp
+from strategies.dfkd.generative import GENERATIVE, GenerativeMethod
 from strategies.dfkd.losses import virtual_interpolation
 
 
-@register_dfkd_method("dfad+ar+vi", published="DFAD+AR+VI", choices={**_CHOICES, "vi_mode": ["replace", "add"]},
-                      key_neutral=_KEY_NEUTRAL,
-                      defaults={**{k: v for k, v in _COMMON.items() if k not in ("oh", "act")}, "adv": 1.0,
-                                "criterion": "l1", "ar_l": 0.1, "ar_m": 0.01, "vi": True, "vi_alpha": 1.0,
-                                "vi_mode": "replace"},
+@dataclass(frozen=True)
+class ARVIParams:
+    """R_l, R_m (Eq. 2-3) on the generator side; virtual interpolation (Eq. 4-9) on the student side."""
+
+    ar_l: float = hp(0.1, "weight of R_l = CE(T(x), argmax T(x))", "MNIST sweep (results/dfkd-mnist-arvi-sweep); "
+                     "the paper gives no weight")
+    ar_m: float = hp(0.01, "weight of R_m = -mean |f_T(x)|", "MNIST sweep; the paper gives no weight")
+    vi: bool = hp(True, "train the student on virtual interpolations", "Qu, Wang, Xiao Eq. 4-9")
+    vi_alpha: float = hp(1.0, "lambda ~ Beta(alpha, alpha) of the interpolation", "the paper gives none; mixup's 1")
+    vi_mode: str = hp("replace", "train on the interpolations alone, or add the plain DFAD term",
+                      "Qu, Wang, Xiao Sec. 2.3 (replace)", choices=("replace", "add"))
+
+
+# R_l and R_m are the generative loss's one-hot and activation terms (oh, act) under the paper's names
+@register_dfkd_method("dfad+ar+vi", published="DFAD+AR+VI", params=(*GENERATIVE, ARVIParams), exclude=("oh", "act"),
+                      defaults={"adv": 1.0, "criterion": "l1"},
                       description="DFAD + activation regularisation (R_l, R_m) + virtual interpolation "
                                   "(Qu, Wang, Xiao 2021)")
 class DFADARVI(GenerativeMethod):

@@ -38,6 +38,7 @@ from benchmark.dfkd_methods import DFKDMethod, register_dfkd_method
 from strategies.dfkd.pool_kd import frozen
 from strategies.dfkd.losses import (activation_loss, balance_loss, bn_hooks, bn_loss, kd_loss, l1_logits,
                                     one_hot_loss)
+from strategies.dfkd.params import GenerativeParams, InversionWeights, KDParams, LatentParams, RoundParams
 
 
 class GenerativeMethod(DFKDMethod):
@@ -53,16 +54,16 @@ class GenerativeMethod(DFKDMethod):
         super().__init__(ctx)
         c, h, _ = ctx.image_shape
         self.nz = int(self.p["nz"])
-        self.generator = GENERATORS[self.p.get("generator") or self.generator_kind](
+        self.generator = GENERATORS[self.p["generator"] or self.generator_kind](
             nz=self.nz, ngf=ctx.recipe.ngf, img_size=h, nc=c, mean=ctx.mean, std=ctx.std).to(self.device)
         self.generator.train()
         self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=self.p["lr_g"], betas=tuple(self.p["g_betas"]))
-        self.hooks = bn_hooks(self.teacher) if self.p.get("bn", 0) > 0 else []
+        self.hooks = bn_hooks(self.teacher) if self.p["bn"] > 0 else []
 
     def criterion(self, s_logits: torch.Tensor, t_logits: torch.Tensor) -> torch.Tensor:
         if self.p["criterion"] == "l1":
             return l1_logits(s_logits, t_logits)
-        return kd_loss(s_logits, t_logits, self.p.get("T", 1.0))
+        return kd_loss(s_logits, t_logits, self.p["temperature"])
 
     def sample(self, n: int) -> torch.Tensor:
         return self.generator(self.randn(n, self.nz))
@@ -126,41 +127,34 @@ class GenerativeMethod(DFKDMethod):
         self.opt_g.load_state_dict(state["opt_g"])
 
 
-_COMMON = {"g_steps": 1, "kd_steps": 5, "lr_g": 1e-3, "g_betas": [0.5, 0.999], "nz": 256, "student_batch": 256,
-           "adv": 0.0, "bn": 0.0, "oh": 0.0, "act": 0.0, "balance": 0.0, "criterion": "kl", "T": 1.0,
-           "generator": "", "g_student_mode": "eval", "g_schedule": "constant", "step_order": "synthesis_first"}
-_CHOICES = {"criterion": ["kl", "l1"], "generator": ["", "cmi", "cmi-large", "dfad"],
-            "g_student_mode": ["eval", "train"], "g_schedule": ["constant", "student"],
-            "step_order": ["synthesis_first", "student_first"]}
-# added after the MNIST results: at their defaults a cell's key is what it was
-_KEY_NEUTRAL = ("g_student_mode", "g_schedule", "step_order")
+# every generator-based method: one generator step and 5 student steps a round, batch 256, z 256-d, KL at T = 1
+# (CMI overwrites --T to 1 for them); the terms' weights are each method's (CMI's scripts, module docstring)
+GENERATIVE = (RoundParams, LatentParams, InversionWeights, GenerativeParams, KDParams)
 
 
-@register_dfkd_method("dafl", published="DAFL", choices=_CHOICES, key_neutral=_KEY_NEUTRAL,
-                      defaults={**_COMMON, "oh": 1.0, "act": 1e-3, "balance": 20.0, "nz": 512},
+@register_dfkd_method("dafl", published="DAFL", params=GENERATIVE,
+                      defaults={"oh": 1.0, "act": 1e-3, "balance": 20.0, "nz": 512},
                       description="DAFL (Chen et al. 2019): one-hot + activation + information-entropy priors, "
                                   "no adversarial term; CMI's generative recipe")
 class DAFL(GenerativeMethod):
     pass
 
 
-@register_dfkd_method("zskt", published="ZSKT", choices=_CHOICES, key_neutral=_KEY_NEUTRAL,
-                      defaults={**_COMMON, "adv": 1.0},
+@register_dfkd_method("zskt", published="ZSKT", params=GENERATIVE, defaults={"adv": 1.0},
                       description="ZSKT (Micaelli & Storkey 2019) as CMI runs it: adversarial KL at T=1")
 class ZSKT(GenerativeMethod):
     pass
 
 
-@register_dfkd_method("dfq", published="DFQ", choices=_CHOICES, key_neutral=_KEY_NEUTRAL,
-                      defaults={**_COMMON, "kd_steps": 10, "adv": 1.0, "bn": 1.0, "oh": 1.0, "balance": 20.0},
+@register_dfkd_method("dfq", published="DFQ", params=GENERATIVE,
+                      defaults={"kd_steps": 10, "adv": 1.0, "bn": 1.0, "oh": 1.0, "balance": 20.0},
                       description="DFQ (Choi et al. 2020, adversarial KD for quantisation): adversarial KL + BN "
                                   "statistics + one-hot + balance, 10 student steps per generator step")
 class DFQ(GenerativeMethod):
     pass
 
 
-@register_dfkd_method("dfad", published="DFAD", choices=_CHOICES, key_neutral=_KEY_NEUTRAL,
-                      defaults={**_COMMON, "adv": 1.0, "criterion": "l1"},
+@register_dfkd_method("dfad", published="DFAD", params=GENERATIVE, defaults={"adv": 1.0, "criterion": "l1"},
                       description="DFAD (Fang et al. 2019): L1 between logits for both players, DFAD generator")
 class DFAD(GenerativeMethod):
     generator_kind = "dfad"

@@ -35,8 +35,8 @@ class PoolMethod(DFKDMethod):
 
     def __init__(self, ctx):
         super().__init__(ctx)
-        self.pool = DataPool(ctx.pool_dir, ctx.pool_key, bound=int(self.p.get("pool_bound") or 0) or None,
-                             rounding=self.p.get("pool_rounding", "floor"))
+        self.pool = DataPool(ctx.pool_dir, ctx.pool_key, bound=int(self.p["pool_bound"]) or None,
+                             rounding=self.p["pool_rounding"])
 
     @torch.no_grad()
     def add_to_pool(self, x01: torch.Tensor) -> None:
@@ -55,7 +55,7 @@ class PoolMethod(DFKDMethod):
         xb, _ = self.pool_batch(self.pool_indices(self.student_batch))
         with torch.no_grad():
             t = self.teacher(xb)
-        return kd_loss(self.student(xb), t, self.p["T"]), len(xb)
+        return kd_loss(self.student(xb), t, self.p["temperature"]), len(xb)
 
     def state_dict(self) -> dict:
         return {"pool_batches": self.pool.n_batches}

@@ -9,20 +9,30 @@ data (plain KD), as upper bounds").
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from benchmark.dfkd_methods import DFKDMethod, register_dfkd_method
+from benchmark.hparams import hp
 from strategies.dfkd.losses import kd_loss
+from strategies.dfkd.params import KDParams
 
 
-@register_dfkd_method("teacher", published="Teacher", reference=True, defaults={},
+@register_dfkd_method("teacher", published="Teacher", reference=True,
                       description="reference row: the teacher's test accuracy (trained once, cached)")
 class Teacher(DFKDMethod):
     needs_student = False
     synthesizes = False
 
 
-@register_dfkd_method("kd-real", published="KD", reference=True, defaults={"T": 4.0, "student_batch": 128},
+@dataclass(frozen=True)
+class KDRealParams:
+    student_batch: int = hp(128, "student batch size", "suite choice: the pool methods' batch", low=1)
+
+
+@register_dfkd_method("kd-real", published="KD", reference=True, params=(KDParams, KDRealParams),
+                      defaults={"temperature": 4.0},  # suite choice (module docstring)
                       description="reference row: plain KD on the real training data (upper bound)")
 class KDReal(DFKDMethod):
     synthesizes = False
@@ -37,4 +47,4 @@ class KDReal(DFKDMethod):
         xb = self.augment_pool_batch(self.x[idx.to(self.device)])
         with torch.no_grad():
             t = self.teacher(xb)
-        return kd_loss(self.student(xb), t, self.p["T"]), len(xb)
+        return kd_loss(self.student(xb), t, self.p["temperature"]), len(xb)

@@ -8,7 +8,8 @@ with it (Adam lr 1e-3, betas (0.5, 0.999)) for ``g_steps`` steps on
 on augmented generator output (crop 4 + flip for CIFAR), with ``L_adv`` CMI's masked ``-KL`` and ``L_ntri`` the
 reversed triplet hinge of Eq. 3 (positive and negative swapped inside the hinge) on the student's last block output,
 pooled -- before the final BN-ReLU of a WRN, the released code's ``s_layers[2:4]`` (``g_feature="embedding"``: the
-pooled embedding after it) --, labels the teacher's argmax, negatives by focal weighted sampling (window 0.5 < d < 1.0) on the teacher's logits
+pooled embedding after it) --, labels the teacher's argmax, negatives by focal weighted sampling (window
+0.5 < d < 1.0) on the teacher's logits
 (the released code mines on them).  The round's iterate with the lowest ``L_g`` joins the pool.
 ``variant="released"`` adds the triplet hinge unswapped on the generator side, as the released code does.
 ``oh_targets``: the one-hot term's targets.  The paper reads "labels from the teacher's argmax"; the released
@@ -22,22 +23,26 @@ label; ``positive="image"`` pairs two augmentations of one image as the released
 ``student_batch`` 128 -- the issue's -- holds 64 anchors and 64 positives, where the released loader's 128 pairs make
 256 images a step: ``student_batch=256`` reproduces that) and
 
-    L_s = KD_T(S, T) + tri_s * L_tri + emb_weight * L_emb
+    L_s = KD_T(S, T) + triplet_weight * L_tri + emb_weight * L_emb
 
 ``L_tri`` (Eq. 5) with distance-weighted negatives on the student's logits, L2-normalised embeddings, non-squared
 distance, margin 0.2, labels the teacher's argmax of the augmented batch as the released ``main.py`` takes them
-(``s_labels="pool"``: the argmax stored with the un-augmented image at synthesis) (one implementation with the class-incremental plugins: ``strategies.rgal``).
+(``s_labels="pool"``: the argmax stored with the un-augmented image at synthesis) (one implementation with the
+class-incremental plugins: ``strategies.rgal``).
 ``emb="paper"``: ``L_emb = ||e_T - Fc(e_S)||^2`` with a trainable linear projection trained with the student.  The
 paper gives the term no weight and no normalisation; taken literally (``emb_reduction="sum"``: squared norm, batch
 mean) it is about 40 times the KD term on LeNet-5 (measured: 384 against 9.7 on the first pool batch, the teacher's
 84-d embedding is unnormalised) and the student diverges at DFAD's MNIST learning rate within 10 steps.  The default
 ``emb_reduction="mean"`` divides by the embedding dimension (an MSE, the reduction of the released code's form).
 ``emb="released"``: the released ``CDLoss``, an MSE between each pooled block output of the teacher (the last one
-before the final BN-ReLU, ``benchmark.models.wrn``) and the student's pooled block output through a 1x1 convolution (written as a linear map on the pooled vector, which is the
+before the final BN-ReLU, ``benchmark.models.wrn``) and the student's pooled block output through a 1x1
+convolution (written as a linear map on the pooled vector, which is the
 same function), summed over blocks, at the released weight 0.1 (times ``emb_weight``, which scales either form).
 Pool images are quantised as the released ``save_image_batch`` writes them (floor; ``pool_rounding``).
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -45,36 +50,67 @@ from torch import nn
 
 from benchmark.models.generators import GENERATORS, reset_generator
 from benchmark.dfkd_methods import register_dfkd_method
+from benchmark.hparams import hp
 from strategies.dfkd.best_batch import BestBatch
 from strategies.dfkd.losses import bn_hooks, bn_loss, kd_loss, masked_adversarial_loss, one_hot_loss
+from strategies.dfkd.params import InversionWeights, KDParams, LatentParams, PoolParams, RoundParams
 from strategies.dfkd.pool_kd import PoolMethod, frozen
+from strategies.rgal.config import SAMPLERS, sampler_window
 from strategies.rgal.losses import sampled_triplet_loss
 from strategies.rgal.paired_sampling import paired_batch_indices
 
-DEFAULTS = {
-    "g_steps": 400, "lr_g": 1e-3, "g_betas": [0.5, 0.999], "nz": 256, "student_batch": 128, "T": 20.0,
-    "adv": 1.0, "bn": 1.0, "oh": 1.0, "tri_g": 0.1, "g_sampler": "focal", "focal_lower": 0.5, "focal_upper": 1.0,
-    "g_sample_on": "teacher_logits", "variant": "paper", "oh_targets": "random",
-    "tri_s": 0.1, "s_sampler": "distance", "dw_cutoff": 0.5, "dw_nonzero_cutoff": 1.4, "margin": 0.2,
-    "squared": False, "paired": True, "positive": "class", "emb": "paper", "emb_weight": 1.0, "emb_reduction": "mean",
-    "pool_bound": 0, "kd_steps": 0, "pool_rounding": "floor", "g_feature": "block", "s_labels": "teacher",
-}
-CHOICES = {"g_sampler": ["focal", "distance", "random"], "s_sampler": ["distance", "focal", "random"],
-           "g_sample_on": ["teacher_logits", "student_logits", "embedding"], "variant": ["paper", "released"],
-           "oh_targets": ["random", "argmax"],
-           "positive": ["class", "image"], "emb": ["paper", "released", "none"], "emb_reduction": ["mean", "sum"],
-           "pool_rounding": ["floor", "round"], "g_feature": ["block", "embedding"], "s_labels": ["teacher", "pool"]}
+@dataclass(frozen=True)
+class RGALDistillParams:
+    """RGAL's own terms (Algorithm 1, Eq. 3-12).  Names as the class-incremental RGAL's (``strategies.rgal.config``):
+    ``rgal_*`` the synthesis side, ``triplet_*`` the student side; the two sides share one sampler window, one
+    margin and one distance form here, so those carry no side prefix."""
+
+    tri_g: float = hp(0.1, "weight of L_ntri in the generator's loss", "released main.py: 0.1")
+    rgal_sampler: str = hp("focal", "negative sampler of L_ntri", "RGAL Sec. 3.4: focal", choices=SAMPLERS,
+                           key_name="g_sampler")
+    rgal_sample_on: str = hp("teacher_logits", "what L_ntri's sampler measures distances on",
+                             "released code: the teacher's logits",
+                             choices=("teacher_logits", "student_logits", "embedding"), key_name="g_sample_on")
+    variant: str = hp("paper", "L_g as the paper writes it, or with the released code's extra unswapped hinge",
+                      "RGAL Eq. 3 / released triplet.py", choices=("paper", "released"))
+    oh_targets: str = hp("random", "the one-hot term's targets: sorted random (released) or the teacher's argmax",
+                         "released synthesis/triplet.py: random", choices=("random", "argmax"))
+    triplet_weight: float = hp(0.1, "weight of L_tri in the student's loss", "released main.py: 0.1",
+                               key_name="tri_s")
+    triplet_sampler: str = hp("distance", "negative sampler of L_tri", "released code: distance weighted",
+                              choices=("distance", "focal", "random"), key_name="s_sampler")
+    focal_lower: float = hp(0.5, "focal sampler (either side): lower end of the window", "released code: 0.5")
+    focal_upper: float = hp(1.0, "focal sampler (either side): upper end of the window", "released code: 1.0")
+    distance_cutoff: float = hp(0.5, "distance sampler (either side): distances below are clipped to this",
+                                "Wu et al. 2017, released code 0.5", key_name="dw_cutoff")
+    nonzero_cutoff: float = hp(1.4, "distance sampler (either side): negatives farther get weight 0",
+                               "Wu et al. 2017, released code 1.4", key_name="dw_nonzero_cutoff")
+    margin: float = hp(0.2, "margin of both triplet hinges", "released code: 0.2")
+    squared: bool = hp(False, "squared distances in both hinges (the paper's form)", "released code: not squared")
+    paired: bool = hp(True, "student batches of anchors and positives", "RGAL Sec. 3.4 paired sampling")
+    positive: str = hp("class", "a positive: another pool image of the class, or the same image augmented again",
+                       "RGAL Sec. 3.4 (class); released loader (image)", choices=("class", "image"))
+    emb: str = hp("paper", "the embedding term: the paper's projection, the released CDLoss, or none",
+                  "RGAL Eq. 11 / released CDLoss", choices=("paper", "released", "none"))
+    emb_weight: float = hp(1.0, "scale of the embedding term", "the paper gives none")
+    emb_reduction: str = hp("mean", "the paper form's reduction: per dimension (MSE) or the squared norm",
+                            "suite choice (module docstring)", choices=("mean", "sum"))
+    g_feature: str = hp("block", "L_ntri's feature: the last block pooled, or the pooled embedding",
+                        "released code: s_layers[2:4]", choices=("block", "embedding"))
+    s_labels: str = hp("teacher", "L_tri's labels: the teacher's argmax of the augmented batch, or the pool's",
+                       "released main.py: the teacher's", choices=("teacher", "pool"))
 
 
 def _sampler_kw(name: str, p: dict) -> dict:
-    if name == "focal":
-        return {"lower": p["focal_lower"], "upper": p["focal_upper"]}
-    if name == "distance":
-        return {"cutoff": p["dw_cutoff"], "nonzero_loss_cutoff": p["dw_nonzero_cutoff"]}
-    return {}
+    return sampler_window(name, (p["focal_lower"], p["focal_upper"]), (p["distance_cutoff"], p["nonzero_cutoff"]))
 
 
-@register_dfkd_method("rgal", published="RGAL", defaults=DEFAULTS, choices=CHOICES, synthesis_cost=1.0,
+@register_dfkd_method("rgal", published="RGAL", synthesis_cost=1.0,
+                      params=(RoundParams, LatentParams, KDParams, InversionWeights, RGALDistillParams, PoolParams),
+                      # the issue's recipe: 400 generator steps a round, every student step of an epoch on the pool,
+                      # batch 128, KD at T = 20, adv 1, bn 1, oh 1
+                      defaults={"g_steps": 400, "kd_steps": 0, "student_batch": 128, "temperature": 20.0,
+                                "adv": 1.0, "bn": 1.0, "oh": 1.0},
                       description="RGAL (Liang & Fu): relation-guided adversarial synthesis (L_ntri, focal sampling) "
                                   "+ triplet / embedding student losses on paired pool batches")
 class RGAL(PoolMethod):
@@ -141,10 +177,10 @@ class RGAL(PoolMethod):
         if self.hooks:
             parts["bn"] = bn_loss(self.hooks).to(x_aug.device)
         if p["tri_g"]:
-            on = {"teacher_logits": t_logits, "student_logits": s_logits, "embedding": feat}[p["g_sample_on"]]
-            parts["tri_g"] = sampled_triplet_loss(feat, labels, sample_on=on, sampler=p["g_sampler"],
+            on = {"teacher_logits": t_logits, "student_logits": s_logits, "embedding": feat}[p["rgal_sample_on"]]
+            parts["tri_g"] = sampled_triplet_loss(feat, labels, sample_on=on, sampler=p["rgal_sampler"],
                                                   reverse=p["variant"] == "paper", generator=self.gen,
-                                                  sampler_kw=_sampler_kw(p["g_sampler"], p), margin=p["margin"],
+                                                  sampler_kw=_sampler_kw(p["rgal_sampler"], p), margin=p["margin"],
                                                   squared=p["squared"])
         loss = sum(p[k] * v for k, v in parts.items())
         return loss, {k: v.item() for k, v in parts.items()}
@@ -188,15 +224,15 @@ class RGAL(PoolMethod):
             t_logits = self.teacher.head(t_emb)
         s_emb, s_blocks = self.student.backbone(xb, return_blocks=True)
         s_logits = self.student.head(s_emb)
-        loss = kd_loss(s_logits, t_logits, p["T"])
+        loss = kd_loss(s_logits, t_logits, p["temperature"])
         terms = {"kd": loss.detach()}
-        if p["tri_s"]:
+        if p["triplet_weight"]:
             # labels: the teacher's argmax of this augmented batch (the released ``main.py``), or the pool's stored
             # argmax of the un-augmented image (pairing always uses the stored labels)
             labels = t_logits.argmax(1) if p["s_labels"] == "teacher" else y
-            tri = p["tri_s"] * sampled_triplet_loss(
-                s_emb, labels, sample_on=s_logits, sampler=p["s_sampler"], generator=self.gen,
-                sampler_kw=_sampler_kw(p["s_sampler"], p), margin=p["margin"], squared=p["squared"])
+            tri = p["triplet_weight"] * sampled_triplet_loss(
+                s_emb, labels, sample_on=s_logits, sampler=p["triplet_sampler"], generator=self.gen,
+                sampler_kw=_sampler_kw(p["triplet_sampler"], p), margin=p["margin"], squared=p["squared"])
             loss = loss + tri
             terms["tri"] = tri.detach()
         emb = self.embedding_loss(xb, s_emb, t_emb, s_blocks if released else None, t_blocks if released else None)
