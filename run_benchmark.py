@@ -79,7 +79,7 @@ def report(args) -> int:
     load_all_methods()
     from benchmark.dfkd_reports import dfkd_summary_table
     from benchmark.report_writer import collect_results, write_reports
-    from benchmark.reports import summary_table
+    from benchmark.summary import summary_table
 
     cil, dfkd = collect_results(args.folders)
     paths = write_reports(args.folders, args.out, collected=(cil, dfkd))
@@ -170,7 +170,7 @@ def run_cil(args) -> int:
         return print_cil_plan(args, cells, runs, jobs)
     _start(args, out, cache, f"{plural(len(cells), 'cell')} -> {out}  (profile {profile}, device {device}"
                              f"{workers_text(args, threads)})")
-    from benchmark.reports import summary_table
+    from benchmark.summary import summary_table
 
     return execute(args, jobs, threads, out, report_outcome, summary_table, load_all_methods)
 

@@ -1,4 +1,4 @@
-"""Exemplar memory of the exemplar-based baselines that do not come from Avalanche (UCIR, EEIL, LwM; issue 5), as
+"""Exemplar memory of the exemplar-based baselines that do not come from Avalanche (UCIR, EEIL, LwM), as
 the official iCaRL / LUCIR code keeps it.
 
 * ``herding_order`` (iCaRL Alg. 4, LUCIR's ``herding``): on L2-normalised features, greedily pick the sample that

@@ -38,8 +38,8 @@ against; notes in docs/official-code-cil-baselines.md).
   the group's K heads with the default ``nn.Linear`` initialisation, times ``side_init_scale`` (default 1: full scale,
   as the official group 0; ~0.08 is the official later groups' scale with 10 classes a task), from the stage's seeded
   generator when its stage 3 starts: what matters, K distinct heads, holds whatever the optimiser; the scale at which
-  stage 3's 80 SGD epochs start is a deliberate difference. ``"keep"`` trains the rows as stage 1 left them (the
-  suite's behaviour before session 10; not official either: the rows decay over every earlier phase, not one).
+  stage 3's 80 SGD epochs start is a deliberate difference. ``"keep"`` trains the rows as stage 1 left them (not
+  official either: the rows decay over every earlier phase, not one).
 
 Stage-1 recipe: the ``paper`` profile's ``muc`` group is the official one (``cifar100_MUC_LwF.py``: SGD lr 0.1,
 momentum 0.9, wd 5e-4, batch 128, 200 epochs -- hard-coded, the ``--epochs`` flag is unused -- MultiStepLR [120,

@@ -10,10 +10,10 @@ from benchmark.methods import METHODS, full_params
 
 # CPU training throughput (images/s, 2 cores, batch 64, channels_last) for --dry-run's predictions.  resnet20,
 # resnet32 and reduced_resnet18 were measured here with benchmarks/throughput.py; wrn16_1 and wrn16_2 with
-# ``benchmarks/throughput.py --models wrn16_2 wrn16_1 --batch-size 128`` (986 and 296, session 14; wrn16_2 kept at
+# ``benchmarks/throughput.py --models wrn16_2 wrn16_1 --batch-size 128`` (986 and 296; wrn16_2 kept at
 # 280, what the cpu CIFAR teacher's real training averaged: 14 x 50,000 images in 2594 s, partly beside tests);
-# resnet18 is DEVELOPERS.md's figure; the others are estimates from their FLOPs (wrn40_1 and wrn40_2 scaled by
-# wrn16_2's measured / FLOP-estimated ratio, 0.7).
+# resnet18 is the team's reference figure (55 images/s at batch 256); the others are estimates from their FLOPs
+# (wrn40_1 and wrn40_2 scaled by wrn16_2's measured / FLOP-estimated ratio, 0.7).
 CPU_IMAGES_PER_S = {"resnet18": 50, "resnet34": 25, "reduced_resnet18": 240, "resnet20": 430, "resnet32": 270,
                     "wrn16_1": 900, "wrn16_2": 280, "wrn40_1": 210, "wrn40_2": 85, "lenet5": 8000,
                     "lenet5_half": 12000}

@@ -25,8 +25,9 @@ from benchmark.data import GEOMETRY
 from benchmark.dfkd_methods import DFKD_METHODS
 from benchmark.dfkd_profiles import dfkd_profile
 from benchmark.errors import BenchError
-from benchmark.reports import (DATASET_NAMES, _flat, _fmt, load_results, markdown, method_params, profile_notes,
-                               published, row_label, varying_params)
+from benchmark.reports import (DATASET_NAMES, _flat, _fmt, load_results, markdown, method_params, published, row_label,
+                               varying_params)
+from benchmark.summary import profile_notes
 
 
 def load_dfkd_results(folders: Path | list[Path]) -> list[dict]:

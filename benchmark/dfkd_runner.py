@@ -94,7 +94,7 @@ def make_dfkd_cells(*, scenarios, methods, seeds, profile, teacher=None, student
                     "method_params": cell_params(m, params, DFKD_METHODS),
                     "augment": DFKD_AUGMENT[scen].as_dict(), "data_sha256": data.sha256, "device_type": device_type,
                     **threads, **({"deterministic": True} if deterministic else {}),
-                    # the teacher's identity, named in the key (issue 36): its checkpoint's sha256 above, or the key
+                    # the teacher's identity, named in the key: its checkpoint's sha256 above, or the key
                     # of the suite's cached teacher
                     "teacher_key": None if t_sha else teacher_key(
                         data.sha256, teacher or prof.teacher, prof.teacher_recipe, DFKD_AUGMENT[scen], 0, device_type,
@@ -124,8 +124,11 @@ class DFKDCellRun(CellFolder):
                                   c.get("torch_threads"), c.get("deterministic", False))
 
     def carried_teachers(self) -> list[Path]:
-        """``teacher.pt`` of the teacher cells beside this one (the same ``--out``), by folder name."""
-        return sorted(self.dir.parent.glob(f"{self.cfg['scenario']}-teacher-s*/{TEACHER_FILE}"))
+        """``teacher.pt`` of the teacher cells beside this one (the same ``--out``), by folder name, then of those
+        in the shared results folders (``store.shared_model_roots``: the committed ``results/``)."""
+        pattern = f"{self.cfg['scenario']}-teacher-s*/{TEACHER_FILE}"
+        here = sorted(self.dir.parent.glob(pattern))
+        return here + [p for p in store.shared_copies(pattern) if p not in here]
 
     def carried_teacher(self) -> Path | None:
         """The carried ``teacher.pt`` holding this cell's teacher, if any (``--dry-run`` reports it)."""

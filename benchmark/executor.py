@@ -232,28 +232,9 @@ class LocalExecutor:
             bar.update(len(res))
             bar.set_postfix_str(", ".join(f"{k} {v}" for k, v in counts.items() if v))
 
-        ctx = multiprocessing.get_context("spawn")
         while pending:
-            pool = cf.ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=_worker_init,
-                                          initargs=(self.threads, self.load_methods))
-            broken = []
-            try:
-                futures = {pool.submit(run_unit, units[i]): i for i in pending}
-                bar.set_postfix_str(f"running {min(self.workers, len(futures))} units")
-                for fut in cf.as_completed(futures):
-                    i = futures[fut]
-                    try:
-                        record(i, fut.result())
-                    except cf.process.BrokenProcessPool:
-                        broken.append(i)
-                    except Exception as e:  # noqa: BLE001 -- e.g. an outcome that cannot be unpickled
-                        record(i, [failed_outcome(j, f"{type(e).__name__}: {_last_line(e)}") for j in units[i]])
-            except BaseException:  # Ctrl-C: no queued unit starts, the running ones are stopped
-                pool.shutdown(wait=False, cancel_futures=True)
-                for proc in list(getattr(pool, "_processes", {}).values()):
-                    proc.terminate()
-                raise
-            pool.shutdown(wait=True)
+            bar.set_postfix_str(f"running {min(self.workers, len(pending))} units")
+            broken = self._pool_round(units, pending, record)
             pending = []
             for i in broken:  # a worker died: the units cut short run again, from their checkpoints
                 if _was_running(units[i]):
@@ -268,6 +249,31 @@ class LocalExecutor:
                            "checkpoints")
         bar.close()
         return [o for i in range(len(units)) for o in outcomes.get(i, [])]
+
+
+    def _pool_round(self, units, pending: list[int], record) -> list[int]:
+        """Runs the ``pending`` units in a fresh pool, ``record``-ing each unit's outcomes as it ends; returns the
+        units cut short by a dead worker (the pool breaks for all of them)."""
+        pool = cf.ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
+                                      initializer=_worker_init, initargs=(self.threads, self.load_methods))
+        broken = []
+        try:
+            futures = {pool.submit(run_unit, units[i]): i for i in pending}
+            for fut in cf.as_completed(futures):
+                i = futures[fut]
+                try:
+                    record(i, fut.result())
+                except cf.process.BrokenProcessPool:
+                    broken.append(i)
+                except Exception as e:  # noqa: BLE001 -- e.g. an outcome that cannot be unpickled
+                    record(i, [failed_outcome(j, f"{type(e).__name__}: {_last_line(e)}") for j in units[i]])
+        except BaseException:  # Ctrl-C: no queued unit starts, the running ones are stopped
+            pool.shutdown(wait=False, cancel_futures=True)
+            for proc in list(getattr(pool, "_processes", {}).values()):
+                proc.terminate()
+            raise
+        pool.shutdown(wait=True)
+        return broken
 
 
 def _was_running(unit: list[CellJob]) -> bool:

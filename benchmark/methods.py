@@ -78,6 +78,9 @@ class CILMethod:
 
     # -- training ----------------------------------------------------------------------------------------------
     def train_phase(self, k: int, experience, epochs: int) -> None:
+        # the suite plugin restores checkpoints in before_training_exp, after every other plugin's callback: a method
+        # that appended a plugin after building its strategy need not remember to move it (``put_last``)
+        put_last(self.strategy, self.suite_plugin)
         self.suite_plugin.phase = k
         self.strategy.train_epochs = epochs
         self.strategy.clock.train_exp_counter = k

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from benchmark import store
 from benchmark.cells import phase0_key
 
 
@@ -62,7 +63,7 @@ def _phase0_line(r, config: dict, fam: str | None, status: str, done: int, plann
     if cached or key in planned:
         line, p0_sec = "phase-0 cache: hit" + ("" if cached else " (filled by an earlier cell)"), 0.0
     elif status != "finished" and not done and (src := phase0_source(r, fam))[0] == "carried":
-        line, p0_sec = f"phase-0 cache: miss (restored from {src[1].parent.name}/{src[1].name}, no training)", 0.0
+        line, p0_sec = f"phase-0 cache: miss (restored from {store.describe(src[1])}, no training)", 0.0
     else:
         line = f"phase-0 cache: miss ({fam})"
     if status != "finished":  # a finished cell trains nothing, so it fills no cache
@@ -89,7 +90,7 @@ def plan_dfkd(cells, runs: dict, teacher_checkpoint, predicted_seconds, predicte
         elif r.teacher_cache_path().is_file():
             teacher = "teacher cache: hit"
         elif (src := r.carried_teacher()) is not None:
-            teacher = f"teacher cache: miss (restored from {src.parent.name}/{src.name}, no training)"
+            teacher = f"teacher cache: miss (restored from {store.describe(src)}, no training)"
         elif st == "finished" or r.teacher_cache_path() in teachers:
             teacher = "teacher cache: miss (trained by the first cell needing it)"
         else:  # this cell trains the teacher: its time counts here, once

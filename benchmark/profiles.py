@@ -86,7 +86,8 @@ def _sgd(epochs, batch, wd, milestones=(), step=0):
                        lr_step=step, lr_milestones=tuple(milestones))
 
 
-# The exemplar / side-classifier baselines of issue 5 in ``paper``: each method's own official recipe (every phase).
+# The exemplar / side-classifier baselines (UCIR, MUC, EEIL) in ``paper``: each method's own official recipe (every
+# phase).
 _UCIR_PAPER = _sgd(160, 128, 5e-4, (80, 120))  # LUCIR class_incremental_cosine_cifar100.py
 _MUC_PAPER = _sgd(200, 128, 5e-4, (120, 160, 180))  # MUC cifar100_MUC_LwF.py (epochs hard-coded to 200)
 _EEIL_PAPER = _sgd(40, 128, 1e-4, step=10)  # EEIL experiment_cifar.m: 0.1 / 0.01 / 0.001 / 0.0001, 10 epochs each
@@ -99,7 +100,7 @@ def _ssre_inc(epochs, batch, step, channels_last):
 
 # cpu profile, PASS family: rotation turns every image into 4 samples (an epoch costs 4 plain epochs), so phase 0
 # gets 3 rotated epochs (decay after 2).  Later phases: 5 epochs at batch 16 (official: 64) with the decay before the
-# last one.  Why (session 4-5 measurements, phase 1 of CIFAR-100/10 from the cached phase 0, ``python
+# last one.  Why (measured on phase 1 of CIFAR-100/10 from the cached phase 0, ``python
 # benchmarks/new_class_diagnostic.py --method pass --batch-size B --epochs E --lr-step S``): PASS's new-class CE
 # competes with 10 x prototype CE + 10 x the un-averaged feature distance, and it needs optimiser *steps* to win.
 # With 4 epochs at batch 64 decayed after 2 (the 45 % shape) the new groups' accuracy right after their phase was

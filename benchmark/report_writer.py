@@ -14,8 +14,9 @@ from benchmark.dfkd_reports import load_dfkd_results, write_dfkd_reports
 from benchmark.errors import BenchError
 from benchmark.report_html import write_index
 from benchmark.cil_plots import plot_heatmaps, plot_seen_accuracy
-from benchmark.reports import (TABLES, _flat, _notes, load_results, long_frame, markdown, metric_table,
-                               movement_table, paired_gain_table, unreadable_results, write_provenance)
+from benchmark.reports import (TABLES, _flat, load_results, long_frame, markdown, metric_table, movement_table,
+                               paired_gain_table, unreadable_results, write_provenance)
+from benchmark.summary import _notes
 from benchmark.store import check_writable
 
 

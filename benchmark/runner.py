@@ -126,15 +126,18 @@ class CellRun(CellFolder):
     def phase0_cache_path(self, family: str) -> Path:
         return self.cache_dir / "phase0" / f"{phase0_key(self.cfg, family)}.pt"
 
-    def carried_phase0(self, family: str, strict: bool = True) -> Path | None:
-        """The ``phase0.pt`` of a cell beside this one (the same ``--out``) holding this cell's phase 0, if any;
-        ``strict=False`` passes over corrupt copies (only asked whether one is carried, not loading from it)."""
-        return store.find_carried(sorted(self.dir.parent.glob(f"*/{PHASE0_FILE}")), phase0_key(self.cfg, family),
-                                  "phase-0 weights", "phase 0 is then taken from the cache or retrained", strict)
+    def carried_phase0(self, family: str, strict: bool = True, anywhere: bool = True) -> Path | None:
+        """The ``phase0.pt`` holding this cell's phase 0 carried by a cell beside this one (the same ``--out``) or,
+        with ``anywhere``, by a cell of a shared results folder (``store.shared_model_roots``: the committed
+        ``results/``); ``strict=False`` passes over corrupt copies (only asked whether one is carried)."""
+        here = sorted(self.dir.parent.glob(f"*/{PHASE0_FILE}"))
+        shared = [p for p in store.shared_copies(f"*/{PHASE0_FILE}") if p not in here] if anywhere else []
+        return store.find_carried(here + shared, phase0_key(self.cfg, family), "phase-0 weights",
+                                  "phase 0 is then taken from the cache or retrained", strict)
 
     def _carry_phase0(self, family: str, cache: Path) -> None:
         """Copies the cache entry into this cell's folder unless a cell beside it carries it already."""
-        if self.carried_phase0(family, strict=False) is None:
+        if self.carried_phase0(family, strict=False, anywhere=False) is None:
             store.copy_file(cache, self.dir / PHASE0_FILE)
 
     # -- the run -------------------------------------------------------------------------------------------------
@@ -218,20 +221,7 @@ class CellRun(CellFolder):
         # a corrupt phase0.pt beside the cell matters only when phase 0 is to be restored from it
         kind, src = phase0_source(self, family) if family else ("train", None)
         if kind != "train":
-            what = "phase-0 cache" if kind == "cache" else "phase-0 weights"
-            cached = store.load_torch(src, phase0_key(cfg, family), what)
-            store.check_state_fits(method.phase0_state(), cached.get("model"), src, what,
-                                   "delete it and re-run (phase 0 is retrained and stored again)")
-            method.load_phase0_state(cached["model"])
-            if kind == "cache":
-                state["phase0_cache"] = f"hit {cache.name}"
-                self._carry_phase0(family, cache)
-            else:
-                store.copy_file(src, cache)
-                state["phase0_cache"] = f"miss, restored from {src.parent.name}/{src.name}"
-            plugin.on_epoch_end = None
-            plugin.pending_resume = None
-            method.train_phase(k, bench.train_stream[k], 0)  # end-of-phase work only (old model, Fisher, herding)
+            self._load_phase0(method, bench.train_stream[k], state, family, kind, src)
             return
         if cache is not None:
             state["phase0_cache"] = f"miss, trained and stored {cache.name}"
@@ -262,6 +252,26 @@ class CellRun(CellFolder):
         ebar.close()
         state["train_images"] += plugin.images_seen - images0
         state["train_seconds"] += time.time() - t0
+
+    def _load_phase0(self, method, experience, state: dict, family: str, kind: str, src: Path) -> None:
+        """Phase 0 from the shared cache or a carried copy (``benchmark.plan.phase0_source``), then the method's
+        end-of-phase work on it (old model, Fisher, herding) without training."""
+        cfg, plugin, cache = self.cfg, method.suite_plugin, self.phase0_cache_path(family)
+        what = "phase-0 cache" if kind == "cache" else "phase-0 weights"
+        cached = store.load_torch(src, phase0_key(cfg, family), what)
+        store.check_state_fits(method.phase0_state(), cached.get("model"), src, what,
+                               "delete it and re-run (phase 0 is retrained and stored again)")
+        method.load_phase0_state(cached["model"])
+        if kind == "cache":
+            state["phase0_cache"] = f"hit {cache.name}"
+            self._carry_phase0(family, cache)
+        else:
+            store.copy_file(src, cache)
+            state["phase0_cache"] = f"miss, restored from {store.describe(src)}"
+            self._carry_phase0(family, cache)  # restored from a shared folder: this --out carries its own copy
+        plugin.on_epoch_end = None
+        plugin.pending_resume = None
+        method.train_phase(0, experience, 0)  # end-of-phase work only
 
     # -- experiment loggers (--log) ----------------------------------------------------------------------------
     def _log_epoch(self, method, k: int, epoch: int) -> None:

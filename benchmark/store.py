@@ -22,6 +22,40 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("BENCH_CACHE") or Path.home() / ".cache" / "rgal-bench" / "cache").expanduser()
 
 
+REPOSITORY = Path(__file__).resolve().parents[1]
+SHARED_MODELS_ENV = "BENCH_SHARED_MODELS"
+
+
+def shared_model_roots() -> list[Path]:
+    """Result folders whose cells' carried models (``phase0.pt``, ``teacher.pt``) any run may restore by key, from
+    whatever ``--out`` it writes to: the repository's committed ``results/`` and the folders named in
+    ``$BENCH_SHARED_MODELS`` (separated by ``os.pathsep``), e.g. a team's shared sweep folder.  A copy is used only
+    when its key is the cell's (``find_carried``), so an unrelated file there is never loaded."""
+    extra = [Path(p).expanduser() for p in os.environ.get(SHARED_MODELS_ENV, "").split(os.pathsep) if p]
+    return [REPOSITORY / "results", *extra]
+
+
+def shared_copies(pattern: str) -> list[Path]:
+    """Every carried copy matching ``pattern`` (a cell folder's glob, e.g. ``*/phase0.pt``) in the shared roots, in
+    a sweep folder of a root (``results/<sweep>/<cell>/phase0.pt``) or directly in it."""
+    found: list[Path] = []
+    for root in shared_model_roots():
+        if root.is_dir():
+            found += sorted(root.glob(f"*/{pattern}")) + sorted(root.glob(pattern))
+    return found
+
+
+def describe(path: Path) -> str:
+    """A carried copy as messages name it: ``<cell>/<file>`` beside the run, or its path under a shared root."""
+    path = Path(path).resolve()
+    for root in shared_model_roots():
+        try:
+            return f"{root.name}/{path.relative_to(root.resolve())}"
+        except ValueError:
+            continue
+    return f"{path.parent.name}/{path.name}"
+
+
 def umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

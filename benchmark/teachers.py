@@ -33,8 +33,8 @@ from benchmark.training import rng_state, seed_everything, set_rng_state
 
 def teacher_key(data_sha256: str, model: str, recipe, augment: AugmentSpec, seed: int, device_type: str,
                 threads: int | None = None, deterministic: bool = False) -> str:
-    # "init": the initialisation is drawn from the seed (session 5; teachers cached before were initialised from
-    # whatever the process's generator held, so they get a new key rather than a silent mismatch).  ``threads``:
+    # "init": the initialisation is drawn from the seed (a teacher initialised from whatever the process's generator
+    # held would be another model: such cache entries have another key rather than a silent mismatch).  ``threads``:
     # the torch thread count of a CPU teacher (``benchmark.cells.thread_entry``)
     return stable_hash({"what": "dfkd-teacher", "data": data_sha256, "model": model, "recipe": recipe.as_dict(),
                         "augment": augment.as_dict(), "seed": seed, "device_type": device_type, "init": "seeded",
@@ -147,7 +147,7 @@ def get_teacher(name: str, data: ArrayData, mean, std, recipe, augment: AugmentS
             _load_checked(model, ck["model"], src, "teacher weights",
                           "delete it and re-run (the teacher is retrained and cached again)")
             store.copy_file(src, path)
-            info = dict(ck["info"], cache=f"miss, restored from {src.parent.name}/{src.name}")
+            info = dict(ck["info"], cache=f"miss, restored from {store.describe(src)}")
         else:
             partial = path.with_suffix(".partial.pt")
             info = train_teacher(model, data, recipe, augment, device, seed, partial, key, progress)

@@ -1,10 +1,10 @@
 """Suite overhead benchmark: N fixed training steps through the suite (Avalanche ``Naive`` + the suite plugin:
 tensor data, batched augmentation, per-phase optimiser, epoch callbacks; plus the method's plugins) against a bare
 PyTorch loop doing the same computation (same model, data, batch size, batched augmentation, Adam), interleaved;
-prints the median of the per-repetition ratios suite / bare.  Target (issues 2 and 3): at most 1.10.
+prints the median of the per-repetition ratios suite / bare.  Target: at most 1.10.
 
-* ``--method finetune`` (issue 2): phase-0 fine-tuning steps.
-* ``--method pass`` (issue 3): steps of PASS's phase 1 -- rotation, temperature CE, 64 prototype samples through the
+* ``--method finetune``: phase-0 fine-tuning steps.
+* ``--method pass``: steps of PASS's phase 1 -- rotation, temperature CE, 64 prototype samples through the
   head, the frozen previous model's features and the Frobenius distillation term -- and the end-of-phase prototype
   update, after a phase 0 whose end-of-phase work (prototypes, old model) ran on the untrained network.
 

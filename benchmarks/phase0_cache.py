@@ -1,4 +1,4 @@
-"""Phase-0 cache saving (issue 3, "Cost: share what is identical"): runs a sweep over 5/10/20 phases and the PASS /
+"""Phase-0 cache saving (a phase 0 is trained once per family and seed, then shared): runs a sweep over 5/10/20 phases and the PASS /
 SSRE family with an empty cache (or reads a finished sweep), then prints the phase-0 time actually spent, the time
 the cache saved (each hit would otherwise have trained phase 0 again, for as long as the miss did) and, from the
 measured phase-0 time of a ``cpu`` CIFAR-100 result if one is given, the saving extrapolated to the ``cpu`` sweep.

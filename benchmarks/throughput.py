@@ -1,7 +1,7 @@
 """Training throughput of the suite's backbones on this machine (images/s of forward + backward + Adam step on
 random 32x32 batches), with and without channels_last, measured side by side in one run; the figures behind the
-``cpu`` profile's choice of backbone and ``--dry-run``'s predictions.  Also the data pipeline alone (issue 2: "data
-is not the bottleneck"): images/s of ``TensorBatches`` over 50 000 uint8 CIFAR-sized images (shuffle, index,
+``cpu`` profile's choice of backbone and ``--dry-run``'s predictions.  Also the data pipeline alone (to show that data is
+not the bottleneck): images/s of ``TensorBatches`` over 50 000 uint8 CIFAR-sized images (shuffle, index,
 PASS's batched crop / flip / brightness, channels_last copy), and the share of a training step it adds.
 With ``--precision fp32 bf16`` every configuration runs under each precision (``benchmark.precision.autocast``),
 interleaved, ``--repeats`` times; the medians and the ratio to fp32 are printed.

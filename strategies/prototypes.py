@@ -1,4 +1,4 @@
-"""The prototype bank shared by PASS, SSRE and the RGAL plugins (issue 3).
+"""The prototype bank shared by PASS, SSRE and the RGAL plugins.
 
 Official PASS behaviour (``protoSave`` in Impression2805/CVPR21_PASS): after a phase, the class mean of the
 embedding over the phase's training loader (augmented, partial batches dropped) is stored for each new class;
@@ -106,8 +106,8 @@ class PrototypeBank:
     def load_state_dict(self, st: dict) -> None:
         self.means = {int(c): m for c, m in st["means"].items()}
         self.radius, self.recompute_radius = st["radius"], st["recompute_radius"]
-        # checkpoints before session 10 kept one value per phase ("sq_radii"); with the radius fixed after phase 0
-        # (the default) nothing reads them again
+        # an older checkpoint layout kept one value per phase ("sq_radii") instead of the spreads; with the radius
+        # fixed after phase 0 (the default) nothing reads them again
         if "spreads" not in st and self.recompute_radius:
             raise BenchError("this checkpoint's prototype bank predates per-class radii and cannot resume with "
                              "recompute_radius; rerun the cell from the start (delete its checkpoint.pt)")

@@ -82,8 +82,8 @@ def test_lwf_mc_icarl_pass_ucir_and_eeil_forget_less_than_finetuning_on_mnist(tm
     for m in ("lwf-mc", "icarl-cnn", "icarl-ncm", "pass"):
         assert fm["finetune"] - fm[m] > 0.5, fm
         assert acc[m] > acc["finetune"] + 0.2, acc
-    # issue 5 (measured: ucir-cnn 0.285 / 0.705, ucir-nme -0.026 / 0.698, eeil 0.560 / 0.681; EEIL's balanced
-    # fine-tuning at 1 % of the learning rate barely moves the network in one epoch)
+    # the exemplar baselines (measured: ucir-cnn 0.285 / 0.705, ucir-nme -0.026 / 0.698, eeil 0.560 / 0.681; EEIL's
+    # balanced fine-tuning at 1 % of the learning rate barely moves the network in one epoch)
     for m, margin in (("ucir-cnn", 0.4), ("ucir-nme", 0.4), ("eeil", 0.25)):
         assert fm["finetune"] - fm[m] > margin, fm
         assert acc[m] > acc["finetune"] + 0.15, acc

@@ -205,6 +205,29 @@ def test_a_results_folder_carries_its_phase0_and_a_fresh_cache_restores_it(smoke
     assert fresh.read_bytes() == src.read_bytes()
 
 
+def test_a_shared_results_folder_gives_its_phase0_to_a_run_in_any_other_folder(smoke_run, tmp_path, monkeypatch):
+    """A phase 0 carried by a cell of a shared results folder (the committed ``results/`` or one named in
+    $BENCH_SHARED_MODELS) is found by its key from a run into an unrelated --out with an empty cache: restored, not
+    trained, to the same numbers; the new folder carries its own copy; a folder named there without the entry changes
+    nothing."""
+    from benchmark import store
+
+    out, _ = smoke_run
+    assert store.REPOSITORY / "results" in store.shared_model_roots()  # the committed results are always searched
+    src = next(p for p in sorted((out / "run").glob("*/phase0.pt")) if "finetune" in p.parent.name)
+    args = ("--profile", "smoke", "--phases", "1", "--methods", "finetune", "--no-progress", *ON_TINY)  # same phase 0
+    monkeypatch.setenv(store.SHARED_MODELS_ENV, str(tmp_path / "nothing-here"))
+    dry = run_main(*args, "--out", str(tmp_path / "a"), "--dry-run", "--cache-dir", str(tmp_path / "c0"))
+    assert dry.returncode == 0 and "phase-0 cache: miss (ce)" in dry.stdout, dry.stdout
+    monkeypatch.setenv(store.SHARED_MODELS_ENV, str(out / "run"))
+    dry = run_main(*args, "--out", str(tmp_path / "a"), "--dry-run", "--cache-dir", str(tmp_path / "c1"))
+    assert f"restored from run/{src.parent.name}/phase0.pt, no training" in dry.stdout, dry.stdout
+    r = _run(tmp_path / "a", tmp_path / "c1", *args)["finetune"]
+    assert r["timings"]["phase0_cache"] == f"miss, restored from run/{src.parent.name}/phase0.pt"
+    assert r["rows"]["finetune"]["acc"][0][0] == _results(out / "run")["finetune"]["rows"]["finetune"]["acc"][0][0]
+    assert [p.read_bytes() for p in (tmp_path / "a").glob("*/phase0.pt")] == [src.read_bytes()]
+
+
 def test_finished_cells_are_skipped_and_dry_run_reports_them(smoke_run):
     out, _ = smoke_run
     p = run_main(*SMOKE, "--methods", "finetune", "lwf", "--out", str(out / "run"), "--dry-run", "--cache-dir",

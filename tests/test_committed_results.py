@@ -1,5 +1,5 @@
 """The committed evidence (``results/``) carries its provenance, and numbers that ``results/README.md`` quotes from
-its cells match the files (issue 36: three quoted numbers had drifted from their files)."""
+its cells match the files (quoted numbers had drifted from their files before this check)."""
 import json
 import re
 import statistics

@@ -1,4 +1,4 @@
-"""Faults found from outside (issues 36 and 39): damaged or wrong data files, a damaged result, unwritable folders, a
+"""Faults found from outside: damaged or wrong data files, a damaged result, unwritable folders, a
 bad ``--set`` value, the state a module needs to compute the same thing after a resume, determinism at 2 threads,
 file modes, stale report files and Tiny-ImageNet's class numbering.  Each case is one line and exit code 2, found
 before any training, and writes nothing."""
@@ -160,7 +160,7 @@ def test_the_sliced_heads_active_classes_are_part_of_the_state():
 
 
 def test_a_trained_icarl_models_state_loads_into_a_fresh_copy():
-    """The NCM classifier's class means are a buffer that exists only once filled (issue 36's resume crash)."""
+    """The NCM classifier's class means are a buffer that exists only once filled (a resume once crashed on it)."""
     from avalanche.models import NCMClassifier, TrainEvalModel
 
     from benchmark.models import build_model
@@ -202,7 +202,7 @@ def test_triplet_backward_is_bit_identical_at_two_threads():
 
 def test_keys_name_the_thread_count_and_a_student_names_its_teacher(tiny_data):
     """Float reductions depend on the thread count: cells, phase-0 models and teachers computed at different counts
-    must not share a key (issue 36: one cache entry gave 59.82 % to one cell and 60.22 % to another)."""
+    must not share a key (one cache entry gave 59.82 % to one cell and 60.22 % to another)."""
     import baselines  # noqa: F401
     import strategies.dfkd  # noqa: F401
     from benchmark.cells import phase0_key

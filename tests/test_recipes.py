@@ -1,5 +1,5 @@
 """Phase recipes: MultiStepLR milestones (UCIR's and MUC's official schedules), cell keys that stay what they were
-for recipes without milestones, and the ``paper`` profile's per-method official recipes (issue 5)."""
+for recipes without milestones, and the ``paper`` profile's per-method official recipes."""
 import pytest
 import torch
 

@@ -5,7 +5,8 @@ import math
 import pytest
 
 from benchmark.cil_plots import mean_accuracy_matrices, seen_accuracy_frame
-from benchmark.reports import _notes, chance_average_accuracy, long_frame, metric_table, paired_gain_table, summary_table
+from benchmark.reports import long_frame, metric_table, paired_gain_table
+from benchmark.summary import _notes, chance_average_accuracy, summary_table
 
 
 def _result(seed, acc, seen, avg, method="lwf-mc", published="LwF-MC"):

@@ -1,4 +1,4 @@
-"""Generators of the data-free distillation task (issue 4).  Every generator here returns images in [0, 1]-space
+"""Generators of the data-free distillation task.  Every generator here returns images in [0, 1]-space
 (the input space of the suite's models, which normalise internally), so any generator feeds any model.
 
 * ``CMIGenerator`` -- the RGAL / CMI generator (zju-vipa/CMI ``datafree/models/generator.py``: ``Generator``):

@@ -17,7 +17,7 @@ Synthesis round: the generator is re-initialised and a fresh ``z`` optimised wit
   round's best batch is added after the round; 4096 negatives drawn per step without replacement from the filled
   part).
 * The lowest-loss iterate joins the pool; student steps are KD at T = 20 on pool batches (``PoolMethod``).
-Recipe (issue table, CMI's CIFAR-10 script): adv 0.5, bn 1, oh 1, cr 0.8, cr_T 0.1.
+Recipe (CMI's CIFAR-10 script): adv 0.5, bn 1, oh 1, cr 0.8, cr_T 0.1.
 """
 from __future__ import annotations
 

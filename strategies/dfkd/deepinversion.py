@@ -10,7 +10,8 @@ with ``j`` CMI's ``jitter_and_flip`` (one random roll of up to ``img_size / 8`` 
 whole batch flipped with probability 1/2 where the dataset's augmentation flips), ``JS_3`` the clamped
 Jensen-Shannon divergence at T = 3 (``losses.js_divergence``; the student in eval mode) and ``TV`` on the un-jittered
 normalised images.  After every step the pixels are clamped to the valid range ([0, 1] before normalisation).
-Recipe (issue table): 1000 steps, lr 0.1, adv 1, bn 10, oh 1, tv 1e-3; student steps KD at T = 20 on pool batches.
+Recipe (CMI's DeepInversion script): 1000 steps, lr 0.1, adv 1, bn 10, oh 1, tv 1e-3; student steps KD at T = 20 on
+pool batches.
 
 ``keep="best"`` (default) adds the lowest-loss iterate to the pool, as CMI's own synthesiser does; the official
 DeepInversion synthesiser keeps a reference to the pixel tensor that the optimiser then updates in place, so it

@@ -1,4 +1,4 @@
-"""Loss terms of the data-free distillation methods as small pure functions (issue 4), each checked against
+"""Loss terms of the data-free distillation methods as small pure functions, each checked against
 hand-computed values in ``tests/test_dfkd_losses.py``.  Sources: zju-vipa/CMI ``datafree`` (``criterions.kldiv``,
 ``hooks.DeepInversionHook``, ``synthesis``), DAFL, DFAD, the RGAL paper and the activation-regularisation paper
 (Qu, Wang, Xiao, ICASSP 2021).

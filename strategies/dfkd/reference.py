@@ -1,5 +1,5 @@
-"""Reference rows of the distillation tables (issue 4: "the teacher, and the student distilled with the real training
-data (plain KD), as upper bounds").
+"""Reference rows of the distillation tables: the teacher, and the student distilled with the real training data
+(plain KD), as upper bounds.
 
 * ``teacher``: the teacher's own test accuracy; nothing is trained.
 * ``kd-real``: the student trained on the real training set (augmented as the teacher was) with Hinton's KD only,

@@ -68,7 +68,7 @@ class RGALTripletParams:
     triplet_sample_on: str = hp("logits", "what the sampler measures distances on", "released code: the logits",
                                 choices=("logits", "embedding"))
     triplet_rotated_as_classes: bool = hp(False, "PASS: every rotated image with label 4y + k (else the unrotated "
-                                          "images with y)", "suite choice (issue 3)")
+                                          "images with y)", "suite choice")
     triplet_prototypes_as_negatives: bool = hp(False, "old-class prototypes join each batch as extra negatives",
                                                "suite option, not in the paper")
     paired_positive: str = hp("class", "each anchor's positive: another image of its class, or the same image "

@@ -1,4 +1,4 @@
-"""Paired sampling for RGAL's L_tri (RGAL paper Sec. 3.4; issue 3 "L'_s"): every minibatch is ``B/2`` random
+"""Paired sampling for RGAL's L_tri (RGAL paper Sec. 3.4; L'_s of Sec. 5.3): every minibatch is ``B/2`` random
 anchors followed by ``B/2`` positives, one per anchor, with the anchor's label, so that every anchor has at least one
 positive in the batch.  An epoch draws every training sample once as an anchor, so it holds twice as many images as
 a plain epoch (the released code's paired loader does the same).  ``anchor_fraction`` < 1 draws only that share of

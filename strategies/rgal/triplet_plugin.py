@@ -1,7 +1,7 @@
 """RGAL's L'_s for class-incremental training (RGAL paper Sec. 5.3: "in incremental training, we also add an extra
 positive triplet loss L_tri", Eq. 5), as an Avalanche plugin: ``weight * L_tri`` is added to ``strategy.loss``.
 
-Defaults (issue 3, from the released code, which produced the published numbers): the triplet loss acts on the
+Defaults (from the released code, which produced the published numbers): the triplet loss acts on the
 pooled embeddings of the batch's *unrotated* images with their labels y (``stride=4`` for PASS's rotated batches,
 whose four rotations of an image are adjacent; ``rotated_as_classes=True`` uses every rotated image with its label
 ``4y + k``); negatives are drawn by distance-weighted sampling on the L2-normalised logits (for PASS the class

@@ -1,4 +1,5 @@
-"""The baselines of issue 5 on hand-computed values: UCIR's cosine classifier, less-forget and margin-ranking terms,
+"""The exemplar and side-classifier baselines on hand-computed values: UCIR's cosine classifier, less-forget and
+margin-ranking terms,
 EEIL's per-group distillation, LwM's Grad-CAM maps and attention distillation (and that it trains the network).
 Their forgetting against fine-tuning on MNIST is checked in ``test_baselines.py`` (one run for all methods)."""
 import math
