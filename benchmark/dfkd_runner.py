@@ -41,7 +41,7 @@ from benchmark.run_logging import CellLogger
 from benchmark.provenance import versions
 from benchmark.scenarios import SCENARIOS, _cached_arrays
 from benchmark.teachers import carried_teacher, get_teacher, teacher_cache_path, teacher_key
-from benchmark.training import deterministic_kernels, rng_state, seed_everything, set_rng_state
+from benchmark.training import deterministic_kernels, restore_optimisation, rng_state, seed_everything
 
 # augmentation of real and pool images in the distillation task: CMI's CIFAR transform (crop 4 + flip, no colour
 # jitter); MNIST none (DFAD's MNIST script)
@@ -216,11 +216,7 @@ class DFKDCellRun(CellFolder):
         ck = store.load_torch(self.ckpt_path, self.cell.key)
         student.load_state_dict(ck["student"])
         method.load_state_dict(ck["method"])
-        opt.load_state_dict(ck["optimizer"])
-        if sched:
-            sched.load_state_dict(ck["scheduler"])
-        gen.set_state(ck["generator"])
-        set_rng_state(ck["rng"])
+        restore_optimisation(ck, opt, sched, gen)
         return ck["state"]
 
     def _distil(self, method, student, teacher, data, recipe, opt, sched, rounds, st, save, t_info, logger) -> dict:

@@ -28,7 +28,7 @@ from benchmark.data import ArrayData
 from benchmark.errors import BenchError
 from benchmark.models import build_model
 from benchmark.precision import autocast
-from benchmark.training import rng_state, seed_everything, set_rng_state
+from benchmark.training import restore_optimisation, rng_state, seed_everything
 
 
 def teacher_key(data_sha256: str, model: str, recipe, augment: AugmentSpec, seed: int, device_type: str,
@@ -73,11 +73,7 @@ def train_teacher(model, data: ArrayData, recipe, augment: AugmentSpec, device, 
     if partial.is_file():
         ck = store.load_torch(partial, key, "partial teacher checkpoint")
         model.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optimizer"])
-        if sched:
-            sched.load_state_dict(ck["scheduler"])
-        gen.set_state(ck["generator"])
-        set_rng_state(ck["rng"])
+        restore_optimisation(ck, opt, sched, gen)
         start, seconds = int(ck["epoch"]), float(ck["seconds"])
     if recipe.channels_last:
         model.to(memory_format=torch.channels_last)

@@ -140,6 +140,16 @@ def set_rng_state(st: dict) -> None:
         torch.cuda.set_rng_state_all(st["cuda"])
 
 
+def restore_optimisation(ck: dict, opt, sched, gen: torch.Generator) -> None:
+    """A checkpoint's optimiser, schedule (if any), generator and global RNG states, loaded into a resumed run's own
+    objects (a distillation cell, a teacher's training)."""
+    opt.load_state_dict(ck["optimizer"])
+    if sched:
+        sched.load_state_dict(ck["scheduler"])
+    gen.set_state(ck["generator"])
+    set_rng_state(ck["rng"])
+
+
 def deterministic_kernels(device_type: str, strict: bool = False) -> None:
     """On CPU, the kernels that PyTorch may run non-deterministically use their deterministic variant.  Without it,
     RGAL distillation differs between two identical runs at 2 threads from epoch 1 (bit-identical at 1 thread):

@@ -10,7 +10,7 @@ the epoch's wall time.  The measurements behind the phase-0 recipes of the ``cpu
 
 ``--lr-step`` is StepLR's step (the official PASS shape: StepLR(45) of 101 epochs, decays at 45 % and 90 %).
 With ``--csv FILE`` each epoch's row is also appended to FILE (written as it goes: an interrupted run keeps its
-curve).  Other options: ``--scenario``, ``--phases``, ``--profile``, ``--lr``, ``--data-root``, ``--cache-dir``.
+curve).  Other options: ``--scenario``, ``--profile``, ``--lr``, ``--data-root``, ``--cache-dir``.
 """
 from __future__ import annotations
 
@@ -28,7 +28,6 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--method", default="pass")
     ap.add_argument("--scenario", default="cifar100")
-    ap.add_argument("--phases", type=int, default=10)
     ap.add_argument("--profile", default="cpu")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--epochs", type=int, help="phase-0 epochs (default: the profile's)")
