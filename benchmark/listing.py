@@ -22,7 +22,6 @@ def _set_line(defaults: dict) -> str:
 
 def print_one(name: str, registries: dict) -> None:
     """``--list NAME``: everything the suite knows of one scenario, method, model or profile, a parameter a line."""
-    
     from benchmark.errors import BenchError
 
     found = [(kind, reg.entry(name)) for kind, reg in registries.items() if name in reg]
