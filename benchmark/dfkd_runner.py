@@ -128,7 +128,7 @@ class DFKDCellRun(CellFolder):
         in the shared results folders (``store.shared_model_roots``: the committed ``results/``)."""
         pattern = f"{self.cfg['scenario']}-teacher-s*/{TEACHER_FILE}"
         here = sorted(self.dir.parent.glob(pattern))
-        return here + [p for p in store.shared_copies(pattern) if p not in here]
+        return here + store.shared_copies(pattern, exclude=here)
 
     def carried_teacher(self) -> Path | None:
         """The carried ``teacher.pt`` holding this cell's teacher, if any (``--dry-run`` reports it)."""

@@ -86,7 +86,8 @@ class ParamSpec:
         low = -math.inf if self.low is None else self.low
         high = math.inf if self.high is None else self.high
         if not (math.isfinite(v) and low <= v <= high):
-            span = f">= {self.low:g}" if self.high is None else f"within [{self.low:g}, {self.high:g}]"
+            lo = "-inf" if self.low is None else f"{self.low:g}"
+            span = f">= {lo}" if self.high is None else f"within [{lo}, {self.high:g}]"
             raise BenchError(f"--set {item!r}: {self.name} must be a finite number {span}, like {like}")
 
     def recorded(self, value: Any) -> Any:

@@ -54,7 +54,7 @@ def _param_line(spec) -> str:
     if spec.choices:
         facts.append("one of " + "/".join(map(str, spec.choices)))
     elif spec.type in ("int", "float") and spec.high is not None:
-        facts.append(f"in [{spec.low:g}, {spec.high:g}]")
+        facts.append(f"in [{'-inf' if spec.low is None else f'{spec.low:g}'}, {spec.high:g}]")
     if spec.key_name != spec.name:
         facts.append(f"old name {spec.key_name}")
     if spec.key_neutral:

@@ -3,7 +3,8 @@ family, a distillation teacher) and its predicted seconds -- which ``--dry-run``
 shared phase 0 comes from (``phase0_source``), which both the plan and the runner (``CellRun._train_phase``) follow.
 
 Where a cell's phase 0 comes from, in order: the shared cache (``<cache>/phase0/<key>.pt``); a ``phase0.pt`` carried
-by a cell of the same ``--out`` folder (restored into the cache, no training); otherwise it is trained and stored.
+by a cell of the same ``--out`` folder or of a shared results folder (``store.shared_model_roots``: the committed
+``results/``, ``$BENCH_SHARED_MODELS``), restored into the cache without training; otherwise it is trained and stored.
 A sweep's plan also counts the cells before it: the first cell of a family that trains phase 0 fills the cache for
 the others ("filled by an earlier cell"), and its time is counted once.  Distillation teachers follow the same
 order (``--teacher-checkpoint``, cache, carried ``teacher.pt``, trained by the first cell that needs it).

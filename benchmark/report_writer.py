@@ -15,7 +15,7 @@ from benchmark.errors import BenchError
 from benchmark.report_html import write_index
 from benchmark.cil_plots import plot_heatmaps, plot_seen_accuracy
 from benchmark.reports import (TABLES, _flat, load_results, long_frame, markdown, metric_table, movement_table,
-                               paired_gain_table, unreadable_results, write_provenance)
+                               paired_gain_table, table_filter, unreadable_results, write_provenance)
 from benchmark.summary import _notes
 from benchmark.store import check_writable
 
@@ -91,6 +91,7 @@ def write_cil_reports(results: list[dict], rep: Path) -> list[Path]:
     paths.append(rep / "results_long.csv")
     md = ["# Class-incremental results", ""]
     for stem, metric, pub_metric, table, keep, title in TABLES:
+        keep = table_filter(keep)
         sub = df if keep is None else df[df["method"].map(keep)]
         if sub.empty:
             continue

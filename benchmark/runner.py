@@ -130,10 +130,13 @@ class CellRun(CellFolder):
         """The ``phase0.pt`` holding this cell's phase 0 carried by a cell beside this one (the same ``--out``) or,
         with ``anywhere``, by a cell of a shared results folder (``store.shared_model_roots``: the committed
         ``results/``); ``strict=False`` passes over corrupt copies (only asked whether one is carried)."""
+        key, fix = phase0_key(self.cfg, family), "phase 0 is then taken from the cache or retrained"
         here = sorted(self.dir.parent.glob(f"*/{PHASE0_FILE}"))
-        shared = [p for p in store.shared_copies(f"*/{PHASE0_FILE}") if p not in here] if anywhere else []
-        return store.find_carried(here + shared, phase0_key(self.cfg, family), "phase-0 weights",
-                                  "phase 0 is then taken from the cache or retrained", strict)
+        found = store.find_carried(here, key, "phase-0 weights", fix, strict)
+        if found is None and anywhere:  # a damaged file in a shared folder is passed over, never an error
+            found = store.find_carried(store.shared_copies(f"*/{PHASE0_FILE}", exclude=here), key, "phase-0 weights",
+                                       fix, strict=False)
+        return found
 
     def _carry_phase0(self, family: str, cache: Path) -> None:
         """Copies the cache entry into this cell's folder unless a cell beside it carries it already."""

@@ -35,13 +35,18 @@ def shared_model_roots() -> list[Path]:
     return [REPOSITORY / "results", *extra]
 
 
-def shared_copies(pattern: str) -> list[Path]:
+def shared_copies(pattern: str, exclude=()) -> list[Path]:
     """Every carried copy matching ``pattern`` (a cell folder's glob, e.g. ``*/phase0.pt``) in the shared roots, in
-    a sweep folder of a root (``results/<sweep>/<cell>/phase0.pt``) or directly in it."""
+    a sweep folder of a root (``results/<sweep>/<cell>/phase0.pt``) or directly in it, but the files of ``exclude``
+    (the run's own folder, already searched), compared as resolved paths."""
+    seen = {Path(p).resolve() for p in exclude}
     found: list[Path] = []
     for root in shared_model_roots():
         if root.is_dir():
-            found += sorted(root.glob(f"*/{pattern}")) + sorted(root.glob(pattern))
+            for p in sorted(root.glob(f"*/{pattern}")) + sorted(root.glob(pattern)):
+                if p.resolve() not in seen:
+                    seen.add(p.resolve())
+                    found.append(p)
     return found
 
 
@@ -119,7 +124,8 @@ def find_carried(candidates, key: str, what: str, fix: str, strict: bool = True)
         if not path.is_file():
             continue
         try:
-            found = torch.load(path, map_location="cpu", weights_only=True).get("key")
+            # memory-mapped: only the key is read, not the weights (a shared folder may hold many large copies)
+            found = torch.load(path, map_location="cpu", weights_only=True, mmap=True).get("key")
         except Exception as e:  # noqa: BLE001 - any unpickling failure means a corrupt or foreign file
             if not strict:
                 continue

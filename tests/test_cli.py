@@ -209,7 +209,9 @@ def test_a_shared_results_folder_gives_its_phase0_to_a_run_in_any_other_folder(s
     """A phase 0 carried by a cell of a shared results folder (the committed ``results/`` or one named in
     $BENCH_SHARED_MODELS) is found by its key from a run into an unrelated --out with an empty cache: restored, not
     trained, to the same numbers; the new folder carries its own copy; a folder named there without the entry changes
-    nothing."""
+    nothing, nor does a damaged file there."""
+    import os
+
     from benchmark import store
 
     out, _ = smoke_run
@@ -219,7 +221,10 @@ def test_a_shared_results_folder_gives_its_phase0_to_a_run_in_any_other_folder(s
     monkeypatch.setenv(store.SHARED_MODELS_ENV, str(tmp_path / "nothing-here"))
     dry = run_main(*args, "--out", str(tmp_path / "a"), "--dry-run", "--cache-dir", str(tmp_path / "c0"))
     assert dry.returncode == 0 and "phase-0 cache: miss (ce)" in dry.stdout, dry.stdout
-    monkeypatch.setenv(store.SHARED_MODELS_ENV, str(out / "run"))
+    damaged = tmp_path / "damaged" / "some-cell"  # a damaged copy in a shared folder is passed over, not an error
+    damaged.mkdir(parents=True)
+    (damaged / "phase0.pt").write_bytes(b"not a checkpoint")
+    monkeypatch.setenv(store.SHARED_MODELS_ENV, os.pathsep.join([str(damaged.parent), str(out / "run")]))
     dry = run_main(*args, "--out", str(tmp_path / "a"), "--dry-run", "--cache-dir", str(tmp_path / "c1"))
     assert f"restored from run/{src.parent.name}/phase0.pt, no training" in dry.stdout, dry.stdout
     r = _run(tmp_path / "a", tmp_path / "c1", *args)["finetune"]

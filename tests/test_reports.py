@@ -206,3 +206,12 @@ def test_terminal_summary_has_units_directions_seed_count_and_chance():
     assert "higher is better" in text and "pipeline demo" not in text  # cpu profile: no demo warning
     demo = [{**r, "cell": {**r["cell"], "profile": "mini"}} for r in RESULTS]
     assert "profile mini: a pipeline demo" in summary_table(demo)
+
+
+def test_the_ablation_table_keeps_the_rgal_family_also_under_a_varied_parameter_label():
+    from benchmark.reports import rgal_pairs, table_filter
+
+    keep = table_filter("rgal")
+    assert ("pass+rgal", "pass") in rgal_pairs() and ("ssre+rgal", "ssre") in rgal_pairs()
+    assert keep("pass+rgal") and keep("pass") and keep("ssre+rgal [rgal_steps=20]") and keep("pass+rgal-g")
+    assert not keep("finetune") and not keep("icarl-cnn") and table_filter(None) is None

@@ -12,10 +12,10 @@ Synthesis round: the generator is re-initialised and a fresh ``z`` optimised wit
 * ``L_cr``: features are the per-channel spatial means of the input of every teacher BatchNorm (``InstanceMeanHook``),
   concatenated; for a teacher without BatchNorm (LeNet-5) the spatial means of its block outputs.  A persistent
   projection head ``Linear(D, D) - ReLU - Linear(D, 256) - L2 normalise`` with its own Adam (lr_g, default betas)
-  embeds [local; cached local; global; cached global]; ``contrastive_loss`` at ``cr_T`` with the same sample's
-  global view as the positive.  The memory bank holds raw detached features ``[local, global]`` (40960 rows; the
-  round's best batch is added after the round; 4096 negatives drawn per step without replacement from the filled
-  part).
+  embeds [local; cached local; global; cached global]; ``contrastive_loss`` at ``contrastive_temperature`` with the
+  same sample's global view as the positive.  The memory bank holds raw detached features ``[local, global]``
+  (40960 rows; the round's best batch is added after the round; 4096 negatives drawn per step without replacement
+  from the filled part).
 * The lowest-loss iterate joins the pool; student steps are KD at T = 20 on pool batches (``PoolMethod``).
 Recipe (CMI's CIFAR-10 script): adv 0.5, bn 1, oh 1, cr 0.8, cr_T 0.1.
 """

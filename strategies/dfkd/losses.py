@@ -22,8 +22,9 @@ hand-computed values in ``tests/test_dfkd_losses.py``.  Sources: zju-vipa/CMI ``
   ``P = softmax(s/T)``, ``Q = softmax(t/T)``, ``M = (P + Q)/2``, all clamped to [0.01, 0.99],
   ``0.5 KL(M || P) + 0.5 KL(M || Q)`` (batch mean, no T^2), T = 3.
 * ``contrastive_loss`` -- CMI's instance contrastive term: rows of ``proj_local`` (current batch, then cached
-  negatives) against ``proj_global`` (detached) at temperature ``cr_T``, the same-index global view as positive;
-  with cached rows, the mean CE over the current rows plus the mean over the cached rows.
+  negatives) against ``proj_global`` (detached) at temperature ``contrastive_temperature`` (CMI's ``cr_T``), the
+  same-index global view as positive; with cached rows, the mean CE over the current rows plus the mean over the
+  cached rows.
 * ``virtual_interpolation`` -- the activation-regularisation paper's Eq. 4-9: ``x_v = lam x_i + (1 - lam) x_j``
   with ``lam ~ Beta(alpha, alpha)`` per sample, target ``lam T(x_i) + (1 - lam) T(x_j)``.
 """

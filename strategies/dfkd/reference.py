@@ -3,7 +3,7 @@
 
 * ``teacher``: the teacher's own test accuracy; nothing is trained.
 * ``kd-real``: the student trained on the real training set (augmented as the teacher was) with Hinton's KD only,
-  ``KL(p_T || p_S)`` at temperature ``T`` (4 by default) scaled by T^2, on the same schedule as the data-free methods
+  ``KL(p_T || p_S)`` at ``temperature`` T (4 by default) scaled by T^2, on the same schedule as the data-free methods
   (epochs x ``ep_steps`` SGD steps, the same optimiser and learning-rate schedule), so that its row measures what the
   synthetic data cost.  Published "KD" rows (activation-regularisation paper, Table 1) sit beside it.
 """
