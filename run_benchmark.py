@@ -11,10 +11,10 @@ from __future__ import annotations
 import difflib
 import sys
 
-from benchmark.cli_args import parse_report_args, plural  # noqa: F401  (plural: used by tools and tests)
-from benchmark.hparams import parse_settings  # noqa: F401  (the --set parser, imported from here by tools)
-from benchmark.sweep import (_out_and_cache, _precision_note, _start, execute, plan_threads, print_written,
-                             report_outcome, workers_text)
+from benchmark.cli_args import parse_report_args, plural
+from benchmark.hparams import parse_settings
+from benchmark.sweep import (execute, out_and_cache, plan_threads, precision_note, print_written, report_outcome,
+                             start_sweep, workers_text)
 
 # the no-flag run (<= 3 min on 2 cores, CONVENTIONS.md): the cheapest informative subset; ewc and joint by flag
 DEFAULT_METHODS = ["finetune", "lwf", "lwf-mc", "icarl", "pass", "pass+rgal"]
@@ -151,8 +151,8 @@ def run_cil(args) -> int:
                        memory_total=args.memory_total, device_type=device.type,
                        method_params=parse_settings(args.settings, methods), precision=args.precision,
                        per_class=args.per_class, deterministic=args.deterministic)
-    _precision_note(args, device)
-    out, cache = _out_and_cache(args, "+".join(scenarios))
+    precision_note(args, device)
+    out, cache = out_and_cache(args, "+".join(scenarios))
     loggers = check_loggers(args.log)
     runs = {c.key: CellRun(c, out, cache, device, args.data_root, not args.no_progress, command_line(), loggers)
             for c in cells}
@@ -168,7 +168,7 @@ def run_cil(args) -> int:
         from benchmark.dry_run import print_cil_plan
 
         return print_cil_plan(args, cells, runs, jobs)
-    _start(args, out, cache, f"{plural(len(cells), 'cell')} -> {out}  (profile {profile}, device {device}"
+    start_sweep(args, out, cache, f"{plural(len(cells), 'cell')} -> {out}  (profile {profile}, device {device}"
                              f"{workers_text(args, threads)})")
     from benchmark.summary import summary_table
 
@@ -214,8 +214,8 @@ def run_dfkd(args) -> int:
                             device_type=device.type, method_params=parse_settings(settings, methods, DFKD_METHODS),
                             teacher_checkpoint=args.teacher_checkpoint, precision=args.precision,
                             deterministic=args.deterministic)
-    _precision_note(args, device)
-    out, cache = _out_and_cache(args, f"dfkd-{'+'.join(scenarios)}")
+    precision_note(args, device)
+    out, cache = out_and_cache(args, f"dfkd-{'+'.join(scenarios)}")
     loggers = check_loggers(args.log)
     runs = {c.key: DFKDCellRun(c, out, cache, device, args.data_root, not args.no_progress, command_line(),
                                args.teacher_checkpoint, loggers) for c in cells}
@@ -225,7 +225,7 @@ def run_dfkd(args) -> int:
         from benchmark.dry_run import print_dfkd_plan
 
         return print_dfkd_plan(args, cells, runs, jobs)
-    _start(args, out, cache, f"{plural(len(cells), 'distillation cell')} -> {out}  (profile {profile}, device "
+    start_sweep(args, out, cache, f"{plural(len(cells), 'distillation cell')} -> {out}  (profile {profile}, device "
                              f"{device}{workers_text(args, threads)})")
 
     def on_outcome(o):  # each cell's throughput is printed as it finishes: a later failure does not hide it

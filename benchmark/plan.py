@@ -26,13 +26,13 @@ class CellPlan:
     shared: str  # what the cell does for its shared model (phase 0, teacher), as --dry-run says it
 
 
-def phase0_source(run, family: str, strict: bool = True) -> tuple[str, Path | None]:
+def phase0_source(run, family: str) -> tuple[str, Path | None]:
     """Where ``run``'s phase 0 of ``family`` comes from now: ``("cache", path)``, ``("carried", path)`` or
-    ``("train", None)``.  ``strict=False`` passes over a corrupt carried copy (``CellRun.carried_phase0``)."""
+    ``("train", None)``; a corrupt copy beside the cell is a one-line error (``CellRun.carried_phase0``)."""
     cache = run.phase0_cache_path(family)
     if cache.is_file():
         return "cache", cache
-    carried = run.carried_phase0(family, strict=strict)
+    carried = run.carried_phase0(family)
     return ("carried", carried) if carried is not None else ("train", None)
 
 

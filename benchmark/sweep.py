@@ -123,7 +123,7 @@ def print_written(paths) -> None:
           f"{plural(png, 'plot')} (.png), .csv and .tex copies of each table")
 
 
-def _precision_note(args, device) -> None:
+def precision_note(args, device) -> None:
     from benchmark.precision import emulation_note, resolve_precision
 
     note = emulation_note(args.precision and resolve_precision(args.precision, device.type), device.type)
@@ -131,7 +131,7 @@ def _precision_note(args, device) -> None:
         print(note)
 
 
-def _out_and_cache(args, default_name: str) -> tuple[Path, Path]:
+def out_and_cache(args, default_name: str) -> tuple[Path, Path]:
     from benchmark.store import default_cache_dir
 
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -139,7 +139,7 @@ def _out_and_cache(args, default_name: str) -> tuple[Path, Path]:
     return out, Path(args.cache_dir).expanduser() if args.cache_dir else default_cache_dir()
 
 
-def _start(args, out: Path, cache: Path, line: str) -> None:
+def start_sweep(args, out: Path, cache: Path, line: str) -> None:
     """Before the first cell: both folders writable (one-line errors otherwise), then the sweep's first line."""
     from benchmark.store import check_writable
 

@@ -107,7 +107,7 @@ def _committed():
 def test_every_committed_cell_keeps_its_recorded_parameters_and_so_its_key(path, cell):
     """A renamed parameter is recorded under its old (key) name: the recorded dict of a committed cell goes through
     the declared names and back unchanged, and ``--set`` with each recorded name gives back the recorded value."""
-    from run_benchmark import parse_settings
+    from benchmark.hparams import parse_settings
 
     reg = REGISTRIES[cell.get("task", "cil")]
     specs = reg.entry(cell["method"]).extra["params"]
@@ -121,7 +121,7 @@ def test_every_committed_cell_keeps_its_recorded_parameters_and_so_its_key(path,
 
 def test_old_and_new_names_make_the_same_cell():
     from benchmark.runner import make_cells
-    from run_benchmark import parse_settings
+    from benchmark.hparams import parse_settings
 
     def key(*sets):
         mp = parse_settings(list(sets), ["lwm", "lwf"])

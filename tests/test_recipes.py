@@ -73,7 +73,7 @@ def test_set_integer_for_a_float_default_is_the_default_cell():
     cell as ``ar_l=1.0``; ints stay ints."""
     import strategies.dfkd  # noqa: F401  (registers the methods)
     from strategies.dfkd import DFKD_METHODS
-    from run_benchmark import parse_settings
+    from benchmark.hparams import parse_settings
 
     got = parse_settings(["dfad+ar+vi.ar_l=1", "dfad+ar+vi.g_steps=2"], ["dfad+ar+vi"], registry=DFKD_METHODS)
     assert got == {"dfad+ar+vi": {"ar_l": 1.0, "g_steps": 2}}
