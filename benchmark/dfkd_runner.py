@@ -40,7 +40,7 @@ from benchmark.precision import resolve_precision
 from benchmark.run_logging import CellLogger
 from benchmark.provenance import versions
 from benchmark.scenarios import SCENARIOS, _cached_arrays
-from benchmark.teachers import carried_teacher, get_teacher, teacher_cache_path, teacher_key
+from benchmark.teachers import get_teacher, teacher_source, teacher_cache_path, teacher_key
 from benchmark.training import deterministic_kernels, restore_optimisation, rng_state, seed_everything
 
 # augmentation of real and pool images in the distillation task: CMI's CIFAR transform (crop 4 + flip, no colour
@@ -130,9 +130,9 @@ class DFKDCellRun(CellFolder):
         here = sorted(self.dir.parent.glob(pattern))
         return here + store.shared_copies(pattern, exclude=here)
 
-    def carried_teacher(self) -> Path | None:
-        """The carried ``teacher.pt`` holding this cell's teacher, if any (``--dry-run`` reports it)."""
-        return carried_teacher(self.carried_teachers(), self.teacher_cache_path().stem)
+    def teacher_source(self) -> tuple[str, Path | None]:
+        """Where this cell's teacher comes from now (``benchmark.teachers.teacher_source``)."""
+        return teacher_source(self.teacher_checkpoint, self.teacher_cache_path(), self.carried_teachers)
 
     def train_images(self) -> int:
         """Training images of the cell's dataset (already loaded and cached when the cells were made)."""

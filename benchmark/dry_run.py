@@ -33,8 +33,7 @@ def print_dfkd_plan(args, cells, runs, jobs) -> int:
     from benchmark.dfkd_estimates import predicted_dfkd_seconds, predicted_teacher_seconds, rounds_per_epoch
     from benchmark.plan import plan_dfkd
 
-    plans = plan_dfkd(cells, runs, args.teacher_checkpoint, predicted_dfkd_seconds, predicted_teacher_seconds,
-                      rounds_per_epoch)
+    plans = plan_dfkd(cells, runs, predicted_dfkd_seconds, predicted_teacher_seconds, rounds_per_epoch)
     unit_of = unit_index(jobs)
     print(f"{'method':14s} {'scenario':9s} {'teacher->student':24s} {'seed':4s}  {'folder':50s} "
           f"{unit_column(args, 'unit')}{'status':18s} {'time left':>10s}  teacher")

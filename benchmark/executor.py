@@ -128,7 +128,7 @@ def shared_model_key(job: CellJob) -> str | None:
     if run.finished():
         return None
     if job.task == "dfkd":
-        if job.teacher_checkpoint or run.teacher_cache_path().is_file() or run.carried_teacher() is not None:
+        if run.teacher_source()[0] != "train":
             return None
         return "teacher:" + run.teacher_cache_path().stem
     from benchmark.cells import phase0_key

@@ -72,7 +72,7 @@ def _phase0_line(r, config: dict, fam: str | None, status: str, done: int, plann
     return line, p0_sec
 
 
-def plan_dfkd(cells, runs: dict, teacher_checkpoint, predicted_seconds, predicted_teacher_seconds,
+def plan_dfkd(cells, runs: dict, predicted_seconds, predicted_teacher_seconds,
               rounds_per_epoch) -> list[CellPlan]:
     """Distillation cells in sweep order (``runs``: cell key -> ``DFKDCellRun``; the predictors of
     ``benchmark.dfkd_runner``); a teacher's training time counts in the first cell that needs it."""
@@ -86,11 +86,12 @@ def plan_dfkd(cells, runs: dict, teacher_checkpoint, predicted_seconds, predicte
             done = ck.get("epoch", 0) + ck.get("round", 0) / rounds_per_epoch(cfg)
             sec *= max(0.0, 1 - done / epochs)
             st = f"partial {ck.get('epoch', 0)}/{epochs} epochs"
-        if teacher_checkpoint:
+        source, src = r.teacher_source()
+        if source == "checkpoint":
             teacher = "teacher: --teacher-checkpoint"
-        elif r.teacher_cache_path().is_file():
+        elif source == "cache":
             teacher = "teacher cache: hit"
-        elif (src := r.carried_teacher()) is not None:
+        elif source == "carried":
             teacher = f"teacher cache: miss (restored from {store.describe(src)}, no training)"
         elif st == "finished" or r.teacher_cache_path() in teachers:
             teacher = "teacher cache: miss (trained by the first cell needing it)"

@@ -117,6 +117,19 @@ def carried_teacher(candidates, key: str) -> Path | None:
                               "the teacher is then taken from the cache or retrained")
 
 
+def teacher_source(checkpoint: str | None, cache: Path, carried) -> tuple[str, Path | None]:
+    """Where a teacher comes from now, in order: ``("checkpoint", path)`` (``--teacher-checkpoint``),
+    ``("cache", path)``, ``("carried", path)`` (a finished teacher cell's ``teacher.pt`` of the same key; ``carried()``
+    lists the candidates, asked only when the cache misses) or ``("train", None)``.  ``get_teacher`` loads from it
+    and ``--dry-run`` (``benchmark.plan.plan_dfkd``) reports it: one rule for both."""
+    if checkpoint:
+        return "checkpoint", Path(checkpoint)
+    if cache.is_file():
+        return "cache", cache
+    src = carried_teacher(carried(), cache.stem)
+    return ("carried", src) if src is not None else ("train", None)
+
+
 def get_teacher(name: str, data: ArrayData, mean, std, recipe, augment: AugmentSpec, device, cache_dir: Path,
                 seed: int = 0, checkpoint: str | None = None, progress: bool = True, carried=(),
                 deterministic: bool = False):
@@ -126,19 +139,20 @@ def get_teacher(name: str, data: ArrayData, mean, std, recipe, augment: AugmentS
     copied into the cache and used instead of training."""
     seed_everything(seed)  # the initialisation is part of what the seed fixes, whatever ran before in the process
     model = build_model(name, data.n_classes, data.channels, mean, std).to(device)
-    if checkpoint:
-        info = _load_user_checkpoint(model, Path(checkpoint))
+    dev = torch.device(device).type
+    path = teacher_cache_path(cache_dir, data.sha256, name, recipe, augment, seed, dev,
+                              torch.get_num_threads() if dev == "cpu" else None, deterministic)
+    key = path.stem
+    source, src = teacher_source(checkpoint, path, lambda: carried)
+    if source == "checkpoint":
+        info = _load_user_checkpoint(model, src)
     else:
-        dev = torch.device(device).type
-        path = teacher_cache_path(cache_dir, data.sha256, name, recipe, augment, seed, dev,
-                                  torch.get_num_threads() if dev == "cpu" else None, deterministic)
-        key = path.stem
-        if path.is_file():
+        if source == "cache":
             ck = store.load_torch(path, key, "teacher cache")
             _load_checked(model, ck["model"], path, "teacher cache",
                           "delete it and re-run (the teacher is retrained and cached again)")
             info = dict(ck["info"], cache=f"hit {path.name}")
-        elif (src := carried_teacher(carried, key)) is not None:
+        elif source == "carried":
             ck = store.load_torch(src, key, "teacher weights")
             _load_checked(model, ck["model"], src, "teacher weights",
                           "delete it and re-run (the teacher is retrained and cached again)")

@@ -284,3 +284,26 @@ def test_round_order_follows_step_order(order, tmp_path, cache, monkeypatch):
     one_round = ["g"] + ["s"] * kd if order == "synthesis_first" else ["s"] * kd + ["g"]
     assert calls[: 2 * (kd + 1)] == one_round * 2
     assert ("step_order" in cell.config["method_params"]) == (order != "synthesis_first")
+
+
+def test_teacher_source_follows_checkpoint_cache_carried_train_in_that_order(tmp_path):
+    from benchmark.teachers import teacher_source
+
+    cache = tmp_path / "cache" / "teacher-abc.pt"
+    other, mine = tmp_path / "a" / "teacher.pt", tmp_path / "b" / "teacher.pt"
+    for path, key in ((other, "teacher-xyz"), (mine, "teacher-abc")):
+        path.parent.mkdir(parents=True)
+        torch.save({"key": key, "model": {}}, path)
+    asked = []
+
+    def carried():
+        asked.append(1)
+        return [other, mine]
+
+    assert teacher_source(None, cache, carried) == ("carried", mine)  # the copy whose key matches, not the first
+    assert teacher_source(None, cache, lambda: [other]) == ("train", None)
+    cache.parent.mkdir()
+    torch.save({"key": "teacher-abc"}, cache)
+    asked.clear()
+    assert teacher_source(None, cache, carried) == ("cache", cache) and not asked  # carried copies not even listed
+    assert teacher_source("mine.pt", cache, carried)[0] == "checkpoint"
