@@ -61,7 +61,7 @@ def _quoted(pattern: str) -> re.Match:
 
 def test_the_baselines_summary_quoted_in_the_readme_matches_the_files():
     rows = _rows("cil-baselines-cpu")
-    m = _quoted(r"Seeds 0-2 \(average accuracy / forgetting_max, %, mean ± std\): (.*?)\.  The issue")
+    m = _quoted(r"Seeds 0-2 \(average accuracy / forgetting_max, %, mean ± std\): (.*?)\.  The expected")
     for name, row in (("finetune", "finetune"), ("EWC", "ewc"), ("LwF-MC", "lwf-mc"), ("iCaRL-CNN", "icarl-cnn"),
                       ("iCaRL-NCM", "icarl-ncm")):
         q = re.search(re.escape(name) + r" ([\d.]+) ± ([\d.]+) / ([\d.]+) ± ([\d.]+)", m.group(1))

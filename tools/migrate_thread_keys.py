@@ -1,4 +1,4 @@
-"""One-time migration of committed result folders to the keys that name the torch thread count (issue 36).
+"""One-time migration of committed result folders to the keys that name the torch thread count.
 
 Since issue 36 a CPU cell's configuration holds ``torch_threads`` (``benchmark.cells.thread_entry``), and a
 distillation cell's holds ``teacher_key`` (the key of the suite's teacher it distils, which itself names the thread

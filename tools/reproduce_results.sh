@@ -52,7 +52,7 @@ sweep() {
                # probe: the generator's lr decays with the student's, as DFAD_cifar.py schedules both players
                $DFKD --scenario cifar10 --seeds 0 --methods dfad --set dfad.g_schedule=student \
                  --out results/dfkd-cifar10-cpu ;;
-    # The first CIFAR-10 sweep: every method at 12 epochs (the profile's since session 15: 22 / 40, budget-filling),
+    # The first CIFAR-10 sweep: every method at 12 epochs (the profile's now: 22 / 40, budget-filling),
     # the DFAD student-mode probe and the RGAL student-terms ablation.
     cifar10-12ep)
                $DFKD --scenario cifar10 --seeds 0 --epochs 12 --methods teacher kd-real rgal cmi dfad dfad+ar+vi dafl \

@@ -452,7 +452,7 @@ def _side_init_row(meta, method, init, x, y, u, keep_step: dict, keep_first: dic
     return make_row(meta, 2, "side-head initialisation at stage 3: side_init=stage3 (suite default) vs keep",
                     diffs, GRAD_RTOL,
                     departure=f"suite redraws the new group's K side heads with nn.Linear's default init when its "
-                              f"stage 3 starts (baselines/muc.py docstring, session 10); official keeps stage 1's "
+                              f"stage 3 starts (baselines/muc.py docstring); official keeps stage 1's "
                               f"decayed rows (here x{SIDE_DECAY}): the redrawn rows are x{ratio:.1f} larger",
                     details={"norm_ratio_redrawn_over_kept": ratio})
 
