@@ -12,7 +12,7 @@ Where the arrays come from, in order:
 (``benchmark/data_files``) and need none of that.
 
 MNIST is resized to 32x32 (bilinear), as in DFAD's official MNIST script (``transforms.Resize((32, 32))``), which
-produced the published LeNet-5 numbers of DFAD and of the activation-regularisation paper; the issue's wording
+produced the published LeNet-5 numbers of DFAD and of the activation-regularisation paper; the specification's wording
 "padded to 32x32" (LeCun's zero padding) would present different digits (20x20 strokes in a 32x32 frame instead of
 scaled ones) to a teacher trained on the same data either way, so the published script's choice is kept.
 Every load records the sha256 of the arrays, which enters the cell key.

@@ -1,9 +1,9 @@
 """Profiles of the data-free distillation task: the teacher recipe, the default teacher / student pair and the
 distillation schedule of every scenario, per profile (CONVENTIONS.md: ``paper``, ``cpu``, ``mini``, ``smoke``).
 
-Sources.  ``paper``, CIFAR: the reference recipes of the issue are CMI's published scripts (zju-vipa/CMI
+Sources.  ``paper``, CIFAR: the reference recipes of the specification are CMI's published scripts (zju-vipa/CMI
 ``scripts/*.sh``): 200 epochs of 400 student steps, synthesis batch 256, student SGD lr 0.1, momentum 0.9, weight
-decay 1e-4, cosine schedule over the epochs, generator width ngf 64; the teacher as the issue states (SGD lr 0.1,
+decay 1e-4, cosine schedule over the epochs, generator width ngf 64; the teacher as the specification states (SGD lr 0.1,
 momentum 0.9, weight decay 5e-4, cosine, 200 epochs; crop + flip).  ``paper``, MNIST: DFAD's official MNIST script
 (VainF/Data-Free-Adversarial-Distillation ``DFAD_mnist.py``: 40 epochs of 50 iterations, each 5 student steps and one
 generator step, i.e. 250 student steps an epoch (``ep_steps``), batch 512, student SGD lr 0.01, momentum 0.9, weight

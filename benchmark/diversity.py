@@ -1,6 +1,6 @@
 """Diversity of a synthetic set (RGAL paper Sec. 4.5, Eq. 13-15, Figure 9) as pure functions of samples and labels.
 
-The paper's three quantities, as the issue states them, on flattened images (in [0, 1]) or on embeddings:
+The paper's three quantities, as the specification states them, on flattened images (in [0, 1]) or on embeddings:
 
 * global diversity (Eq. 13): the mean L1 distance over all pairs of distinct samples;
 * intra-class diversity (Eq. 14): the mean over classes of the mean L1 distance between distinct samples of the

@@ -12,7 +12,7 @@
   epochs, StepLR(45, 0.1) (profile group ``ssre``).
 * Prototypes: PASS's ``protoSave`` (class means over the augmented training loader in eval mode, full batches).
   The official SSRE code computes no radius; the bank still keeps PASS's phase-0 radius, used only by ``ssre+rgal``:
-  as the issue specifies, SSRE+RGAL draws *augmented* prototypes ``p + N(0, I) r`` as PASS does, and optimises them
+  as the specification specifies, SSRE+RGAL draws *augmented* prototypes ``p + N(0, I) r`` as PASS does, and optimises them
   with L'_g (``proto_noise`` is the option; SSRE alone uses the plain means).
 """
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Exemplar memory of the issue-5 baselines: herding order by hand, fixed-budget shrinking keeps a prefix of each
+"""Exemplar memory of the specification-5 baselines: herding order by hand, fixed-budget shrinking keeps a prefix of each
 class's herding order (as the official iCaRL / LUCIR code truncates), NME means with flips."""
 import torch
 

@@ -1,6 +1,6 @@
 """One-time migration of committed result folders to the keys that name the torch thread count.
 
-Since issue 36 a CPU cell's configuration holds ``torch_threads`` (``benchmark.cells.thread_entry``), and a
+A CPU cell's configuration holds ``torch_threads`` (``benchmark.cells.thread_entry``), and a
 distillation cell's holds ``teacher_key`` (the key of the suite's teacher it distils, which itself names the thread
 count), so two cells computed at different thread counts never share a key, a folder or a cached model.  Committed
 folders were keyed without it.  This tool rewrites each one whose ``result.json`` recorded ``versions.torch_threads``:

@@ -42,7 +42,7 @@ def weights_only_state_dicts():
         SlicedLinear.get_extra_state = had
 
 
-# float32 round-off of one step (issue: 1e-5 relative on losses and gradients)
+# float32 round-off of one step (the fidelity criterion: 1e-5 relative on losses and gradients)
 LOSS_RTOL = 1e-5
 GRAD_RTOL = 1e-5
 

@@ -11,7 +11,7 @@ the student) with, on the generator side,
 and, on the student side, virtual interpolation (Eq. 4-9): ``x_v = lam G(z_i) + (1 - lam) G(z_j)`` with
 ``lam ~ Beta(alpha, alpha)`` per sample and a random partner ``j``, trained against the *mixed teacher logits*
 ``lam T(G(z_i)) + (1 - lam) T(G(z_j))`` with DFAD's L1 (``criterion``, shared by both players; ``kl`` uses KL at
-``temperature``).  ``vi_mode="replace"`` (default, as the issue describes the student's objective) trains on ``x_v``
+``temperature``).  ``vi_mode="replace"`` (default, as the specification describes the student's objective) trains on ``x_v``
 alone; ``"add"`` adds the plain DFAD term on ``G(z)``.
 
 The paper gives no weights.  ``ar_l`` and ``ar_m`` are options; the defaults 0.1 and 0.01 come from a documented

@@ -24,7 +24,7 @@ student's criterion.
   DFAD's ``DFAD_cifar.py`` steps one MultiStepLR on both optimisers, so ``g_schedule="student"`` decays it by the
   student's schedule factor after every epoch.
 
-Weights (the issue's table, from CMI's scripts): DAFL oh 1, act 1e-3, balance 20, z 512-d; ZSKT adv 1; DFQ adv 1,
+Weights (the specification's table, from CMI's scripts): DAFL oh 1, act 1e-3, balance 20, z 512-d; ZSKT adv 1; DFQ adv 1,
 bn 1, oh 1, balance 20, 10 student steps per generator step; DFAD adv 1 with L1 for both players.  CMI's DAFL script
 at commit 9e79fa9 (``scripts/dafl/dafl_cifar10_wrn402_wrn161.sh``: ``--method dafl``, oh 1, act 0.001, balance 20)
 agrees with these defaults (an older commit's script ran ``--method zskt`` with act 0.1; docs/official-code-dfkd.md).

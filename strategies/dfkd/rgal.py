@@ -20,7 +20,7 @@ can leave the pool class-skewed); ``"argmax"`` is the literal reading.
 
 Student steps (``student_loss``): paired pool batches (B/2 random anchors + B/2 positives with the same teacher
 label; ``positive="image"`` pairs two augmentations of one image as the released loader does; a batch of
-``student_batch`` 128 -- the issue's -- holds 64 anchors and 64 positives, where the released loader's 128 pairs make
+``student_batch`` 128 -- the specification's -- holds 64 anchors and 64 positives, where the released loader's 128 pairs make
 256 images a step: ``student_batch=256`` reproduces that) and
 
     L_s = KD_T(S, T) + triplet_weight * L_tri + emb_weight * L_emb
@@ -28,7 +28,7 @@ label; ``positive="image"`` pairs two augmentations of one image as the released
 ``L_tri`` (Eq. 5) with distance-weighted negatives on the student's logits, L2-normalised embeddings, non-squared
 distance, margin 0.2, labels the teacher's argmax of the augmented batch as the released ``main.py`` takes them
 (``s_labels="pool"``: the argmax stored with the un-augmented image at synthesis) (one implementation with the
-class-incremental plugins: ``strategies.rgal``).
+class-incremental plugins: ``strategies.rgal``; the relation terms and their parameters: ``strategies.rgal.relation``).
 ``emb="paper"``: ``L_emb = ||e_T - Fc(e_S)||^2`` with a trainable linear projection trained with the student.  The
 paper gives the term no weight and no normalisation; taken literally (``emb_reduction="sum"``: squared norm, batch
 mean) it is about 40 times the KD term on LeNet-5 (measured: 384 against 9.7 on the first pool batch, the teacher's
@@ -55,38 +55,15 @@ from strategies.dfkd.best_batch import BestBatch
 from strategies.dfkd.losses import bn_hooks, bn_loss, kd_loss, masked_adversarial_loss, one_hot_loss
 from strategies.dfkd.params import InversionWeights, KDParams, LatentParams, PoolParams, RoundParams
 from strategies.dfkd.pool_kd import PoolMethod, frozen
-from strategies.rgal.config import SAMPLERS, sampler_window
-from strategies.rgal.losses import sampled_triplet_loss
 from strategies.rgal.paired_sampling import paired_batch_indices
+from strategies.rgal.relation import RGALRelationParams, student_relation_loss, synthesis_relation_loss
 
 @dataclass(frozen=True)
 class RGALDistillParams:
-    """RGAL's own terms (Algorithm 1, Eq. 3-12).  Names as the class-incremental RGAL's (``strategies.rgal.config``):
-    ``rgal_*`` the synthesis side, ``triplet_*`` the student side; the two sides share one sampler window, one
-    margin and one distance form here, so those carry no side prefix."""
+    """The distillation RGAL's own settings beside the relation terms (``RGALRelationParams``)."""
 
-    tri_g: float = hp(0.1, "weight of L_ntri in the generator's loss", "released main.py: 0.1")
-    rgal_sampler: str = hp("focal", "negative sampler of L_ntri", "RGAL Sec. 3.4: focal", choices=SAMPLERS,
-                           key_name="g_sampler")
-    rgal_sample_on: str = hp("teacher_logits", "what L_ntri's sampler measures distances on",
-                             "released code: the teacher's logits",
-                             choices=("teacher_logits", "student_logits", "embedding"), key_name="g_sample_on")
-    variant: str = hp("paper", "L_g as the paper writes it, or with the released code's extra unswapped hinge",
-                      "RGAL Eq. 3 / released triplet.py", choices=("paper", "released"))
     oh_targets: str = hp("random", "the one-hot term's targets: sorted random (released) or the teacher's argmax",
                          "released synthesis/triplet.py: random", choices=("random", "argmax"))
-    triplet_weight: float = hp(0.1, "weight of L_tri in the student's loss", "released main.py: 0.1",
-                               key_name="tri_s")
-    triplet_sampler: str = hp("distance", "negative sampler of L_tri", "released code: distance weighted",
-                              choices=("distance", "focal", "random"), key_name="s_sampler")
-    focal_lower: float = hp(0.5, "focal sampler (either side): lower end of the window", "released code: 0.5")
-    focal_upper: float = hp(1.0, "focal sampler (either side): upper end of the window", "released code: 1.0")
-    distance_cutoff: float = hp(0.5, "distance sampler (either side): distances below are clipped to this",
-                                "Wu et al. 2017, released code 0.5", key_name="dw_cutoff")
-    nonzero_cutoff: float = hp(1.4, "distance sampler (either side): negatives farther get weight 0",
-                               "Wu et al. 2017, released code 1.4", key_name="dw_nonzero_cutoff")
-    margin: float = hp(0.2, "margin of both triplet hinges", "released code: 0.2")
-    squared: bool = hp(False, "squared distances in both hinges (the paper's form)", "released code: not squared")
     paired: bool = hp(True, "student batches of anchors and positives", "RGAL Sec. 3.4 paired sampling")
     positive: str = hp("class", "a positive: another pool image of the class, or the same image augmented again",
                        "RGAL Sec. 3.4 (class); released loader (image)", choices=("class", "image"))
@@ -95,19 +72,12 @@ class RGALDistillParams:
     emb_weight: float = hp(1.0, "scale of the embedding term", "the paper gives none")
     emb_reduction: str = hp("mean", "the paper form's reduction: per dimension (MSE) or the squared norm",
                             "suite choice (module docstring)", choices=("mean", "sum"))
-    g_feature: str = hp("block", "L_ntri's feature: the last block pooled, or the pooled embedding",
-                        "released code: s_layers[2:4]", choices=("block", "embedding"))
-    s_labels: str = hp("teacher", "L_tri's labels: the teacher's argmax of the augmented batch, or the pool's",
-                       "released main.py: the teacher's", choices=("teacher", "pool"))
-
-
-def _sampler_kw(name: str, p: dict) -> dict:
-    return sampler_window(name, (p["focal_lower"], p["focal_upper"]), (p["distance_cutoff"], p["nonzero_cutoff"]))
 
 
 @register_dfkd_method("rgal", published="RGAL", synthesis_cost=1.0,
-                      params=(RoundParams, LatentParams, KDParams, InversionWeights, RGALDistillParams, PoolParams),
-                      # the issue's recipe: 400 generator steps a round, every student step of an epoch on the pool,
+                      params=(RoundParams, LatentParams, KDParams, InversionWeights, RGALRelationParams,
+                              RGALDistillParams, PoolParams),
+                      # the specification's recipe: 400 generator steps a round, every student step of an epoch on the pool,
                       # batch 128, KD at T = 20, adv 1, bn 1, oh 1
                       defaults={"g_steps": 400, "kd_steps": 0, "student_batch": 128, "temperature": 20.0,
                                 "adv": 1.0, "bn": 1.0, "oh": 1.0},
@@ -177,11 +147,7 @@ class RGAL(PoolMethod):
         if self.hooks:
             parts["bn"] = bn_loss(self.hooks).to(x_aug.device)
         if p["tri_g"]:
-            on = {"teacher_logits": t_logits, "student_logits": s_logits, "embedding": feat}[p["rgal_sample_on"]]
-            parts["tri_g"] = sampled_triplet_loss(feat, labels, sample_on=on, sampler=p["rgal_sampler"],
-                                                  reverse=p["variant"] == "paper", generator=self.gen,
-                                                  sampler_kw=_sampler_kw(p["rgal_sampler"], p), margin=p["margin"],
-                                                  squared=p["squared"])
+            parts["tri_g"] = synthesis_relation_loss(p, feat, labels, t_logits, s_logits, self.gen)
         loss = sum(p[k] * v for k, v in parts.items())
         return loss, {k: v.item() for k, v in parts.items()}
 
@@ -230,9 +196,7 @@ class RGAL(PoolMethod):
             # labels: the teacher's argmax of this augmented batch (the released ``main.py``), or the pool's stored
             # argmax of the un-augmented image (pairing always uses the stored labels)
             labels = t_logits.argmax(1) if p["s_labels"] == "teacher" else y
-            tri = p["triplet_weight"] * sampled_triplet_loss(
-                s_emb, labels, sample_on=s_logits, sampler=p["triplet_sampler"], generator=self.gen,
-                sampler_kw=_sampler_kw(p["triplet_sampler"], p), margin=p["margin"], squared=p["squared"])
+            tri = student_relation_loss(p, s_emb, labels, s_logits, self.gen)
             loss = loss + tri
             terms["tri"] = tri.detach()
         emb = self.embedding_loss(xb, s_emb, t_emb, s_blocks if released else None, t_blocks if released else None)

@@ -5,7 +5,7 @@ a plain epoch (the released code's paired loader does the same).  ``anchor_fract
 the samples (a fresh random subset each epoch) as anchors: with 0.5 an epoch holds as many images as a plain one, so
 a method with paired sampling trains on the same compute as the one without (the ``cpu`` profile's choice).
 
-``positive="class"`` (default, as the issue states it): the positive is another training sample of the same label,
+``positive="class"`` (default, as the specification states it): the positive is another training sample of the same label,
 drawn uniformly (the anchor itself only when its class has a single sample).  ``positive="image"``: the anchor
 image itself, augmented independently (the released RGAL code pairs two augmentations of one image).
 

@@ -9,7 +9,7 @@ before training": at every step of phase t > 0 the drawn samples ``p`` (``p_c + 
   the current head (for PASS the unrotated outputs ``[:, ::4]``) -- maximised, so the samples move to where the two
   heads disagree;
 * ``L_oh = CE(head_old(p), c)`` keeps each sample recognisable as its class; for PASS on the same unrotated old-class
-  scores ``[:, ::4]`` as ``L_adv``, label ``c`` (deliberate: the issue leaves open whether it runs over the rotated
+  scores ``[:, ::4]`` as ``L_adv``, label ``c`` (deliberate: the specification leaves open whether it runs over the rotated
   head with label ``4c`` like PASS's own prototype loss; both terms then judge the samples by the scores the
   evaluation uses, and a sample of class ``c`` is an unrotated embedding, whose rotated rows ``4c+1..4c+3`` PASS's
   loss never asks for);
@@ -20,7 +20,7 @@ before training": at every step of phase t > 0 the drawn samples ``p`` (``p_c + 
 Only the samples move (``torch.autograd.grad`` w.r.t. the samples: no gradient reaches the models) and the stored
 class means are never modified.  ``movement`` records mean ``||p' - p|| / r`` per phase.
 
-``schedule`` (the issue's option; the paper's "before training" admits both readings): ``"step"`` (default) optimises
+``schedule`` (the specification's option; the paper's "before training" admits both readings): ``"step"`` (default) optimises
 each step's drawn samples; ``"phase"`` / ``"epoch"`` optimise a pool of ``pool_per_class`` augmented samples of
 every old class once before the phase / before each epoch, and each step's samples are then drawn from the pool
 (same classes as the step's draw, a uniform pick among that class's pool entries).  Before a phase the current head
