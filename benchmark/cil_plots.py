@@ -61,6 +61,34 @@ def published_seen_points(results: list[dict]) -> pd.DataFrame:
     return pd.DataFrame.from_records(recs, columns=["panel", "method", "classes", "final", "average"])
 
 
+def _draw_published(ax, pub, colours: dict) -> None:
+    """The paper's points of one panel in each method's colour: a star at the final accuracy, a dotted line at the
+    average accuracy."""
+    for _, p in pub.iterrows():
+        col = colours.get(p["method"], "black")
+        if not math.isnan(p["final"]):
+            ax.plot([p["classes"]], [p["final"]], marker="*", markersize=13, color=col, markeredgecolor="black",
+                    markeredgewidth=0.6, linestyle="none", zorder=5)
+        if not math.isnan(p["average"]):
+            ax.axhline(p["average"], color=col, linestyle=(0, (1, 2)), linewidth=1.1, alpha=0.8)
+
+
+def _legend_beside(last, published: bool) -> None:
+    """The last panel's legend moved beside the panels, with the published markers' entries when there are any."""
+    from matplotlib.lines import Line2D
+
+    if not last.get_legend():
+        return
+    handles, labels = last.get_legend_handles_labels()
+    last.get_legend().remove()
+    if published:
+        handles += [Line2D([], [], marker="*", markersize=11, color="grey", markeredgecolor="black",
+                           linestyle="none"),
+                    Line2D([], [], color="grey", linestyle=(0, (1, 2)))]
+        labels += ["published final accuracy", "published average accuracy"]
+    last.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False, fontsize=8)
+
+
 def plot_seen_accuracy(results: list[dict], path: Path) -> Path:
     """One panel per protocol (ordered by scenario, then number of phases as a number), every row a line with its
     own marker and dash pattern (so a line under another stays visible), the chance level dashed in grey, and the
@@ -72,7 +100,6 @@ def plot_seen_accuracy(results: list[dict], path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import seaborn as sns
-    from matplotlib.lines import Line2D
 
     df = seen_accuracy_frame(results)
     pub = published_seen_points(results)
@@ -87,28 +114,13 @@ def plot_seen_accuracy(results: list[dict], path: Path) -> Path:
                      hue_order=methods, style_order=methods)
         seen = sorted(sub["classes"].unique())
         ax.plot(seen, [100.0 / c for c in seen], color="grey", linestyle=":", linewidth=1, label="chance")
-        for _, p in pub[pub["panel"] == panel].iterrows():
-            col = colours.get(p["method"], "black")
-            if not math.isnan(p["final"]):
-                ax.plot([p["classes"]], [p["final"]], marker="*", markersize=13, color=col, markeredgecolor="black",
-                        markeredgewidth=0.6, linestyle="none", zorder=5)
-            if not math.isnan(p["average"]):
-                ax.axhline(p["average"], color=col, linestyle=(0, (1, 2)), linewidth=1.1, alpha=0.8)
+        _draw_published(ax, pub[pub["panel"] == panel], colours)
         ax.set_title(panel)
         ax.set_xlabel("classes seen (after each phase)")
         ax.set_ylabel("accuracy on the classes seen (%)")
         ax.set_ylim(bottom=0)
         ax.grid(alpha=0.3)
-    last = axes[0][-1]
-    if last.get_legend():
-        handles, labels = last.get_legend_handles_labels()
-        last.get_legend().remove()
-        if len(pub):
-            handles += [Line2D([], [], marker="*", markersize=11, color="grey", markeredgecolor="black",
-                               linestyle="none"),
-                        Line2D([], [], color="grey", linestyle=(0, (1, 2)))]
-            labels += ["published final accuracy", "published average accuracy"]
-        last.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False, fontsize=8)
+    _legend_beside(axes[0][-1], bool(len(pub)))
     if len(pub):
         fig.text(0.01, 0.005, "published: the paper's numbers (its setting: ResNet-18, full schedule), in each "
                  "method's colour; the paper's curves themselves (RGAL Figs. 10-11) are not printed as numbers",

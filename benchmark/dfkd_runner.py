@@ -50,6 +50,16 @@ DFKD_AUGMENT = {"cifar10": AugmentSpec(crop_padding=4, flip=True), "cifar100": A
 TEACHER_FILE = "teacher.pt"  # a finished teacher cell's copy of its cache entry (see benchmark.teachers)
 
 
+def checkpoint_sha256(path) -> str:
+    """The identity of a user's teacher (``--teacher-checkpoint``) in its students' keys: the file's sha256."""
+    import hashlib
+
+    p = Path(path)
+    if not p.is_file():
+        raise BenchError(f"--teacher-checkpoint {p} does not exist; pass the path of a saved state_dict")
+    return hashlib.sha256(p.read_bytes()).hexdigest()
+
+
 def make_dfkd_cells(*, scenarios, methods, seeds, profile, teacher=None, student=None, epochs=None, batch_size=None,
                     lr=None, data_root=None, device_type="cpu", method_params=None,
                     teacher_checkpoint=None, precision=None, deterministic: bool = False) -> list[Cell]:
@@ -65,14 +75,7 @@ def make_dfkd_cells(*, scenarios, methods, seeds, profile, teacher=None, student
     for name in (teacher, student):
         if name is not None:
             MODELS.entry(name)
-    t_sha = None
-    if teacher_checkpoint:
-        p = Path(teacher_checkpoint)
-        if not p.is_file():
-            raise BenchError(f"--teacher-checkpoint {p} does not exist; pass the path of a saved state_dict")
-        import hashlib
-
-        t_sha = hashlib.sha256(p.read_bytes()).hexdigest()
+    t_sha = checkpoint_sha256(teacher_checkpoint) if teacher_checkpoint else None
     cells, threads = [], thread_entry(device_type)
     for scen in scenarios:
         spec = SCENARIOS.get(scen)
