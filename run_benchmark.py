@@ -13,7 +13,7 @@ import sys
 
 from benchmark.cli_args import parse_report_args, plural
 from benchmark.hparams import parse_settings
-from benchmark.sweep import (execute, out_and_cache, plan_threads, precision_note, print_written, report_outcome,
+from benchmark.sweep import (REMOTE, execute, out_and_cache, plan_threads, precision_note, print_written, report_outcome,
                              start_sweep, workers_text)
 
 # the no-flag run (<= 3 min on 2 cores, CONVENTIONS.md): the cheapest informative subset; ewc and joint by flag
@@ -131,6 +131,18 @@ def _check_memory_total(args, methods) -> None:
                          "keeps exemplars; add icarl, ucir or eeil, or drop the flag")
 
 
+def _seconds_of(args, cells, runs, task: str):
+    """``--executor slurm``: each cell's predicted seconds (the dry run's plan), for the jobs' default time limit."""
+    if args.executor != "slurm":
+        return None
+    from benchmark.cells import Cell
+    from benchmark.dry_run import cil_plans, dfkd_plans
+
+    plans = (cil_plans if task == "cil" else dfkd_plans)(cells, runs)
+    seconds = {p.key: p.seconds for p in plans}
+    return lambda job: seconds.get(Cell(job.config).key, 0.0)
+
+
 def run_cil(args) -> int:
     from benchmark.executor import CellJob
     from benchmark.run_logging import check_loggers
@@ -140,7 +152,7 @@ def run_cil(args) -> int:
     scenarios = args.scenario or ["cifar100-mini"]
     profile = args.profile or ("mini" if scenarios == ["cifar100-mini"] else "cpu")
     methods = args.methods or DEFAULT_METHODS
-    device = resolve_device(args.device)
+    device = resolve_device(args.device, remote=args.executor in REMOTE)
     _check_memory_total(args, methods)
     order_seed = 1993 if args.class_order_seed is None else args.class_order_seed
     threads = plan_threads(args, device.type)  # before the cells: a CPU cell's key holds its thread count
@@ -172,7 +184,8 @@ def run_cil(args) -> int:
                              f"{workers_text(args, threads)})")
     from benchmark.summary import summary_table
 
-    return execute(args, jobs, threads, out, report_outcome, summary_table, load_all_methods)
+    return execute(args, jobs, threads, out, report_outcome, summary_table, load_all_methods, device.type,
+                   _seconds_of(args, cells, runs, "cil"))
 
 
 def _dfkd_settings(args, methods) -> list[str]:
@@ -206,7 +219,7 @@ def run_dfkd(args) -> int:
     profile = args.profile or "cpu"
     methods = args.methods or DEFAULT_DFKD_METHODS
     settings = _dfkd_settings(args, methods)
-    device = resolve_device(args.device)
+    device = resolve_device(args.device, remote=args.executor in REMOTE)
     threads = plan_threads(args, device.type)  # before the cells: a CPU cell's key holds its thread count
     cells = make_dfkd_cells(scenarios=scenarios, methods=methods, seeds=args.seeds, profile=profile,
                             teacher=args.teacher, student=args.student, epochs=args.epochs,
@@ -235,7 +248,8 @@ def run_dfkd(args) -> int:
 
     from benchmark.dfkd_reports import dfkd_summary_table
 
-    return execute(args, jobs, threads, out, on_outcome, dfkd_summary_table, load_all_methods)
+    return execute(args, jobs, threads, out, on_outcome, dfkd_summary_table, load_all_methods, device.type,
+                   _seconds_of(args, cells, runs, "dfkd"))
 
 
 if __name__ == "__main__":

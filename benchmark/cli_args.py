@@ -157,11 +157,28 @@ def _run_args(p) -> None:
     from benchmark.executor import EXECUTORS
 
     p.add_argument("--executor", choices=EXECUTORS, default="sequential",
-                   help="how cells run: one after another in this process (default), or local: --workers processes "
-                        "on this machine, each with cores/N threads (cells sharing a phase 0 or teacher run in one "
-                        "worker, in order)")
+                   help="how cells run: one after another in this process (default); local: --workers processes on "
+                        "this machine, each with cores/N threads; ray: one Ray task per unit of work (pip install -e "
+                        ".[ray]); slurm: one SLURM array job per unit (pip install -e .[slurm]). Cells sharing a "
+                        "phase 0 or teacher form one unit and run in order")
     p.add_argument("--workers", type=_count(1), default=None,
-                   help="worker processes of --executor local (default: 2)")
+                   help="--executor local: worker processes (default 2); ray / slurm: the most units running at once "
+                        "(default: as many as the cluster runs)")
+    p.add_argument("--cpus-per-cell", type=_count(1), default=None,
+                   help="ray / slurm: CPUs of each task or job, and the torch threads its cells run at (default 2, "
+                        "the thread count of the committed CPU cells, which a CPU cell's key names)")
+    p.add_argument("--ray-address", default=None, metavar="auto|HOST:PORT",
+                   help="ray: a running cluster (auto: the one `ray start` made on this node); default: start a "
+                        "local Ray instance for the sweep")
+    p.add_argument("--slurm-partition", default=None, help="slurm: the partition to submit to")
+    p.add_argument("--slurm-time", type=_count(1), default=None, metavar="MINUTES",
+                   help="slurm: each job's time limit (default: the --dry-run estimate of the longest unit x 1.5, "
+                        "at least 10)")
+    p.add_argument("--slurm-gpus", type=_count(0), default=None,
+                   help="slurm: GPUs per job (default 1 with --device cuda, else 0)")
+    p.add_argument("--slurm-cluster", choices=["slurm", "local"], default=None,
+                   help="slurm: submit to SLURM (default when sbatch is found) or run the same jobs as local "
+                        "subprocesses through submitit's local executor, to try a set-up on one machine")
     p.add_argument("--log", nargs="+", action="extend", default=[], metavar="LOGGER",
                    help="experiment loggers per cell, any of tensorboard wandb csv (files in the cell folder: tb/, "
                         "wandb/ (offline unless WANDB_MODE or an API key says otherwise), log.csv): every loss "

@@ -1,5 +1,5 @@
 """``--dry-run``: the plan of every cell (``benchmark.plan``) as a table -- status, predicted time left, the shared
-phase 0 or teacher it loads or trains, its unit of work under ``--executor local`` -- and the sweep's total.
+phase 0 or teacher it loads or trains, its unit of work under an executor other than ``sequential`` -- and the sweep's total.
 """
 from __future__ import annotations
 
@@ -7,16 +7,29 @@ from benchmark.cli_args import plural
 from benchmark.sweep import executor_line, unit_column, unit_index
 
 
-def print_cil_plan(args, cells, runs, jobs) -> int:
-    """``--dry-run`` of a class-incremental sweep: one line per cell (``benchmark.plan.plan_cil``)."""
+def cil_plans(cells, runs) -> list:
+    """The plan of each class-incremental cell (``benchmark.plan.plan_cil``) with the suite's cost model."""
+    from benchmark.cil_estimates import predicted_seconds
     from benchmark.methods import METHODS, full_params
     from benchmark.plan import plan_cil
-    from benchmark.cil_estimates import predicted_seconds
 
     def family_of(cfg):
         return METHODS.get(cfg["method"]).phase0_family_for(full_params(cfg["method"], cfg["method_params"]))
 
-    plans = plan_cil(cells, runs, predicted_seconds, family_of)
+    return plan_cil(cells, runs, predicted_seconds, family_of)
+
+
+def dfkd_plans(cells, runs) -> list:
+    """The plan of each distillation cell (``benchmark.plan.plan_dfkd``) with the suite's cost model."""
+    from benchmark.dfkd_estimates import predicted_dfkd_seconds, predicted_teacher_seconds, rounds_per_epoch
+    from benchmark.plan import plan_dfkd
+
+    return plan_dfkd(cells, runs, predicted_dfkd_seconds, predicted_teacher_seconds, rounds_per_epoch)
+
+
+def print_cil_plan(args, cells, runs, jobs) -> int:
+    """``--dry-run`` of a class-incremental sweep: one line per cell."""
+    plans = cil_plans(cells, runs)
     unit_of = unit_index(jobs)
     print(f"{'cell':40s} {'folder':55s} {unit_column(args, 'unit')}{'status':22s} {'time left':>10s}  "
           f"phase-0 model (shared by a family)")
@@ -29,11 +42,8 @@ def print_cil_plan(args, cells, runs, jobs) -> int:
 
 
 def print_dfkd_plan(args, cells, runs, jobs) -> int:
-    """``--dry-run`` of a distillation sweep: one line per cell (``benchmark.plan.plan_dfkd``)."""
-    from benchmark.dfkd_estimates import predicted_dfkd_seconds, predicted_teacher_seconds, rounds_per_epoch
-    from benchmark.plan import plan_dfkd
-
-    plans = plan_dfkd(cells, runs, predicted_dfkd_seconds, predicted_teacher_seconds, rounds_per_epoch)
+    """``--dry-run`` of a distillation sweep: one line per cell."""
+    plans = dfkd_plans(cells, runs)
     unit_of = unit_index(jobs)
     print(f"{'method':14s} {'scenario':9s} {'teacher->student':24s} {'seed':4s}  {'folder':50s} "
           f"{unit_column(args, 'unit')}{'status':18s} {'time left':>10s}  teacher")

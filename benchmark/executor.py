@@ -1,28 +1,29 @@
 """Executors: how a sweep's cells are run.  ``sequential`` (default) runs them in this process, one after another;
-``local`` runs them in ``--workers N`` processes on this machine.
+``local`` in ``--workers N`` processes on this machine (``benchmark.local_executor``); ``ray`` as Ray tasks on a Ray
+cluster (``benchmark.ray_executor``); ``slurm`` as a SLURM job array through submitit (``benchmark.slurm_executor``).
+This module holds what they share.
 
 * **A job is data.**  ``CellJob`` holds everything a cell needs (its configuration, ``--out``, ``--cache-dir``,
   ``--data-root``, device, command line, loggers), and ``run_cell(job)`` is a top-level function: it pickles, so a
-  worker process (or, later, a cluster task) runs it with no state of the command line.
+  worker process, a Ray task or a SLURM job runs it with no state of the command line.
 * **Units of work respect shared models.**  Cells that share a phase-0 model (same ``phase0_key``) or a distillation
   teacher (same teacher cache entry) form one unit, run in order by one worker: the first trains and caches the
   shared model, the others load it.  Two workers never train the same phase 0 or teacher, and no cell waits on a
-  half-written cache file (the cache writes are atomic anyway).  Units are scheduled longest first.
+  half-written cache file (the cache writes are atomic anyway).  A unit is one local task, one Ray task, one SLURM
+  array job.  Units are scheduled longest first.
 * **Locks.**  Every cell runs under its ``CellLock``: a second process on the same ``--out`` leaves a cell another
-  live process holds alone and reports it (``held``); a lock of a dead local process is taken over.
-* **Failures.**  ``local``: a cell that raises is reported with its folder and the error's last line, the other
+  live process holds alone and reports it (``held``); a lock of a dead process is taken over.
+* **Failures.**  On workers, a cell that raises is reported with its folder and the error's last line, the other
   cells go on, and the command exits non-zero; re-running it retries only what is unfinished.  A worker that dies
-  (``kill -9``, out of memory) breaks the pool: the units it and the other workers had not finished are submitted
-  again, once, to a new pool, and resume from their checkpoints.  ``sequential`` stops at the first error, as it
-  always has (one line, exit status 2).
-* **Threads.**  On a CPU each of N local workers gets ``cores // N`` intra-op threads.  The thread count is part of
-  a CPU cell's key (``cells.thread_entry``), so the command plans the cells at that count: ``--executor local
-  --workers 2`` on 2 cores gives the same cells, keys and numbers as a sequential run with ``OMP_NUM_THREADS=1``.
+  (``kill -9``, out of memory, a lost node) has its unit run once more, resuming from the cells' checkpoints.
+  ``sequential`` stops at the first error, as it always has (one line, exit status 2).
+* **Threads.**  On a CPU each worker gets a fixed share of cores as intra-op threads (local: ``cores // N``; Ray and
+  SLURM: ``--cpus-per-cell``).  The thread count is part of a CPU cell's key (``cells.thread_entry``), so the command
+  plans the cells at that count: ``--executor local --workers 2`` on 2 cores gives the same cells, keys and numbers
+  as a sequential run with ``OMP_NUM_THREADS=1``.
 """
 from __future__ import annotations
 
-import concurrent.futures as cf
-import multiprocessing
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +31,7 @@ from typing import Callable
 
 from tqdm.auto import tqdm
 
-EXECUTORS = ("sequential", "local")
+EXECUTORS = ("sequential", "local", "ray", "slurm")
 
 
 @dataclass
@@ -86,10 +87,10 @@ def run_cell(job: CellJob, catch: bool = False) -> Outcome:
     except Exception as e:  # noqa: BLE001 -- reported per cell by the driver
         if not catch:
             raise
-        return failed_outcome(job, f"{type(e).__name__}: {_last_line(e)}")
+        return failed_outcome(job, f"{type(e).__name__}: {last_line(e)}")
 
 
-def _last_line(e: BaseException) -> str:
+def last_line(e: BaseException) -> str:
     return (str(e).strip().splitlines() or [type(e).__name__])[-1]
 
 
@@ -187,7 +188,9 @@ def job_label(job: CellJob) -> str:
     return Cell(job.config).label
 
 
-def _worker_init(threads: int | None, load_methods: Callable[[], object] | None) -> None:
+def worker_init(threads: int | None, load_methods: Callable[[], object] | None) -> None:
+    """What a worker process does before its first unit (any executor but ``sequential``): its share of the cores
+    as threads (the count the cells were planned and keyed at), and every method registered."""
     if threads:
         os.environ["OMP_NUM_THREADS"] = str(threads)
         import torch
@@ -204,98 +207,86 @@ def run_unit(jobs: list[CellJob]) -> list[Outcome]:
     return [run_cell(job, catch=True) for job in jobs]
 
 
-class LocalExecutor:
-    """``workers`` processes on this machine (``spawn``: a fresh interpreter each, no state inherited).
-    ``load_methods``: a picklable function that registers every method in a worker (the command line's own loader,
-    which also imports the packages of a bare checkout)."""
-
-    def __init__(self, workers: int, threads: int | None = None, retries: int = 1, load_methods=None):
-        self.workers, self.threads, self.retries = max(1, workers), threads, retries
-        self.load_methods = load_methods
-
-    def run(self, jobs: list[CellJob], on_outcome: Callable[[Outcome], None] | None = None,
-            progress: bool = True) -> list[Outcome]:
-        jobs = [CellJob(**{**job.__dict__, "progress": False}) for job in jobs]  # one bar: the driver's
-        units = units_of_work(jobs)
-        pending = schedule_order(units)
-        deaths = {i: 0 for i in pending}  # how often a unit was running when its worker died
-        outcomes: dict[int, list[Outcome]] = {}
-        bar = tqdm(total=len(jobs), desc="cells", unit="cell", disable=not progress, position=0)
-        counts = {"finished": 0, "failed": 0, "held": 0}
-
-        def record(i: int, res: list[Outcome]) -> None:
-            outcomes[i] = res
-            for o in res:
-                counts[o.status] += 1
-                if on_outcome:
-                    on_outcome(o)
-            bar.update(len(res))
-            bar.set_postfix_str(", ".join(f"{k} {v}" for k, v in counts.items() if v))
-
-        while pending:
-            bar.set_postfix_str(f"running {min(self.workers, len(pending))} units")
-            broken = self._pool_round(units, pending, record)
-            pending = []
-            for i in broken:  # a worker died: the units cut short run again, from their checkpoints
-                if _was_running(units[i]):
-                    deaths[i] += 1
-                if deaths[i] <= self.retries:
-                    pending.append(i)
-                else:
-                    record(i, [failed_outcome(j, "its worker process died twice (killed, or out of memory)")
-                               for j in units[i]])
-            if pending:
-                tqdm.write(f"note: a worker process died; {len(pending)} unit(s) of work start again from their "
-                           "checkpoints")
-        bar.close()
-        return [o for i in range(len(units)) for o in outcomes.get(i, [])]
+def quiet(jobs: list[CellJob]) -> list[CellJob]:
+    """The jobs without their own progress bars: a sweep on workers shows one bar, the driver's."""
+    return [CellJob(**{**job.__dict__, "progress": False}) for job in jobs]
 
 
-    def _pool_round(self, units, pending: list[int], record) -> list[int]:
-        """Runs the ``pending`` units in a fresh pool, ``record``-ing each unit's outcomes as it ends; returns the
-        units cut short by a dead worker (the pool breaks for all of them)."""
-        pool = cf.ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
-                                      initializer=_worker_init, initargs=(self.threads, self.load_methods))
-        broken = []
-        try:
-            futures = {pool.submit(run_unit, units[i]): i for i in pending}
-            for fut in cf.as_completed(futures):
-                i = futures[fut]
-                try:
-                    record(i, fut.result())
-                except cf.process.BrokenProcessPool:
-                    broken.append(i)
-                except Exception as e:  # noqa: BLE001 -- e.g. an outcome that cannot be unpickled
-                    record(i, [failed_outcome(j, f"{type(e).__name__}: {_last_line(e)}") for j in units[i]])
-        except BaseException:  # Ctrl-C: no queued unit starts, the running ones are stopped
-            pool.shutdown(wait=False, cancel_futures=True)
-            for proc in list(getattr(pool, "_processes", {}).values()):
-                proc.terminate()
-            raise
-        pool.shutdown(wait=True)
-        return broken
+def portable(jobs: list[CellJob]) -> list[CellJob]:
+    """The jobs with absolute paths (``--out``, ``--cache-dir``, the data root -- ``$BENCH_DATA`` or the default
+    resolved here --, ``--teacher-checkpoint``): a Ray task or a SLURM job starts in another directory, perhaps on
+    another machine that sees the same shared file system."""
+    from benchmark.data import default_data_root
+
+    def absolute(p):
+        return str(Path(p).expanduser().resolve()) if p else p
+
+    return [CellJob(**{**job.__dict__, "out": absolute(job.out), "cache_dir": absolute(job.cache_dir),
+                       "data_root": absolute(job.data_root or default_data_root()),
+                       "teacher_checkpoint": absolute(job.teacher_checkpoint)}) for job in jobs]
 
 
-def _was_running(unit: list[CellJob]) -> bool:
-    """Whether a worker was running a cell of ``unit`` when the pool broke: a cell folder's lock left by a process
-    that no longer holds it (a unit that had not started has none; one whose cells all finished is not pending)."""
-    from benchmark.locks import CellLock
+class UnitProgress:
+    """The driver's side of a sweep on workers: one bar over cells with the finished / failed / held counts and
+    the units running, every outcome passed to ``on_outcome`` as its unit ends, the outcomes in job order at the
+    end."""
 
-    for job in unit:
-        folder = make_run(job).dir
-        if (folder / ".lock").is_file():
-            probe = CellLock(folder)
-            if probe.acquire():
-                probe.release()
-                return True
-    return False
+    def __init__(self, units: list[list[CellJob]], on_outcome, progress: bool):
+        self.units, self.on_outcome, self.outcomes = units, on_outcome, {}
+        self.bar = tqdm(total=sum(map(len, units)), desc="cells", unit="cell", disable=not progress, position=0)
+        self.counts = {"finished": 0, "failed": 0, "held": 0}
+
+    def running(self, n: int) -> None:
+        done = ", ".join(f"{k} {v}" for k, v in self.counts.items() if v)
+        self.bar.set_postfix_str(f"running {n} unit{'s' * (n != 1)}" + (f", {done}" if done else ""))
+
+    def record(self, i: int, res: list[Outcome]) -> None:
+        self.outcomes[i] = res
+        for o in res:
+            self.counts[o.status] += 1
+            if self.on_outcome:
+                self.on_outcome(o)
+        self.bar.update(len(res))
+
+    def fail(self, i: int, error: str) -> None:
+        """Every cell of unit ``i`` that did not finish, failed with ``error`` (a lost worker, a task error)."""
+        self.record(i, [failed_outcome(j, error) for j in self.units[i]])
+
+    def close(self) -> list[Outcome]:
+        self.bar.close()
+        return [o for i in range(len(self.units)) for o in self.outcomes.get(i, [])]
 
 
-def make_executor(name: str, workers: int, threads: int | None = None, load_methods=None):
+def optional_import(module: str, extra: str):
+    """``module`` of an optional extra, or the one-line error that says how to install it."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        from benchmark.errors import BenchError
+
+        raise BenchError(f"--executor {extra} needs the {module} package, which is not installed; "
+                         f"pip install -e .[{extra}]") from None
+
+
+def make_executor(name: str, workers: int | None, threads: int | None = None, load_methods=None, **options):
+    """The executor ``name`` (``EXECUTORS``); ``options``: the remote executors' own (``--ray-address``,
+    ``--cpus-per-cell``, ``--slurm-*``)."""
     if name == "sequential":
         return SequentialExecutor()
     if name == "local":
-        return LocalExecutor(workers, threads, load_methods=load_methods)
+        from benchmark.local_executor import LocalExecutor
+
+        return LocalExecutor(workers or 2, threads, load_methods=load_methods)
+    if name == "ray":
+        from benchmark.ray_executor import RayExecutor
+
+        return RayExecutor(workers, threads, load_methods=load_methods, **options)
+    if name == "slurm":
+        from benchmark.slurm_executor import SlurmExecutor
+
+        return SlurmExecutor(workers, threads, load_methods=load_methods, **options)
     from benchmark.errors import BenchError
 
     raise BenchError(f"unknown executor {name!r}; choose from {', '.join(EXECUTORS)}")

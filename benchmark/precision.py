@@ -56,6 +56,9 @@ def resolve_precision(name: str, device_type: str) -> str:
         raise BenchError(f"unknown precision {name!r}; choose one of {', '.join(PRECISIONS)}")
     cuda = device_type == "cuda"
     if name == "auto":
+        if cuda and not torch.cuda.is_available():  # --device cuda for Ray / SLURM workers, planned from a CPU node
+            raise BenchError("--precision auto cannot tell what the workers' GPUs compute natively from a node without "
+                             "CUDA; pass --precision bf16, fp16 or fp32")
         if cuda:
             return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
         return "bf16" if cpu_has_native_bf16() else "fp32"

@@ -41,10 +41,12 @@ from benchmark.training import PhaseRecipe, deterministic_kernels, seed_everythi
 PHASE0_FILE = "phase0.pt"
 
 
-def resolve_device(name: str) -> torch.device:
+def resolve_device(name: str, remote: bool = False) -> torch.device:
+    """``--device``; ``remote``: the cells run on Ray / SLURM workers, so ``cuda`` names their device and need not
+    exist here (``auto`` still looks here: pass ``--device cuda`` for GPU workers from a node without one)."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
+    if name == "cuda" and not torch.cuda.is_available() and not remote:
         raise BenchError("--device cuda requested but no CUDA device is available; use --device cpu or auto")
     if name not in ("cpu", "cuda"):
         raise BenchError(f"unknown device {name!r}; choose auto, cpu or cuda")

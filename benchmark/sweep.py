@@ -1,43 +1,80 @@
-"""Running a planned sweep: threads and workers of ``--executor local``, the executor itself (``execute``: cells, then
+"""Running a planned sweep: threads, workers and options of ``--executor local|ray|slurm``, the executor itself (``execute``: cells, then
 the summary table and the reports), the sweep's exit status and the lines it prints around the cells.
 """
 from __future__ import annotations
 
 import datetime as dt
+import os
 import sys
 from pathlib import Path
 
 from benchmark.cli_args import plural
 
 
-def workers(args) -> int:
-    """``--workers``, 2 by default (the team's 2-core machines)."""
-    return args.workers or 2
+REMOTE = ("ray", "slurm")
+
+
+def workers(args) -> int | None:
+    """``--workers``: local processes (default 2, the team's 2-core machines); for Ray and SLURM a cap on the units
+    running at once (default none: the cluster decides)."""
+    return args.workers or (2 if args.executor == "local" else None)
 
 
 def plan_threads(args, device_type: str) -> int | None:
-    """``--executor local`` on a CPU: each of the N workers gets ``cores // N`` threads, set here before the cells
-    are planned (their keys hold the count); None otherwise (the process's own count)."""
-    if args.executor != "local" or device_type != "cpu":
-        if args.workers is not None and args.executor != "local":
-            from benchmark.errors import BenchError
+    """The torch threads each cell runs at, set here before the cells are planned (their keys hold the count): on a
+    CPU ``cores // N`` for N local workers, ``--cpus-per-cell`` on Ray and SLURM; None for the sequential executor
+    and on CUDA (the process's own count)."""
+    from benchmark.errors import BenchError
 
-            raise BenchError("--workers applies to --executor local; add --executor local or drop --workers")
+    if args.workers is not None and args.executor == "sequential":
+        raise BenchError("--workers applies to --executor local, ray or slurm; add one or drop --workers")
+    for flag, value, wanted in (("--ray-address", args.ray_address, ("ray",)),
+                                ("--cpus-per-cell", args.cpus_per_cell, REMOTE),
+                                ("--slurm-partition", args.slurm_partition, ("slurm",)),
+                                ("--slurm-time", args.slurm_time, ("slurm",)),
+                                ("--slurm-gpus", args.slurm_gpus, ("slurm",)),
+                                ("--slurm-cluster", args.slurm_cluster, ("slurm",))):
+        if value is not None and args.executor not in wanted:
+            raise BenchError(f"{flag} applies to --executor {' or '.join(wanted)}; add it or drop {flag}")
+    if device_type != "cpu" or args.executor == "sequential":
         return None
-    import os
-
     import torch
 
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    threads = max(1, cores // workers(args))
+    if args.executor in REMOTE:
+        threads = cpus_per_cell(args)
+    else:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        threads = max(1, cores // workers(args))
     torch.set_num_threads(threads)
     return threads
 
 
+def cpus_per_cell(args) -> int:
+    """``--cpus-per-cell`` (Ray, SLURM), 2 by default: the thread count of the committed CPU cells, so that a cluster
+    run of their commands finds them (a CPU cell's key names its thread count)."""
+    return args.cpus_per_cell or 2
+
+
+def executor_options(args, device_type: str, seconds_of=None) -> dict:
+    """The remote executors' own settings from the command line (``benchmark.executor.make_executor``)."""
+    gpu = device_type == "cuda"
+    if args.executor == "ray":
+        return {"address": args.ray_address, "cpus_per_cell": cpus_per_cell(args), "gpus_per_cell": 1 if gpu else 0}
+    if args.executor == "slurm":
+        return {"cpus_per_cell": cpus_per_cell(args), "partition": args.slurm_partition, "time_min": args.slurm_time,
+                "gpus": args.slurm_gpus if args.slurm_gpus is not None else int(gpu),
+                "cluster": args.slurm_cluster, "seconds_of": seconds_of}
+    return {}
+
+
 def workers_text(args, threads) -> str:
-    if args.executor != "local":
+    if args.executor == "sequential":
         return ""
-    return f", {workers(args)} local workers" + (f" of {threads} thread{'s' * (threads > 1)}" if threads else "")
+    per = f" of {threads} thread{'s' * (threads > 1)}" if threads else ""
+    if args.executor == "local":
+        return f", {workers(args)} local workers{per}"
+    cap = f", at most {workers(args)} at once" if workers(args) else ""
+    return f", {args.executor} executor: one task per unit of work{per}{cap}"
 
 
 def unit_index(jobs) -> dict[str, int]:
@@ -49,24 +86,32 @@ def unit_index(jobs) -> dict[str, int]:
 
 
 def unit_column(args, value) -> str:
-    """The dry-run's unit-of-work column, shown for the local executor (sequential runs the cells in plan order)."""
-    return f"{value:>4} " if args.executor == "local" else ""
+    """The dry-run's unit-of-work column, shown for the executors that run units (sequential runs the cells in plan
+    order)."""
+    return f"{value:>4} " if args.executor != "sequential" else ""
 
 
 def executor_line(args, unit_seconds: dict, unit_of: dict) -> str:
-    """The dry-run's last words on the executor: units of work and, for ``local``, the predicted wall time of the
-    schedule it follows (most cells first, each unit to the worker free first)."""
+    """The dry-run's last words on the executor: units of work and the predicted wall time of their schedule (most
+    cells first, each unit to the worker free first; with no cap on Ray / SLURM workers, the longest unit: the
+    critical path)."""
     from benchmark.executor import makespan
 
     n = len(unit_seconds)
-    if args.executor != "local":
+    if args.executor == "sequential" or not n:
         return ""
     cells = {u: list(unit_of.values()).count(u) for u in unit_seconds}
     order = sorted(unit_seconds, key=lambda u: -cells[u])
-    w = workers(args)
-    return (f"; {plural(n, 'unit')} of work (cells that make a phase 0 or teacher for others run together) on {w} "
-            f"local workers: ~{makespan([unit_seconds[u] for u in order], w) / 60:.1f} min wall time (each worker's "
-            f"share of the cores is slower than the whole machine)")
+    w = workers(args) or n
+    where = {"local": f"on {w} local workers", "ray": f"as {w} Ray tasks at once",
+             "slurm": f"as {w} SLURM jobs at once"}[args.executor]
+    line = (f"; {plural(n, 'unit')} of work (cells that make a phase 0 or teacher for others run together) {where}: "
+            f"~{makespan([unit_seconds[u] for u in order], w) / 60:.1f} min wall time")
+    if args.executor == "slurm":
+        from benchmark.slurm_executor import time_limit
+
+        line += f", time limit {time_limit(list(unit_seconds.values()), args.slurm_time)} min a job"
+    return line + " (each worker's share of the cores is slower than the whole machine)"
 
 
 def report_outcome(o) -> None:
@@ -78,14 +123,16 @@ def report_outcome(o) -> None:
         tqdm.write(f"note: cell {o.folder} is being run by another process ({o.owner}); left to it")
 
 
-def execute(args, jobs, threads, out, on_outcome, summary_table, load_methods) -> int:
+def execute(args, jobs, threads, out, on_outcome, summary_table, load_methods, device_type: str = "cpu",
+            seconds_of=None) -> int:
     """Runs ``jobs`` through the chosen executor, then prints the summary of the finished cells and writes the
     report (both tasks); returns the sweep's exit status.  ``load_methods``: registers every method (the CLI's
-    loader, run in each local worker)."""
+    loader, run in each worker); ``seconds_of(job)``: a cell's predicted seconds (SLURM's default time limit)."""
     from benchmark.executor import make_executor
     from benchmark.report_writer import write_reports
 
-    executor = make_executor(args.executor, workers(args), threads, load_methods)
+    executor = make_executor(args.executor, workers(args), threads, load_methods,
+                             **executor_options(args, device_type, seconds_of))
     outcomes = executor.run(jobs, on_outcome, progress=not args.no_progress)
     results = [o.result for o in outcomes if o.status == "finished"]
     if results:
@@ -105,8 +152,8 @@ def sweep_status(outcomes) -> int:
               f"command when it ends", file=sys.stderr)
     if failed:
         print(f"error: {plural(len(failed), 'cell')} failed ({' '.join(o.folder for o in failed)}); the others are "
-              f"saved; fix the cause and run the same command again (finished cells are skipped; without --executor "
-              f"local a failing cell stops the sweep with its whole error)", file=sys.stderr)
+              f"saved; fix the cause and run the same command again (finished cells are skipped; with the sequential "
+              f"executor a failing cell stops the sweep with its whole error)", file=sys.stderr)
         return 2
     return 1 if held else 0
 
