@@ -45,6 +45,7 @@ def _same_as_sequential(out: Path, reference: dict) -> None:  # noqa: F811
     uses = sorted(v.split(" ")[0] for v in _cache_use(out).values())
     assert uses.count("miss,") == 2 and uses.count("hit") == 2  # one phase 0 trained per seed
     assert not list(out.glob("*/.lock"))
+    assert (out / "report" / "index.html").is_file()  # one report, written by the driver at the end
 
 
 @pytest.fixture(scope="module")

@@ -19,6 +19,9 @@ class BasicBlock(nn.Module):
         self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
         self.bn2 = nn.BatchNorm2d(planes)
         self.relu = nn.ReLU(inplace=True)
+        # its own module for the activation after the sum: a quantized copy (benchmark.quantization) puts one
+        # activation quantizer after each ReLU module, and the two activations need their own ranges
+        self.relu_sum = nn.ReLU(inplace=True)
         self.shortcut = nn.Sequential()
         if stride != 1 or in_planes != planes:
             self.shortcut = nn.Sequential(
@@ -28,7 +31,7 @@ class BasicBlock(nn.Module):
     def forward(self, x):
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out)) + self.shortcut(x)
-        return self.relu(out) if self.relu_out else out
+        return self.relu_sum(out) if self.relu_out else out
 
 
 class CifarResNet(Backbone):
