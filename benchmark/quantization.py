@@ -9,8 +9,9 @@ does it (both use ZeroQ's ``quantization_utils``: ``AsymmetricQuantFunction``, `
   even, as the official code.
 * **Straight-through estimator**: the backward pass is the identity, not masked outside ``[min, max]``, and the range
   gets no gradient (official ``AsymmetricQuantFunction.backward`` returns ``grad_output``).
-* **Weights** (``QuantConv2d``, ``QuantLinear``): per output channel, the range the current min / max of the latent
-  float weights, recomputed at every forward; the float weights are what the optimiser trains.
+* **Weights** (``WeightQuantizer``, a parametrization of every convolution's and linear layer's ``weight``): per
+  output channel, the range the current min / max of the latent float weights, recomputed at every forward; the
+  float weights are what the optimiser trains.
 * **Activations** (``QuantAct``): one quantizer per tensor after every ReLU, its range an exponential average
   (momentum 0.9) of each batch's min / max while tracking (the official 4 warm-up epochs, ``unfreeze_model``), then
   fixed (``freeze_model``).  The update is the released one exactly, including its bias correction applied to the
@@ -33,7 +34,6 @@ import copy
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from benchmark.errors import BenchError
 
@@ -85,23 +85,29 @@ def _channel_range(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return flat.min(dim=1).values, flat.max(dim=1).values
 
 
-class QuantConv2d(nn.Conv2d):
-    """``nn.Conv2d`` whose weight is fake-quantized per output channel at every forward (official ``Quant_Conv2d``)."""
+class WeightQuantizer(nn.Module):
+    """A weight fake-quantized per output channel (official ``Quant_Conv2d`` / ``Quant_Linear``), attached to a layer
+    as a parametrization of its ``weight`` (``torch.nn.utils.parametrize``): the layer keeps its own forward (the
+    suite's ``SlicedLinear`` head its slicing), the float weight (``parametrizations.weight.original``) is what the
+    optimiser trains, and every read of ``weight`` is the quantized one."""
 
-    weight_bits: int = 8
+    def __init__(self, bits: int):
+        super().__init__()
+        self.bits = bits
 
-    def forward(self, x):
-        w = fake_quantize(self.weight, self.weight_bits, *_channel_range(self.weight))
-        return self._conv_forward(x, w, self.bias)
+    def forward(self, w: torch.Tensor) -> torch.Tensor:
+        return fake_quantize(w, self.bits, *_channel_range(w))
+
+    def extra_repr(self) -> str:
+        return f"bits={self.bits}"
 
 
-class QuantLinear(nn.Linear):
-    """``nn.Linear`` whose weight is fake-quantized per output row (official ``Quant_Linear``)."""
-
-    weight_bits: int = 8
-
-    def forward(self, x):
-        return F.linear(x, fake_quantize(self.weight, self.weight_bits, *_channel_range(self.weight)), self.bias)
+def weight_bits(layer: nn.Module) -> int | None:
+    """The bit-width ``layer``'s weight is quantized to, or None."""
+    for p in getattr(getattr(layer, "parametrizations", None), "weight", ()):
+        if isinstance(p, WeightQuantizer):
+            return p.bits
+    return None
 
 
 class QuantAct(nn.Module):
@@ -154,21 +160,19 @@ def quantize_model(model: nn.Module, weight_bits: int, act_bits: int, probe: tor
     if reused:
         raise BenchError(f"cannot quantize {type(model).__name__}: ReLU module(s) {', '.join(reused)} run more than "
                          "once per forward, and each activation needs its own quantizer range")
+    from torch.nn.utils import parametrize
+
     q = copy.deepcopy(model)
-    convs = [n for n, m in q.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
-    ends = {convs[0], convs[-1]} if first_last_bits and convs else set()
-    for name, m in list(q.named_modules()):
-        for child_name, child in list(m.named_children()):
-            full = f"{name}.{child_name}" if name else child_name
-            if type(child) is nn.Conv2d:
-                child.__class__ = QuantConv2d
-                child.weight_bits = first_last_bits if full in ends else weight_bits
-            elif type(child) is nn.Linear:
-                child.__class__ = QuantLinear
-                child.weight_bits = first_last_bits if full in ends else weight_bits
-            elif type(child) is nn.ReLU:
-                act = QuantAct(act_bits).to(next(q.parameters()).device)
-                setattr(m, child_name, nn.Sequential(child, act))
+    layers = [m for m in q.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    ends = {id(layers[0]), id(layers[-1])} if first_last_bits and layers else set()
+    for layer in layers:
+        bits = first_last_bits if id(layer) in ends else weight_bits
+        parametrize.register_parametrization(layer, "weight", WeightQuantizer(bits))
+    device = next(q.parameters()).device
+    for m in list(q.modules()):
+        for name, child in list(m.named_children()):
+            if type(child) is nn.ReLU:
+                setattr(m, name, nn.Sequential(child, QuantAct(act_bits).to(device)))
     return q
 
 

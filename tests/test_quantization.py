@@ -10,8 +10,8 @@ from torch.nn import functional as F
 
 from benchmark.errors import BenchError
 from benchmark.models import build_model
-from benchmark.quantization import (QuantAct, QuantConv2d, QuantLinear, fake_quantize, parse_bits, quant_params,
-                                    quantize_model, set_range_tracking)
+from benchmark.quantization import (QuantAct, fake_quantize, parse_bits, quant_params, quantize_model,
+                                    set_range_tracking, weight_bits)
 from conftest import SHARED_DATA
 
 
@@ -41,23 +41,33 @@ def test_straight_through_gradient_is_the_identity_even_outside_the_range():
     assert x.grad.tolist() == [1.0, 2.0, 3.0, 4.0]
 
 
+def _quantized(layer: nn.Module, bits: int) -> nn.Module:
+    from torch.nn.utils import parametrize
+
+    from benchmark.quantization import WeightQuantizer
+
+    parametrize.register_parametrization(layer, "weight", WeightQuantizer(bits))
+    return layer
+
+
 def test_weights_are_quantized_per_output_channel_from_their_own_min_and_max():
     conv = nn.Conv2d(2, 3, 1, bias=False)
     with torch.no_grad():
-        conv.weight.copy_(torch.tensor([[0.0, 1.0], [-2.0, 2.0], [0.5, 0.7]]).view(3, 2, 1, 1))
-    conv.__class__ = QuantConv2d
-    conv.weight_bits = 2  # 4 levels per channel
+        conv.weight.copy_(torch.tensor([[0.0, 1.0], [-2.0, 2.0], [0.5, 0.75]]).view(3, 2, 1, 1))
+    conv = _quantized(conv, 2)  # 4 levels per channel
     eye = torch.eye(2).view(2, 2, 1, 1)  # two inputs reading out the two weights of every channel
     out = conv(eye).view(2, 3).T  # out[c] = the quantized weights of channel c
-    assert torch.allclose(out, torch.tensor([[0.0, 1.0], [-2.0, 2.0], [0.5, 0.7]]), atol=1e-6)  # ends exact
-    conv.weight.data[0, 0] = 0.4  # channel 0 on [0.4, 1]: levels 0.4, 0.6, 0.8, 1.0 ...
-    conv.weight.data[0, 1] = 0.75  # ... so 0.75 lands on 0.8
-    assert torch.allclose(conv(eye).view(2, 3).T[0], torch.tensor([0.4, 0.8]), atol=1e-6)
-    lin = nn.Linear(2, 1, bias=False)
-    lin.__class__, lin.weight_bits = QuantLinear, 2
-    with torch.no_grad():
-        lin.weight.copy_(torch.tensor([[0.4, 0.75]]))
-    assert torch.allclose(lin(torch.eye(2)).flatten(), torch.tensor([0.4, 0.8]), atol=1e-6)
+    # [0, 1]: s = 3, z = 2, ends exact; [0.5, 0.75]: s = 12, s * min = 6 integral, ends exact; [-2, 2]: s = 0.75,
+    # s * min = -1.5 rounds (half to even) to -2, so z = 0 and the grid is -2.667, -1.333, 0, 1.333 (the official
+    # integral zero point keeps 0 exact and shifts the range by up to half a step): 2 clamps to 1.333
+    assert torch.allclose(out, torch.tensor([[0.0, 1.0], [-8 / 3, 4 / 3], [0.5, 0.75]]), atol=1e-6)
+    lin = nn.Linear(3, 1, bias=False)
+    with torch.no_grad():  # [0.25, 1]: s = 4, z = 3, levels 0.25, 0.5, 0.75, 1; 0.6 -> round(-0.6) = -1 -> 0.5
+        lin.weight.copy_(torch.tensor([[0.25, 0.6, 1.0]]))
+    lin = _quantized(lin, 2)
+    assert torch.allclose(lin(torch.eye(3)).flatten(), torch.tensor([0.25, 0.5, 1.0]), atol=1e-6)
+    lin(torch.ones(1, 3)).sum().backward()  # the float weight is what trains: straight-through gradient reaches it
+    assert torch.equal(lin.parametrizations.weight.original.grad, torch.ones(1, 3))
 
 
 def test_activation_range_follows_the_released_update_then_stays_fixed():
@@ -82,14 +92,13 @@ def test_quantized_resnet20_quantizes_every_conv_and_the_classifier_and_every_ac
     net = build_model("resnet20", 100, 3, (0.5,) * 3, (0.25,) * 3)
     probe = torch.rand(4, 3, 32, 32)
     q = quantize_model(net, 4, 4, probe)
-    kinds = [type(m) for m in q.modules()]
-    assert kinds.count(QuantConv2d) == 21 and kinds.count(QuantLinear) == 1 and kinds.count(QuantAct) == 19
-    assert not any(type(m) in (nn.Conv2d, nn.Linear) for m in q.modules())
-    assert all(m.weight_bits == 4 for m in q.modules() if isinstance(m, (QuantConv2d, QuantLinear)))
-    assert sum(p.numel() for p in q.parameters()) == sum(p.numel() for p in net.parameters())
-    assert type(next(net.modules())) is type(next(q.modules())) and kinds.count(nn.BatchNorm2d) == 21  # BN float
+    layers = [m for m in q.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    assert [weight_bits(m) for m in layers] == [4] * 22  # 21 convolutions (stem, 18 in blocks, 2 shortcuts), head
+    assert sum(isinstance(m, QuantAct) for m in q.modules()) == 19  # after the stem's ReLU and both of each block's
+    assert sum(p.numel() for p in q.parameters()) == sum(p.numel() for p in net.parameters())  # nothing added
+    assert sum(type(m) is nn.BatchNorm2d for m in q.modules()) == 21  # BatchNorm stays float
     ends = quantize_model(net, 4, 4, probe, first_last_bits=8)
-    bits = [m.weight_bits for m in ends.modules() if isinstance(m, (QuantConv2d, QuantLinear))]
+    bits = [weight_bits(m) for m in ends.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
     assert bits[0] == 8 and bits[-1] == 8 and set(bits[1:-1]) == {4}
     # the copy is fake-quantized: its logits differ from the float model's, the float model is untouched
     set_range_tracking(q, True)
@@ -133,8 +142,8 @@ def test_eight_bit_lenet_is_within_a_point_of_float_on_real_mnist():
     x, y = images(d["x_train"][:12000]), torch.from_numpy(d["y_train"][:12000]).long()
     xt, yt = images(d["x_test"][:3000]), torch.from_numpy(d["y_test"][:3000]).long()
     net = build_model("lenet5", 10, 1, (0.1307,), (0.3081,))
-    opt = torch.optim.Adam(net.parameters(), 1e-3)
-    for i in range(0, len(x), 128):  # one epoch: ~97 %
+    opt = torch.optim.Adam(net.parameters(), 3e-3)
+    for i in range(0, len(x), 128):  # one epoch of 12,000 images
         opt.zero_grad()
         F.cross_entropy(net(x[i:i + 128]), y[i:i + 128]).backward()
         opt.step()
@@ -146,14 +155,15 @@ def test_eight_bit_lenet_is_within_a_point_of_float_on_real_mnist():
 
     def calibrated(w_bits, a_bits):
         q = quantize_model(net, w_bits, a_bits, x[:8])
-        set_range_tracking(q, True)  # the official warm-up: ranges tracked on training batches, then fixed
-        with torch.no_grad():
-            for i in range(0, 256 * 10, 256):
-                q(x[i:i + 256])
+        set_range_tracking(q, True)  # the official warm-up: ranges tracked on training batches, then fixed (300
+        with torch.no_grad():  # updates: the released update settles after ~200, the recipes make 800)
+            for i in range(0, 32 * 300, 32):
+                q(x[i:i + 32])
         set_range_tracking(q, False)
         return q
 
-    fp, w8, w2 = accuracy(net), accuracy(calibrated(8, 8)), accuracy(calibrated(2, 8))
+    fp, w8, w2 = accuracy(net), accuracy(calibrated(8, 8)), accuracy(calibrated(2, 2))
+    print(f"float {fp:.4f}, W8A8 {w8:.4f}, W2A2 {w2:.4f}")
     assert fp > 0.9
     assert abs(fp - w8) <= 0.01, (fp, w8)
-    assert w2 < fp - 0.02  # and the quantizer does act: 2-bit weights cost accuracy
+    assert w2 < fp - 0.02  # and the quantizer does act: 2 bits cost accuracy
