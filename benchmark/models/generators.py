@@ -10,6 +10,12 @@
   whose output lives in the *normalised* input space of the official code; it is mapped back to [0, 1]-space with the
   dataset's mean and std (``x * std + mean``), an exact affine inverse of the models' own normalisation, and is not
   clamped (as in DFAD, nothing bounds the images).
+* ``GDFQGenerator`` -- GDFQ's conditional generator (xushoukai/GDFQ ``main.py``: ``Generator``): the label's
+  embedding times ``z`` -> Linear -> (128, s/4, s/4) -> BN -> interpolate x2 -> Conv3x3 -> BN(eps 0.8) ->
+  LeakyReLU(0.2) -> interpolate x2 -> Conv3x3 -> BN(eps 0.8) -> LeakyReLU(0.2) -> Conv3x3 -> Tanh ->
+  BatchNorm(nc, affine=False).  ``nn.BatchNorm2d(128, 0.8)`` in the official code sets eps, not momentum (a
+  PyTorch-GAN quirk), kept.  Like DFAD's its output is in the normalised space and is mapped back with mean / std.
+  ``forward(z, labels)``; widths 128 / 64 at the official ``ngf=64``.
 * ``reset_generator`` -- CMI / RGAL's ``reset_model``: conv and linear weights ~ N(0, 0.02), biases 0, BatchNorm
   weights ~ N(1, 0.02), biases 0 (RGAL re-initialises the generator every synthesis round).
 """
@@ -70,6 +76,34 @@ class DFADGenerator(nn.Module):
         return out * self.std + self.mean  # normalised space -> the models' [0, 1] input space
 
 
+class GDFQGenerator(nn.Module):
+    conditional = True  # forward(z, labels)
+
+    def __init__(self, nz: int = 100, ngf: int = 64, img_size: int = 32, nc: int = 3, mean=(0.5,), std=(0.5,),
+                 n_classes: int = 100):
+        super().__init__()
+        self.nz, self.init_size = nz, img_size // 4
+        self.label_emb = nn.Embedding(n_classes, nz)
+        self.l1 = nn.Linear(nz, ngf * 2 * self.init_size ** 2)
+        self.bn0 = nn.BatchNorm2d(ngf * 2)
+        self.block1 = nn.Sequential(nn.Conv2d(ngf * 2, ngf * 2, 3, 1, 1), nn.BatchNorm2d(ngf * 2, 0.8),
+                                    nn.LeakyReLU(0.2, inplace=True))
+        self.block2 = nn.Sequential(nn.Conv2d(ngf * 2, ngf, 3, 1, 1), nn.BatchNorm2d(ngf, 0.8),
+                                    nn.LeakyReLU(0.2, inplace=True), nn.Conv2d(ngf, nc, 3, 1, 1), nn.Tanh(),
+                                    nn.BatchNorm2d(nc, affine=False))
+        m = torch.as_tensor(mean, dtype=torch.float32).expand(nc).clone()
+        s = torch.as_tensor(std, dtype=torch.float32).expand(nc).clone()
+        self.register_buffer("mean", m.view(1, -1, 1, 1))
+        self.register_buffer("std", s.view(1, -1, 1, 1))
+
+    def forward(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        out = self.l1(self.label_emb(labels) * z.flatten(1))
+        out = self.bn0(out.view(out.shape[0], -1, self.init_size, self.init_size))
+        out = self.block1(F.interpolate(out, scale_factor=2))
+        out = self.block2(F.interpolate(out, scale_factor=2))
+        return out * self.std + self.mean  # normalised space -> the models' [0, 1] input space
+
+
 @torch.no_grad()
 def reset_generator(gen: nn.Module) -> None:
     for m in gen.modules():
@@ -87,4 +121,5 @@ def _cmi(stage_mult: int):
     return lambda **kw: CMIGenerator(stage_mult=stage_mult, **{k: v for k, v in kw.items() if k not in ("mean", "std")})
 
 
-GENERATORS = {"cmi": _cmi(2), "cmi-large": _cmi(4), "dfad": lambda **kw: DFADGenerator(**kw)}
+GENERATORS = {"cmi": _cmi(2), "cmi-large": _cmi(4), "dfad": lambda **kw: DFADGenerator(**kw),
+              "gdfq": lambda **kw: GDFQGenerator(**kw)}

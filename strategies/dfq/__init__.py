@@ -1,0 +1,1 @@
+"""Data-free quantization methods (GDFQ, IntraQ, each with and without RGAL's relation terms)."""
