@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 import strategies.dfkd  # noqa: F401
-import strategies.dfkd.rgal as rgal_module
+import strategies.rgal.relation as relation_module
 from benchmark.models import build_model
 from benchmarks.fidelity.common import (Row, compare_terms, step_change_rel_diff, table, tensor_rel_diff, verdict,
                                         worst)
@@ -91,7 +91,7 @@ def test_rgal_student_triplet_labels(tmp_path, monkeypatch, s_labels):
     stored = torch.arange(16) % 4  # labels the teacher would not give: the two choices are told apart
     method.pool.add(x01, stored)
     seen = {}
-    monkeypatch.setattr(rgal_module, "sampled_triplet_loss",
+    monkeypatch.setattr(relation_module, "sampled_triplet_loss",
                         lambda emb, labels, **kw: seen.setdefault("labels", labels.clone()) * 0.0 + emb.sum() * 0)
     logits = []
     h = method.teacher.head.register_forward_hook(lambda m, i, o: logits.append(o.detach()))
