@@ -278,7 +278,7 @@ def make_executor(name: str, workers: int | None, threads: int | None = None, lo
     if name == "local":
         from benchmark.local_executor import LocalExecutor
 
-        return LocalExecutor(workers or 2, threads, load_methods=load_methods)
+        return LocalExecutor(workers or 2, threads, load_methods=load_methods, **options)
     if name == "ray":
         from benchmark.ray_executor import RayExecutor
 

@@ -1,5 +1,7 @@
 """``--executor local``: ``--workers N`` processes on this machine (``concurrent.futures`` with ``spawn``), one unit
-of work per task, each worker with ``cores // N`` threads (``benchmark.executor`` says what all executors share).
+of work per task, each worker with ``cores // N`` threads on a CPU, or one GPU of its own on CUDA (worker i sees GPU
+i mod the GPUs visible here, through ``CUDA_VISIBLE_DEVICES``, set before it imports torch) (``benchmark.executor``
+says what all executors share).
 
 A worker that dies (``kill -9``, out of memory) breaks the whole pool: the units it and the other workers had not
 finished are submitted again, once, to a new pool, and resume from their checkpoints; a unit whose worker died twice
@@ -9,6 +11,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import multiprocessing
+import os
 from typing import Callable
 
 from tqdm.auto import tqdm
@@ -22,9 +25,10 @@ class LocalExecutor:
     ``load_methods``: a picklable function that registers every method in a worker (the command line's own loader,
     which also imports the packages of a bare checkout)."""
 
-    def __init__(self, workers: int, threads: int | None = None, retries: int = 1, load_methods=None):
+    def __init__(self, workers: int, threads: int | None = None, retries: int = 1, load_methods=None,
+                 gpus: list[str] | None = None):
         self.workers, self.threads, self.retries = max(1, workers), threads, retries
-        self.load_methods = load_methods
+        self.load_methods, self.gpus = load_methods, gpus
 
     def run(self, jobs: list[CellJob], on_outcome: Callable[[Outcome], None] | None = None,
             progress: bool = True) -> list[Outcome]:
@@ -51,8 +55,9 @@ class LocalExecutor:
     def _pool_round(self, units, pending: list[int], record) -> list[int]:
         """Runs the ``pending`` units in a fresh pool, ``record``-ing each unit's outcomes as it ends; returns the
         units cut short by a dead worker (the pool breaks for all of them)."""
-        pool = cf.ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
-                                      initializer=worker_init, initargs=(self.threads, self.load_methods))
+        ctx = multiprocessing.get_context("spawn")
+        pool = cf.ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=local_worker_init,
+                                      initargs=(self.threads, self.load_methods, self.gpus, ctx.Value("i", 0)))
         broken = []
         try:
             futures = {pool.submit(run_unit, units[i]): i for i in pending}
@@ -71,6 +76,27 @@ class LocalExecutor:
             raise
         pool.shutdown(wait=True)
         return broken
+
+
+def local_worker_init(threads, load_methods, gpus: list[str] | None, counter) -> None:
+    """A local worker's start: on CUDA its own GPU (the ``counter``-th worker of the pool takes GPU ``counter mod
+    len(gpus)``), then what every worker does (``benchmark.executor.worker_init``)."""
+    if gpus:
+        with counter.get_lock():
+            index = counter.value
+            counter.value += 1
+        os.environ["CUDA_VISIBLE_DEVICES"] = gpus[index % len(gpus)]
+    worker_init(threads, load_methods)
+
+
+def visible_gpus() -> list[str]:
+    """The GPUs this process may use, as ``CUDA_VISIBLE_DEVICES`` entries (its own list when set)."""
+    env = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if env is not None:
+        return [g.strip() for g in env.split(",") if g.strip()]
+    import torch
+
+    return [str(i) for i in range(torch.cuda.device_count())]
 
 
 def _was_running(unit: list[CellJob]) -> bool:

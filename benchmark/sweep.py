@@ -58,6 +58,10 @@ def cpus_per_cell(args) -> int:
 def executor_options(args, device_type: str, seconds_of=None) -> dict:
     """The remote executors' own settings from the command line (``benchmark.executor.make_executor``)."""
     gpu = device_type == "cuda"
+    if args.executor == "local" and gpu:
+        from benchmark.local_executor import visible_gpus
+
+        return {"gpus": visible_gpus()}
     if args.executor == "ray":
         return {"address": args.ray_address, "cpus_per_cell": cpus_per_cell(args), "gpus_per_cell": 1 if gpu else 0}
     if args.executor == "slurm":

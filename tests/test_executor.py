@@ -146,3 +146,20 @@ def test_cell_lock_is_held_by_one_live_process_and_freed_by_its_death(tmp_path):
     assert taker.acquire()  # ... and taken without any staleness guess
     assert json.loads((folder / ".lock").read_text())["pid"] == os.getpid()
     taker.release()
+
+
+def test_local_workers_on_cuda_each_take_their_own_gpu(monkeypatch):
+    import multiprocessing
+
+    from benchmark.local_executor import local_worker_init, visible_gpus
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2, 5")
+    assert visible_gpus() == ["2", "5"]  # the GPUs this process may use
+    counter, seen = multiprocessing.get_context("spawn").Value("i", 0), []
+    for _ in range(3):  # three workers of one pool start, one after another
+        local_worker_init(None, lambda: None, ["2", "5"], counter)
+        seen.append(os.environ["CUDA_VISIBLE_DEVICES"])
+    assert seen == ["2", "5", "2"]  # worker i sees GPU i mod 2, as its cuda:0
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "7")
+    local_worker_init(None, lambda: None, None, counter)  # on a CPU nothing is assigned
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == "7"
