@@ -7,10 +7,11 @@ Avalanche, Ray's own start) and scheduling, spread over the cells; and that over
 same command re-run with every cell finished) and the rest per cell (scheduling, a task's start, its result's way
 back).  On 2 cores the ideal is 2x for single-threaded
 cells; units of work that cannot be split (cells sharing a phase 0 run in one worker, in order) lower it, so the
-default sweep is 8 independent cells (one method, 8 seeds: 8 phase-0 models).
+default sweep is 12 independent cells (one method, 12 seeds: 12 phase-0 models), ~36 s each at 1 thread: long
+enough that the executors' fixed start-up cost (20-30 s) does not decide the ratio.
 
-    python benchmarks/executor_scaling.py                       # 8 cells: cifar100-mini, mini profile, 2 phases
-    python benchmarks/executor_scaling.py --epochs 1            # the same cells, shorter (~15 s each at 1 thread)
+    python benchmarks/executor_scaling.py                       # 12 cells: cifar100-mini, mini profile, 2 phases
+    python benchmarks/executor_scaling.py --epochs 1 --seeds 0 1 2 3 4 5 6 7   # 8 shorter cells (~20 s each)
     python benchmarks/executor_scaling.py --executors sequential local --methods finetune lwf --seeds 0 1 2 3
 """
 from __future__ import annotations
@@ -67,7 +68,7 @@ def main(argv=None) -> int:
     ap.add_argument("--phases", default="2")
     ap.add_argument("--epochs", default=None, help="--epochs of every cell (default: the profile's)")
     ap.add_argument("--methods", nargs="+", default=["finetune"])
-    ap.add_argument("--seeds", nargs="+", default=[str(s) for s in range(8)])
+    ap.add_argument("--seeds", nargs="+", default=[str(s) for s in range(12)])
     a = ap.parse_args(argv)
     sweep = ["--scenario", a.scenario, "--profile", a.profile, "--phases", a.phases, "--methods", *a.methods,
              "--seeds", *a.seeds] + (["--epochs", a.epochs] if a.epochs else [])
