@@ -156,7 +156,8 @@ def quantize_model(model: nn.Module, weight_bits: int, act_bits: int, probe: tor
     """A fake-quantized deep copy of ``model`` (the module docstring says what is quantized); ``probe``: one input
     batch to check that every ReLU module is called once.  ``first_last_bits``: another weight bit-width for the
     first convolution and the last linear layer (None: the official code's, the same as the others)."""
-    reused = [n for n, m in model.named_modules() if _relu_calls(model, probe).get(m, 0) > 1]
+    calls = _relu_calls(model, probe)  # one probe forward
+    reused = [n for n, m in model.named_modules() if calls.get(m, 0) > 1]
     if reused:
         raise BenchError(f"cannot quantize {type(model).__name__}: ReLU module(s) {', '.join(reused)} run more than "
                          "once per forward, and each activation needs its own quantizer range")

@@ -39,6 +39,24 @@ def cli(*args, env=None, timeout=1500):
                           env=e, timeout=timeout, cwd=ROOT)
 
 
+def random_teacher(name: str = "wrn16_1", n_classes: int = 10):
+    """A frozen random teacher in eval mode (CIFAR-shaped, mean 0.5, std 0.25) whose BatchNorm running statistics are
+    not the identity, for the synthesis losses that match them."""
+    import torch
+
+    from benchmark.models import build_model
+
+    t = build_model(name, n_classes, 3, (0.5,) * 3, (0.25,) * 3).eval()
+    for p in t.parameters():
+        p.requires_grad_(False)
+    with torch.no_grad():
+        for m in t.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+    return t
+
+
 def dfkd_context(method_name: str, pool_dir: Path, precision: str = "fp32", teacher: str = "wrn16_1"):
     """A data-free method's context on random CIFAR-10-shaped models (smoke recipe): a teacher in eval mode with
     BatchNorm statistics that are not the identity, a fresh student, 64 random 'real' images for ``kd-real``."""
@@ -55,14 +73,7 @@ def dfkd_context(method_name: str, pool_dir: Path, precision: str = "fp32", teac
     prof = dfkd_profile("smoke", "cifar10")
     recipe = replace(prof.distill_for(method_name), precision=precision)
     seed_everything(0)
-    t = build_model(teacher, 10, 3, (0.5,) * 3, (0.25,) * 3).eval()
-    for p in t.parameters():
-        p.requires_grad_(False)
-    with torch.no_grad():
-        for m in t.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.uniform_(-0.5, 0.5)
-                m.running_var.uniform_(0.5, 2.0)
+    t = random_teacher(teacher)
     student = build_model("wrn16_1", 10, 3, (0.5,) * 3, (0.25,) * 3)
     real = (torch.randint(0, 256, (64, 3, 32, 32), dtype=torch.uint8), torch.randint(0, 10, (64,)))
     params = prof.params_for(method_name, DFKD_METHODS.entry(method_name).extra["defaults"])

@@ -5,9 +5,9 @@ and the class centres are per-class means of what was added."""
 import pytest
 import torch
 
-from benchmark.models import build_model
 from strategies.dfq.intraq_synthesis import ClassCentres, synthesize_batch
 from strategies.dfq.losses import bns_loss, moment_hooks
+from conftest import random_teacher
 
 MEAN, STD = (0.5,) * 3, (0.25,) * 3
 
@@ -15,15 +15,7 @@ MEAN, STD = (0.5,) * 3, (0.25,) * 3
 @pytest.fixture(scope="module")
 def teacher():
     torch.manual_seed(0)
-    t = build_model("wrn16_1", 10, 3, MEAN, STD).eval()
-    for p in t.parameters():
-        p.requires_grad_(False)
-    with torch.no_grad():
-        for m in t.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.uniform_(-0.5, 0.5)
-                m.running_var.uniform_(0.5, 2.0)
-    return t
+    return random_teacher()
 
 
 def _bns(teacher, x01):

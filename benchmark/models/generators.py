@@ -53,14 +53,15 @@ class CMIGenerator(nn.Module):
 
 
 class DFADGenerator(nn.Module):
-    def __init__(self, nz: int = 256, ngf: int = 64, img_size: int = 32, nc: int = 3, mean=(0.5,), std=(0.5,)):
+    def __init__(self, nz: int = 256, ngf: int = 64, img_size: int = 32, nc: int = 3, mean=(0.5,), std=(0.5,),
+                 eps: float = 1e-5):
         super().__init__()
         self.nz, self.init_size = nz, img_size // 4
         self.l1 = nn.Linear(nz, ngf * 2 * self.init_size ** 2)
         self.bn0 = nn.BatchNorm2d(ngf * 2)
-        self.block1 = nn.Sequential(nn.Conv2d(ngf * 2, ngf * 2, 3, 1, 1), nn.BatchNorm2d(ngf * 2),
+        self.block1 = nn.Sequential(nn.Conv2d(ngf * 2, ngf * 2, 3, 1, 1), nn.BatchNorm2d(ngf * 2, eps),
                                     nn.LeakyReLU(0.2, inplace=True))
-        self.block2 = nn.Sequential(nn.Conv2d(ngf * 2, ngf, 3, 1, 1), nn.BatchNorm2d(ngf),
+        self.block2 = nn.Sequential(nn.Conv2d(ngf * 2, ngf, 3, 1, 1), nn.BatchNorm2d(ngf, eps),
                                     nn.LeakyReLU(0.2, inplace=True), nn.Conv2d(ngf, nc, 3, 1, 1), nn.Tanh(),
                                     nn.BatchNorm2d(nc, affine=False))
         m = torch.as_tensor(mean, dtype=torch.float32).expand(nc).clone()
@@ -69,39 +70,28 @@ class DFADGenerator(nn.Module):
         self.register_buffer("std", s.view(1, -1, 1, 1))
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        out = self.l1(z.flatten(1))
+        return self.decode(z.flatten(1))
+
+    def decode(self, h: torch.Tensor) -> torch.Tensor:
+        out = self.l1(h)
         out = self.bn0(out.view(out.shape[0], -1, self.init_size, self.init_size))
         out = self.block1(F.interpolate(out, scale_factor=2))
         out = self.block2(F.interpolate(out, scale_factor=2))
         return out * self.std + self.mean  # normalised space -> the models' [0, 1] input space
 
 
-class GDFQGenerator(nn.Module):
+class GDFQGenerator(DFADGenerator):
+    """DFAD's trunk with GDFQ's label conditioning and its eps-0.8 BatchNorms (module docstring)."""
+
     conditional = True  # forward(z, labels)
 
     def __init__(self, nz: int = 100, ngf: int = 64, img_size: int = 32, nc: int = 3, mean=(0.5,), std=(0.5,),
                  n_classes: int = 100):
-        super().__init__()
-        self.nz, self.init_size = nz, img_size // 4
+        super().__init__(nz, ngf, img_size, nc, mean, std, eps=0.8)
         self.label_emb = nn.Embedding(n_classes, nz)
-        self.l1 = nn.Linear(nz, ngf * 2 * self.init_size ** 2)
-        self.bn0 = nn.BatchNorm2d(ngf * 2)
-        self.block1 = nn.Sequential(nn.Conv2d(ngf * 2, ngf * 2, 3, 1, 1), nn.BatchNorm2d(ngf * 2, 0.8),
-                                    nn.LeakyReLU(0.2, inplace=True))
-        self.block2 = nn.Sequential(nn.Conv2d(ngf * 2, ngf, 3, 1, 1), nn.BatchNorm2d(ngf, 0.8),
-                                    nn.LeakyReLU(0.2, inplace=True), nn.Conv2d(ngf, nc, 3, 1, 1), nn.Tanh(),
-                                    nn.BatchNorm2d(nc, affine=False))
-        m = torch.as_tensor(mean, dtype=torch.float32).expand(nc).clone()
-        s = torch.as_tensor(std, dtype=torch.float32).expand(nc).clone()
-        self.register_buffer("mean", m.view(1, -1, 1, 1))
-        self.register_buffer("std", s.view(1, -1, 1, 1))
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        out = self.l1(self.label_emb(labels) * z.flatten(1))
-        out = self.bn0(out.view(out.shape[0], -1, self.init_size, self.init_size))
-        out = self.block1(F.interpolate(out, scale_factor=2))
-        out = self.block2(F.interpolate(out, scale_factor=2))
-        return out * self.std + self.mean  # normalised space -> the models' [0, 1] input space
+        return self.decode(self.label_emb(labels) * z.flatten(1))
 
 
 @torch.no_grad()
