@@ -20,6 +20,7 @@ from benchmark.sweep import (REMOTE, execute, out_and_cache, plan_threads, preci
 DEFAULT_METHODS = ["finetune", "lwf", "lwf-mc", "icarl", "pass", "pass+rgal"]
 DEFAULT_DFKD_METHODS = ["teacher", "kd-real", "dafl", "zskt", "dfq", "dfad", "dfad+ar+vi", "deepinversion", "cmi",
                         "rgal"]
+DEFAULT_DFQ_BITS = ["4", "3"]  # RGAL paper Table 12
 
 
 def load_all_methods() -> None:
@@ -28,6 +29,7 @@ def load_all_methods() -> None:
     import baselines  # noqa: F401
     import strategies  # noqa: F401
     import strategies.dfkd  # noqa: F401
+    import strategies.dfq  # noqa: F401
     from benchmark.registry import load_methods
 
     load_methods()
@@ -43,13 +45,14 @@ def parse_args(argv):
 def _registries():
     load_all_methods()
     from benchmark.dfkd_methods import DFKD_METHODS
+    from benchmark.dfq_methods import DFQ_METHODS
     from benchmark.methods import METHODS
     from benchmark.models import MODELS
     from benchmark.profiles import PROFILES
     from benchmark.scenarios import SCENARIOS
 
     return {"scenario": SCENARIOS, "method (cil)": METHODS, "method (dfkd, --task dfkd)": DFKD_METHODS,
-            "model": MODELS, "profile": PROFILES}
+            "method (dfq, --task dfq)": DFQ_METHODS, "model": MODELS, "profile": PROFILES}
 
 
 def main(argv=None) -> int:
@@ -78,15 +81,18 @@ def report(args) -> int:
     written."""
     load_all_methods()
     from benchmark.dfkd_reports import dfkd_summary_table
+    from benchmark.dfq_reports import dfq_summary_table
     from benchmark.report_writer import collect_results, write_reports
     from benchmark.summary import summary_table
 
-    cil, dfkd = collect_results(args.folders)
-    paths = write_reports(args.folders, args.out, collected=(cil, dfkd))
+    cil, dfkd, dfq = collect_results(args.folders)
+    paths = write_reports(args.folders, args.out, collected=(cil, dfkd, dfq))
     if cil:
         print(summary_table(cil))
     if dfkd:
         print(dfkd_summary_table(dfkd))
+    if dfq:
+        print(dfq_summary_table(dfq))
     print_written(paths)
     return 0
 
@@ -105,17 +111,24 @@ def run(args) -> int:
         return 0
     from benchmark.errors import BenchError
 
-    if args.task == "dfkd":
+    if args.task in ("dfkd", "dfq"):
         for flag in ("phases", "model", "class_order_seed", "memory_total", "base_classes", "spread_remaining",
                      "inc_epochs", "per_class"):
             if getattr(args, flag) not in (None, False):
                 hint = " (data-free runs choose models with --teacher and --student)" if flag == "model" else ""
                 raise BenchError(f"--{flag.replace('_', '-')} belongs to class-incremental runs; drop it or drop "
-                                 f"--task dfkd{hint}")
-        return run_dfkd(args)
-    for flag in ("teacher", "student", "teacher_checkpoint", "rgal_variant"):
+                                 f"--task {args.task}{hint}")
+        own = {"dfkd": ("bits",), "dfq": ("student", "rgal_variant")}[args.task]
+        for flag in own:
+            if getattr(args, flag) is not None:
+                other = "dfq" if args.task == "dfkd" else "dfkd"
+                raise BenchError(f"--{flag.replace('_', '-')} belongs to --task {other}; drop it or use --task "
+                                 f"{other}")
+        return run_dfkd(args) if args.task == "dfkd" else run_dfq(args)
+    for flag in ("teacher", "student", "teacher_checkpoint", "rgal_variant", "bits"):
         if getattr(args, flag) is not None:
-            raise BenchError(f"--{flag.replace('_', '-')} belongs to --task dfkd; add --task dfkd or drop it")
+            task = "dfq" if flag == "bits" else "dfkd"
+            raise BenchError(f"--{flag.replace('_', '-')} belongs to --task {task}; add --task {task} or drop it")
     return run_cil(args)
 
 
@@ -136,9 +149,9 @@ def _seconds_of(args, cells, runs, task: str):
     if args.executor != "slurm":
         return None
     from benchmark.cells import Cell
-    from benchmark.dry_run import cil_plans, dfkd_plans
+    from benchmark.dry_run import cil_plans, dfkd_plans, dfq_plans
 
-    plans = (cil_plans if task == "cil" else dfkd_plans)(cells, runs)
+    plans = {"cil": cil_plans, "dfkd": dfkd_plans, "dfq": dfq_plans}[task](cells, runs)
     seconds = {p.key: p.seconds for p in plans}
     return lambda job: seconds.get(Cell(job.config).key, 0.0)
 
@@ -250,6 +263,55 @@ def run_dfkd(args) -> int:
 
     return execute(args, jobs, threads, out, on_outcome, dfkd_summary_table, load_all_methods, device.type,
                    _seconds_of(args, cells, runs, "dfkd"))
+
+
+def run_dfq(args) -> int:
+    from tqdm.auto import tqdm
+
+    from benchmark.dfq_methods import DFQ_METHODS
+    from benchmark.dfkd_estimates import throughput_line
+    from benchmark.dfq_runner import DFQCellRun, make_dfq_cells
+    from benchmark.executor import CellJob
+    from benchmark.quantization import parse_bits
+    from benchmark.run_logging import check_loggers
+    from benchmark.provenance import command_line
+    from benchmark.runner import resolve_device
+
+    scenarios = args.scenario or ["cifar100"]
+    profile = args.profile or "cpu"
+    methods = args.methods or DFQ_METHODS.names()
+    bits = list(dict.fromkeys(parse_bits(b) for b in (args.bits or DEFAULT_DFQ_BITS)))
+    device = resolve_device(args.device, remote=args.executor in REMOTE)
+    threads = plan_threads(args, device.type)  # before the cells: a CPU cell's key holds its thread count
+    cells = make_dfq_cells(scenarios=scenarios, methods=methods, seeds=args.seeds, profile=profile, bits=bits,
+                           teacher=args.teacher, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                           data_root=args.data_root, device_type=device.type,
+                           method_params=parse_settings(args.settings, methods, DFQ_METHODS),
+                           teacher_checkpoint=args.teacher_checkpoint, precision=args.precision,
+                           deterministic=args.deterministic)
+    precision_note(args, device)
+    out, cache = out_and_cache(args, f"dfq-{'+'.join(scenarios)}")
+    loggers = check_loggers(args.log)
+    runs = {c.key: DFQCellRun(c, out, cache, device, args.data_root, not args.no_progress, command_line(),
+                              args.teacher_checkpoint, loggers) for c in cells}
+    jobs = [CellJob(c.config, str(out), str(cache), args.data_root, str(device), command_line(),
+                    not args.no_progress, loggers, args.teacher_checkpoint) for c in cells]
+    if args.dry_run:
+        from benchmark.dry_run import print_dfq_plan
+
+        return print_dfq_plan(args, cells, runs, jobs)
+    start_sweep(args, out, cache, f"{plural(len(cells), 'quantization cell')} -> {out}  (profile {profile}, "
+                             f"device {device}{workers_text(args, threads)})")
+
+    def on_outcome(o):
+        if o.status == "finished":
+            tqdm.write(throughput_line(o.result))
+        report_outcome(o)
+
+    from benchmark.dfq_reports import dfq_summary_table
+
+    return execute(args, jobs, threads, out, on_outcome, dfq_summary_table, load_all_methods, device.type,
+                   _seconds_of(args, cells, runs, "dfq"))
 
 
 if __name__ == "__main__":

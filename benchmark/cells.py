@@ -30,6 +30,10 @@ class Cell:
         c = self.config
         if c.get("task") == "dfkd":
             return f"{c['method']} {c['scenario']} {c['teacher']}->{c['student']} seed {c['seed']}"
+        if c.get("task") == "dfq":
+            b = c.get("bits")
+            bits = f" W{b['weights']}A{b['activations']}" if b else ""
+            return f"{c['method']} {c['scenario']} {c['teacher']}{bits} seed {c['seed']}"
         return f"{c['method']} {c['scenario']} {c['phases']} phases seed {c['seed']}"
 
     @property

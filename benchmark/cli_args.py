@@ -94,15 +94,17 @@ def parse_args(argv, default_methods: list[str], default_dfkd_methods: list[str]
 
 def _cells_args(p, default_methods: list[str], default_dfkd_methods: list[str]) -> None:
     """Which cells: task, scenarios, phases, methods, seeds, profile."""
-    p.add_argument("--task", choices=["cil", "dfkd"], default="cil",
-                   help="cil: class-incremental learning (default); dfkd: data-free knowledge distillation")
+    p.add_argument("--task", choices=["cil", "dfkd", "dfq"], default="cil",
+                   help="cil: class-incremental learning (default); dfkd: data-free knowledge distillation; dfq: "
+                        "data-free quantization")
     p.add_argument("--scenario", nargs="+", default=None,
-                   help="scenario name(s) (see --list); default cifar100-mini, with --task dfkd mnist")
+                   help="scenario name(s) (see --list); default cifar100-mini, with --task dfkd mnist, with --task "
+                        "dfq cifar100")
     p.add_argument("--phases", nargs="+", type=_count(0), default=None,
                    help="incremental phases after phase 0 (5 10 20; default 10; 0: phase 0 alone)")
     p.add_argument("--methods", "--strategies", nargs="+", default=None, dest="methods",
                    help=f"methods (see --list); default {' '.join(default_methods)}, with --task dfkd "
-                        f"{' '.join(default_dfkd_methods)}")
+                        f"{' '.join(default_dfkd_methods)}, with --task dfq all of its methods")
     p.add_argument("--seeds", nargs="+", type=_count(0), default=[0], help="training seeds (default 0)")
     p.add_argument("--profile", default=None, help="paper | cpu | mini | smoke (default: mini for cifar100-mini, "
                                                    "else cpu)")
@@ -186,10 +188,14 @@ def _run_args(p) -> None:
 
 
 def _dfkd_args(p) -> None:
-    g = p.add_argument_group("data-free distillation (--task dfkd)")
-    g.add_argument("--teacher", help="teacher model (default: the scenario's pair in the profile; see --list)")
-    g.add_argument("--student", help="student model (default: the scenario's pair in the profile)")
-    g.add_argument("--teacher-checkpoint", help="a state_dict of --teacher to distil instead of the suite's cached one")
+    g = p.add_argument_group("data-free distillation (--task dfkd) and quantization (--task dfq)")
+    g.add_argument("--teacher", help="teacher model (default: the scenario's in the profile; see --list)")
+    g.add_argument("--student", help="student model (--task dfkd; default: the scenario's pair in the profile)")
+    g.add_argument("--teacher-checkpoint", help="a state_dict of --teacher to distil or quantize instead of the "
+                                                "suite's cached one")
+    g.add_argument("--bits", nargs="+", default=None, metavar="W[xA]",
+                   help="--task dfq: bit-widths of weights and activations, 2 to 8, e.g. 4 3 (W4A4 and W3A3, the "
+                        "default) or 4x8")
     g.add_argument("--rgal-variant", choices=["paper", "released"], default=None,
                    help="RGAL generator loss: the paper's reversed triplet L_ntri (default) or the released code's "
                         "unswapped triplet (row rgal[released])")

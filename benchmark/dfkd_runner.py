@@ -137,6 +137,12 @@ class DFKDCellRun(CellFolder):
         """Where this cell's teacher comes from now (``benchmark.teachers.teacher_source``)."""
         return teacher_source(self.teacher_checkpoint, self.teacher_cache_path(), self.carried_teachers)
 
+    def shared_model_key(self) -> str | None:
+        """The teacher this cell would train for the others (``benchmark.executor.units_of_work``), if any."""
+        if self.finished() or self.teacher_source()[0] != "train":
+            return None
+        return "teacher:" + self.teacher_cache_path().stem
+
     def train_images(self) -> int:
         """Training images of the cell's dataset (already loaded and cached when the cells were made)."""
         spec = SCENARIOS.get(self.cfg["scenario"])
@@ -246,6 +252,9 @@ class DFKDCellRun(CellFolder):
             extra["analysis"] = analysis
         return self._finish(rows, t_info, st, extra, method)
 
+    def gap_to_paper(self) -> str:
+        return dfkd_profile(self.cfg["profile"], self.cfg["scenario"]).gap_to_paper
+
     def _finish(self, rows, t_info, st, extra, method) -> dict:
         cfg = self.cfg
         timings = {}
@@ -253,14 +262,14 @@ class DFKDCellRun(CellFolder):
             timings = {
                 "synthesis_seconds": st["synth_seconds"], "student_seconds": st["student_seconds"],
                 "eval_seconds": st["eval_seconds"], "wall_seconds": st["synth_seconds"] + st["student_seconds"]
-                + st["eval_seconds"],
+                + st["eval_seconds"] + st.get("calib_seconds", 0.0),
                 "synthesis_images_per_s": st["synth_images"] / st["synth_seconds"] if st["synth_seconds"] else None,
                 "pool_images_per_s": st["synth_kept"] / st["synth_seconds"] if st["synth_kept"] else None,
                 "student_images_per_s": st["student_images"] / max(st["student_seconds"], 1e-9)}
         result = {
             "key": self.cell.key, "cell": cfg, "rows": rows, "teacher": t_info, "extra": extra,
             "last_losses": st.get("last_loss") if st else None, "timings": timings,
-            "profile_gap_to_paper": dfkd_profile(cfg["profile"], cfg["scenario"]).gap_to_paper,
+            "profile_gap_to_paper": self.gap_to_paper(),
             "versions": versions(), "device": str(self.device), "command": self.command,
             "finished": _dt.datetime.now().isoformat(timespec="seconds"),
         }

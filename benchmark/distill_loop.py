@@ -69,8 +69,12 @@ class DistillLoop:
         if not math.isfinite(last):
             raise BenchError(f"{self.cfg['method']}: the student loss became {last} in epoch "
                              f"{st['epoch'] + 1}; lower --lr or the method's weights (--set)")
-        st["round"] += 1
-        if time.time() - self.last_save > self.checkpoint_seconds and st["round"] < rounds:
+        self.round_done(rounds)
+
+    def round_done(self, rounds: int) -> None:
+        """Counts the round; a checkpoint when the last one is ``checkpoint_seconds`` old (the epoch's end saves)."""
+        self.st["round"] += 1
+        if time.time() - self.last_save > self.checkpoint_seconds and self.st["round"] < rounds:
             self.save()
             self.last_save = time.time()
 

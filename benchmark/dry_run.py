@@ -27,6 +27,16 @@ def dfkd_plans(cells, runs) -> list:
     return plan_dfkd(cells, runs, predicted_dfkd_seconds, predicted_teacher_seconds, rounds_per_epoch)
 
 
+def dfq_plans(cells, runs) -> list:
+    """The plan of each quantization cell (``benchmark.plan.plan_dfkd``) with the quantization cost model."""
+    from benchmark.dfkd_estimates import predicted_teacher_seconds
+    from benchmark.dfq_estimates import predicted_dfq_seconds
+    from benchmark.plan import plan_dfkd
+
+    return plan_dfkd(cells, runs, predicted_dfq_seconds, predicted_teacher_seconds,
+                     lambda cfg: cfg["quant"]["ep_steps"], recipe="quant")
+
+
 def print_cil_plan(args, cells, runs, jobs) -> int:
     """``--dry-run`` of a class-incremental sweep: one line per cell."""
     plans = cil_plans(cells, runs)
@@ -63,3 +73,22 @@ def _unit_seconds(plans, unit_of: dict) -> dict:
     for p in plans:
         out[unit_of[p.key]] = out.get(unit_of[p.key], 0.0) + p.seconds
     return out
+
+
+def print_dfq_plan(args, cells, runs, jobs) -> int:
+    """``--dry-run`` of a quantization sweep: one line per cell."""
+    from benchmark.dfq_runner import bits_label
+
+    plans = dfq_plans(cells, runs)
+    unit_of = unit_index(jobs)
+    print(f"{'method':12s} {'scenario':9s} {'bits':6s} {'teacher':9s} {'seed':4s}  {'folder':50s} "
+          f"{unit_column(args, 'unit')}{'status':18s} {'time left':>10s}  teacher")
+    for c, p in zip(cells, plans):
+        cfg = c.config
+        print(f"{cfg['method']:12s} {cfg['scenario']:9s} {bits_label(cfg):6s} {cfg['teacher']:9s} {cfg['seed']:<4d}  "
+              f"{runs[c.key].dir.name:50s} {unit_column(args, unit_of[c.key])}{p.status:18s} "
+              f"~{p.seconds / 60:6.1f} min  {p.shared}")
+    executor = executor_line(args, _unit_seconds(plans, unit_of), unit_of)
+    print(f"{plural(len(cells), 'cell')}, predicted {sum(p.seconds for p in plans) / 60:.1f} min, teacher training "
+          f"on a cache miss included (rough 2-core CPU estimate){executor}")
+    return 0

@@ -62,12 +62,17 @@ class Outcome:
 
 
 def make_run(job: CellJob):
-    """The cell's runner (``CellRun`` or ``DFKDCellRun``) for ``job``."""
+    """The cell's runner (``CellRun``, ``DFKDCellRun`` or ``DFQCellRun``) for ``job``."""
     import torch
 
     from benchmark.cells import Cell
 
     cell, out, cache = Cell(job.config), Path(job.out), Path(job.cache_dir)
+    if job.task == "dfq":
+        from benchmark.dfq_runner import DFQCellRun
+
+        return DFQCellRun(cell, out, cache, torch.device(job.device), job.data_root, job.progress, job.command,
+                          job.teacher_checkpoint, job.log)
     if job.task == "dfkd":
         from benchmark.dfkd_runner import DFKDCellRun
 
@@ -122,23 +127,10 @@ def _run_locked(job: CellJob) -> Outcome:
 
 
 def shared_model_key(job: CellJob) -> str | None:
-    """The key of the model ``job``'s cell still has to make for others (phase 0 of its family, or its teacher), if
-    any: None when that model is cached or carried by a cell folder already (the cells then only load it, and run
-    in parallel), or when the cell is finished."""
-    cfg, run = job.config, make_run(job)
-    if run.finished():
-        return None
-    if job.task == "dfkd":
-        if run.teacher_source()[0] != "train":
-            return None
-        return "teacher:" + run.teacher_cache_path().stem
-    from benchmark.cells import phase0_key
-    from benchmark.methods import METHODS, full_params
-
-    family = METHODS.get(cfg["method"]).phase0_family_for(full_params(cfg["method"], cfg["method_params"]))
-    if not family or run.phase0_cache_path(family).is_file() or run.carried_phase0(family, strict=False):
-        return None
-    return f"phase0:{phase0_key(cfg, family)}"
+    """The key of the model ``job``'s cell still has to make for others (phase 0 of its family, a teacher, an image
+    set), if any: None when that is cached or carried by a cell folder already (the cells then only load it, and run
+    in parallel), or when the cell is finished.  Each task's run says it (``shared_model_key()``)."""
+    return make_run(job).shared_model_key()
 
 
 def units_of_work(jobs: list[CellJob]) -> list[list[CellJob]]:

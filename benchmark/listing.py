@@ -110,6 +110,19 @@ def print_list(registries: dict):
                 pass
         print(f"  {sc}")
         print(_wrapped("; ".join(pairs)))
+    print("methods (dfq, --task dfq):    [name in published.csv] schedule family")
+    for e in regs["method (dfq, --task dfq)"].entries():
+        print(f"  {e.name:16s} [{e.extra['published'] or '-'}] {e.extra['family']}")
+        print(_wrapped(e.description))
+        if e.extra["defaults"]:
+            print(_set_line(e.extra["defaults"]))
+    print("dfq teachers per profile (the student is the teacher quantized, --bits W[xA]):")
+    from benchmark.dfq_profiles import dfq_profile, dfq_scenarios
+
+    for sc in dfq_scenarios():
+        print(f"  {sc}")
+        print(_wrapped("; ".join(f"{prof} {dfq_profile(prof, sc).teacher}" for prof in ("paper", "cpu", "mini",
+                                                                                          "smoke"))))
     print("models:")
     for e in regs["model"].entries():
         print(f"  {e.name:16s} {e.description}")

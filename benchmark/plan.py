@@ -73,16 +73,17 @@ def _phase0_line(r, config: dict, fam: str | None, status: str, done: int, plann
 
 
 def plan_dfkd(cells, runs: dict, predicted_seconds, predicted_teacher_seconds,
-              rounds_per_epoch) -> list[CellPlan]:
-    """Distillation cells in sweep order (``runs``: cell key -> ``DFKDCellRun``; the predictors of
-    ``benchmark.dfkd_runner``); a teacher's training time counts in the first cell that needs it."""
+              rounds_per_epoch, recipe: str = "distill") -> list[CellPlan]:
+    """Distillation (and quantization) cells in sweep order (``runs``: cell key -> ``DFKDCellRun`` /
+    ``DFQCellRun``; the predictors of the task's estimates module; ``recipe``: the configuration entry holding the
+    epochs); a teacher's training time counts in the first cell that needs it."""
     plans, teachers = [], set()
     for c in cells:
         cfg, r = c.config, runs[c.key]
         st = r.status()
         sec = 0.0 if st == "finished" else predicted_seconds(cfg, r.test_images())
         if st == "partial":  # the epochs (and rounds of the current one) not yet done
-            ck, epochs = r.checkpoint_state() or {}, cfg["distill"]["epochs"]
+            ck, epochs = r.checkpoint_state() or {}, cfg[recipe]["epochs"]
             done = ck.get("epoch", 0) + ck.get("round", 0) / rounds_per_epoch(cfg)
             sec *= max(0.0, 1 - done / epochs)
             st = f"partial {ck.get('epoch', 0)}/{epochs} epochs"

@@ -30,6 +30,7 @@ models do; ``quantize_model`` checks it on a probe batch and refuses a model tha
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 
 import torch
@@ -46,8 +47,8 @@ def parse_bits(text: str) -> tuple[int, int]:
         bits = ()
     if len(bits) == 1:
         bits = bits * 2
-    if len(bits) != 2 or not all(2 <= b <= 16 for b in bits):
-        raise BenchError(f"--bits {text!r}: expected W or WxA with bit-widths from 2 to 16, e.g. 4 or 4x8")
+    if len(bits) != 2 or not all(2 <= b <= 8 for b in bits):
+        raise BenchError(f"--bits {text!r}: expected W or WxA with bit-widths from 2 to 8, e.g. 4 or 4x8")
     return bits
 
 
@@ -175,6 +176,21 @@ def quantize_model(model: nn.Module, weight_bits: int, act_bits: int, probe: tor
             if type(child) is nn.ReLU:
                 setattr(m, name, nn.Sequential(child, QuantAct(act_bits).to(device)))
     return q
+
+
+@contextlib.contextmanager
+def tracking_paused(model: nn.Module):
+    """The activation ranges of ``model`` stay as they are inside the block (a synthesis step that queries the
+    student during the warm-up must not move them), and track again after it if they did before."""
+    acts = [m for m in model.modules() if isinstance(m, QuantAct)]
+    was = [m.tracking for m in acts]
+    for m in acts:
+        m.tracking = False
+    try:
+        yield model
+    finally:
+        for m, w in zip(acts, was):
+            m.tracking = w
 
 
 def set_range_tracking(model: nn.Module, on: bool) -> None:

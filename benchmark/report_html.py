@@ -129,9 +129,12 @@ def cells_table(results: list[dict], page_dir: Path) -> str:
     rows = []
     for r in sorted(results, key=lambda r: Path(r["_path"]).parent.name):
         c, path = r["cell"], Path(r["_path"])
-        if c.get("task", "cil") == "dfkd":
-            proto, head_fig = f"{c['teacher']}->{c['student']}", " / ".join(
-                f"{name} top-1 {100 * m['top1']:.2f} %" for name, m in r["rows"].items())
+        task = c.get("task", "cil")
+        if task in ("dfkd", "dfq"):
+            bits = c.get("bits")
+            proto = f"{c['teacher']}->{c['student']}" if task == "dfkd" else \
+                f"{c['teacher']} W{bits['weights']}A{bits['activations']}" if bits else c["teacher"]
+            head_fig = " / ".join(f"{name} top-1 {100 * m['top1']:.2f} %" for name, m in r["rows"].items())
         else:
             proto = f"{c['phases']} phases"
             head_fig = " / ".join(f"{name} avg {100 * m['average_accuracy']:.2f} %" for name, m in r["rows"].items())
@@ -150,7 +153,7 @@ def gap_section(results: list[dict]) -> str:
         gap = r.get("profile_gap_to_paper")
         if gap:
             c = r["cell"]
-            task = "distillation" if c.get("task") == "dfkd" else "class-incremental"
+            task = {"dfkd": "distillation", "dfq": "quantization"}.get(c.get("task"), "class-incremental")
             gaps.setdefault(f"{c['profile']} ({task}, {c['scenario']})", gap)
     if not gaps:
         return "<p>Every cell ran the <code>paper</code> profile.</p>"
@@ -186,6 +189,8 @@ def write_index(rep: Path, written: list[Path], results: list[dict]) -> Path:
             content += ('<h3>Accuracy matrices</h3><div class="gallery">'
                         + "".join(_figure(names[n], _caption(n)) for n in heat) + "</div>")
         section("cil-plots", "Class-incremental plots", content)
+    if "dfq_tables.md" in names:
+        md_section("dfq", "dfq_tables.md")
     if "dfkd_tables.md" in names:
         md_section("dfkd", "dfkd_tables.md")
     if dfkd_png:

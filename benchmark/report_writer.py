@@ -1,4 +1,4 @@
-"""The report command's writer: every table and plot of the results below one or more folders, both tasks, built
+"""The report command's writer: every table and plot of the results below one or more folders, every task, built
 from ``result.json`` files alone.  ``write_reports(DIR)`` rebuilds everything from a folder, so folders from many
 machines merge by copying; ``write_reports([DIR, ...], out)`` puts several sweeps' rows in one report (a cell found in
 two folders, same key, counts once).  ``index.html`` (``benchmark.report_html``) puts every table and plot on one
@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from benchmark.dfkd_reports import load_dfkd_results, write_dfkd_reports
+from benchmark.dfq_reports import load_dfq_results, write_dfq_reports
 from benchmark.errors import BenchError
 from benchmark.report_html import write_index
 from benchmark.cil_plots import plot_heatmaps, plot_seen_accuracy
@@ -24,16 +25,16 @@ def _as_list(folders) -> list[Path]:
     return [Path(folders)] if isinstance(folders, (str, Path)) else [Path(f) for f in folders]
 
 
-def collect_results(folders: Path | list[Path]) -> tuple[list[dict], list[dict]]:
-    """(class-incremental, distillation) results below ``folders``; one line per unreadable ``result.json`` on
-    stderr, a ``BenchError`` when there is none to report."""
+def collect_results(folders: Path | list[Path]) -> tuple[list[dict], list[dict], list[dict]]:
+    """(class-incremental, distillation, quantization) results below ``folders``; one line per unreadable
+    ``result.json`` on stderr, a ``BenchError`` when there is none to report."""
     folders = _as_list(folders)
     for f in folders:
         if not f.is_dir():
             raise BenchError(f"no result folder {f}; give a folder made by run_benchmark.py --out")
-    results, dfkd = load_results(folders), load_dfkd_results(folders)
+    results, dfkd, dfq = load_results(folders), load_dfkd_results(folders), load_dfq_results(folders)
     bad = unreadable_results(folders)
-    if not results and not dfkd:
+    if not results and not dfkd and not dfq:
         names = " ".join(map(str, folders))
         if bad:
             raise BenchError(f"{len(bad)} result.json under {names}, none readable ({bad[0]}); delete them and run "
@@ -41,20 +42,20 @@ def collect_results(folders: Path | list[Path]) -> tuple[list[dict], list[dict]]
         raise BenchError(f"no result.json under {names}; run cells first (python run_benchmark.py --out {folders[0]})")
     for line in bad:  # reported, not silently left out of the tables
         print(f"warning: skipped {line}; delete it and run its cell again", file=sys.stderr)
-    return results, dfkd
+    return results, dfkd, dfq
 
 
 def write_reports(folders: Path | list[Path], out: Path | None = None,
-                  collected: tuple[list[dict], list[dict]] | None = None) -> list[Path]:
+                  collected: tuple[list[dict], list[dict], list[dict]] | None = None) -> list[Path]:
     """Tables and plots of the results below ``folders`` into ``out`` (default: ``<folder>/report`` of a single
     folder; required for several); ``collected``: what ``collect_results(folders)`` returned, if the caller has it."""
     folders = _as_list(folders)
     if out is None and len(folders) != 1:
         raise BenchError("several result folders need --out REPORT_DIR for the merged report")
-    results, dfkd = collected or collect_results(folders)
+    results, dfkd, dfq = collected or collect_results(folders)
     rep = Path(out) if out is not None else folders[0] / "report"
     check_writable(rep)
-    paths = _write_all(results, dfkd, rep)
+    paths = _write_all(results, dfkd, dfq, rep)
     prune_stale(rep, paths)
     return paths
 
@@ -75,10 +76,10 @@ def prune_stale(rep: Path, paths: list[Path]) -> None:
     manifest.write_text("\n".join(sorted(now)) + "\n")
 
 
-def _write_all(results: list[dict], dfkd: list[dict], rep: Path) -> list[Path]:
-    prov = write_provenance(results + dfkd, rep / "provenance.md")
-    paths = [prov] + write_cil_reports(results, rep) + write_dfkd_reports(dfkd, rep)
-    return paths + [write_index(rep, paths, results + dfkd)]  # last: it inlines what the others wrote
+def _write_all(results: list[dict], dfkd: list[dict], dfq: list[dict], rep: Path) -> list[Path]:
+    prov = write_provenance(results + dfkd + dfq, rep / "provenance.md")
+    paths = [prov] + write_cil_reports(results, rep) + write_dfkd_reports(dfkd, rep) + write_dfq_reports(dfq, rep)
+    return paths + [write_index(rep, paths, results + dfkd + dfq)]  # last: it inlines what the others wrote
 
 
 def write_cil_reports(results: list[dict], rep: Path) -> list[Path]:

@@ -90,13 +90,14 @@ def method_params(result: dict) -> dict:
     """A result's method parameters with the key-neutral ones its cell leaves out at their default put back
     (``benchmark.methods.full_params``), so that tables name the value instead of "default"."""
     from benchmark.dfkd_methods import DFKD_METHODS
+    from benchmark.dfq_methods import DFQ_METHODS
     from benchmark.methods import METHODS, full_params
     from benchmark.registry import load_methods
 
     load_methods()  # the method packages register their defaults (imported once; it loads Avalanche)
     cell = result["cell"]
     params = cell.get("method_params", {})
-    registry = METHODS if cell.get("task", "cil") == "cil" else DFKD_METHODS
+    registry = {"cil": METHODS, "dfkd": DFKD_METHODS, "dfq": DFQ_METHODS}[cell.get("task", "cil")]
     return full_params(cell["method"], params, registry) if cell.get("method") in registry else params
 
 

@@ -140,6 +140,17 @@ class CellRun(CellFolder):
                                        fix, strict=False)
         return found
 
+    def shared_model_key(self) -> str | None:
+        """The phase 0 this cell would train for the cells of its family (``benchmark.executor.units_of_work``):
+        None when it is cached or carried, or the cell is finished."""
+        if self.finished():
+            return None
+        family = METHODS.get(self.cfg["method"]).phase0_family_for(full_params(self.cfg["method"],
+                                                                               self.cfg["method_params"]))
+        if not family or self.phase0_cache_path(family).is_file() or self.carried_phase0(family, strict=False):
+            return None
+        return f"phase0:{phase0_key(self.cfg, family)}"
+
     def _carry_phase0(self, family: str, cache: Path) -> None:
         """Copies the cache entry into this cell's folder unless a cell beside it carries it already."""
         if self.carried_phase0(family, strict=False, anywhere=False) is None:

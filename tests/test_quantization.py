@@ -124,7 +124,7 @@ def test_a_model_that_reuses_a_relu_module_is_refused():
 
 def test_bits_flag_parses_w_and_wxa():
     assert parse_bits("4") == (4, 4) and parse_bits("4x8") == (4, 8) and parse_bits("3X3") == (3, 3)
-    for bad in ("1", "4x", "x4", "four", "4x8x2", "32"):
+    for bad in ("1", "4x", "x4", "four", "4x8x2", "32", "9", "4x9"):
         with pytest.raises(BenchError, match="--bits"):
             parse_bits(bad)
 

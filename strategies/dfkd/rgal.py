@@ -56,7 +56,8 @@ from strategies.dfkd.losses import bn_hooks, bn_loss, kd_loss, masked_adversaria
 from strategies.dfkd.params import InversionWeights, KDParams, LatentParams, PoolParams, RoundParams
 from strategies.dfkd.pool_kd import PoolMethod, frozen
 from strategies.rgal.paired_sampling import paired_batch_indices
-from strategies.rgal.relation import RGALRelationParams, student_relation_loss, synthesis_relation_loss
+from strategies.rgal.relation import (RGALRelationParams, student_relation_loss, synthesis_feature,
+                                     synthesis_relation_loss)
 
 @dataclass(frozen=True)
 class RGALDistillParams:
@@ -139,9 +140,7 @@ class RGAL(PoolMethod):
         labels = t_logits.argmax(1)
         s_emb, s_blocks = self.student.backbone(x_aug, return_blocks=True)
         s_logits = self.student.head(s_emb)
-        # the triplet's feature: the last block's output pooled, before a final BN-ReLU (the released code's
-        # ``s_layers[2:4]``, WRN block 3), or the pooled embedding after it
-        feat = s_emb if p["g_feature"] == "embedding" else F.adaptive_avg_pool2d(s_blocks[-1].float(), 1).flatten(1)
+        feat = synthesis_feature(p, s_emb, s_blocks)
         parts = {"oh": one_hot_loss(t_logits, labels if targets is None else targets),
                  "adv": masked_adversarial_loss(s_logits, t_logits)}
         if self.hooks:

@@ -55,9 +55,10 @@ class ClassCentres:
 def synthesize_batch(teacher, labels: torch.Tensor, centres: ClassCentres, gen: torch.Generator, mean, std,
                      image_shape, steps: int = 1000, lr: float = 0.5, min_lr: float = 1e-4, patience: int = 50,
                      target_low: float = 0.6, lower: float = 0.02, upper: float = 1.0, lor_prob: float = 0.5,
-                     lor_scale: float = 0.5) -> torch.Tensor:
+                     lor_scale: float = 0.5, extra=None) -> torch.Tensor:
     """One batch of IntraQ images for ``labels`` in [0, 1]-space (detached); ``centres`` is read, not updated
-    (the caller adds the batch once it is final).  ``teacher``: eval mode, frozen."""
+    (the caller adds the batch once it is final).  ``teacher``: eval mode, frozen.  ``extra(img, teacher_logits)``
+    -> (loss, figures): more terms of the loss (RGAL's), on the same possibly augmented images."""
     dev = labels.device
     mean_t = torch.as_tensor(mean, dtype=torch.float32, device=dev).view(1, -1, 1, 1)
     std_t = torch.as_tensor(std, dtype=torch.float32, device=dev).view(1, -1, 1, 1)
@@ -76,6 +77,8 @@ def synthesize_batch(teacher, labels: torch.Tensor, centres: ClassCentres, gen: 
             logits, feat = teacher.forward_features(img)
             loss = bns_loss(hooks).to(dev) + soft_inception_loss(logits, labels, targets) + \
                 marginal_distance_loss(feat, c, has, lower, upper)
+            if extra is not None:
+                loss = loss + extra(img, logits)[0]
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

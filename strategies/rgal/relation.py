@@ -60,6 +60,14 @@ def _window(p: dict, sampler: str) -> dict:
     return sampler_window(sampler, (p["focal_lower"], p["focal_upper"]), (p["distance_cutoff"], p["nonzero_cutoff"]))
 
 
+def synthesis_feature(p: dict, emb: torch.Tensor, blocks: list[torch.Tensor]) -> torch.Tensor:
+    """L_ntri's feature of the student (``g_feature``): its last block's output pooled (before a final BN-ReLU of
+    a WRN, the released code's ``s_layers[2:4]``), or its pooled embedding."""
+    if p["g_feature"] == "embedding":
+        return emb
+    return torch.nn.functional.adaptive_avg_pool2d(blocks[-1].float(), 1).flatten(1)
+
+
 def synthesis_relation_loss(p: dict, feat: torch.Tensor, labels: torch.Tensor, teacher_logits: torch.Tensor,
                             student_logits: torch.Tensor, generator=None) -> torch.Tensor:
     """L_ntri (unweighted) of a synthetic batch: ``feat`` the student's feature (``g_feature``), ``labels`` the

@@ -1,0 +1,39 @@
+"""What a quantization cell costs (``--dry-run``): a rough 2-core CPU estimate from the networks' training rates
+(``benchmark.cil_estimates.CPU_IMAGES_PER_S``), the GDFQ generator's rate and the measured cost of fake
+quantization (``QUANT_COST``: a quantized network's pass over a float one's; ``benchmarks/check_estimates.py`` style
+comparison in results/dfq-cifar100-cpu/README.md).
+"""
+from __future__ import annotations
+
+from benchmark.dfkd_estimates import generator_images_per_s
+
+QUANT_COST = 2.0  # fake-quantized ResNet-20 training pass / float pass, measured on the cpu profile's cells
+GDFQ_NGF = 64  # GDFQ's generator width (128 / 64 channels)
+
+
+def predicted_dfq_seconds(cfg: dict, test_images: int = 10000) -> float:
+    """Warm-up iterations (generator step + teacher backward + student forward), training iterations (GDFQ: the
+    generator step as well; IntraQ: a teacher forward), IntraQ's synthesis (``n_images x synth_steps`` teacher
+    passes, twice that with RGAL's student queries), evaluation every ``eval_every`` epochs."""
+    from benchmark.cil_estimates import CPU_IMAGES_PER_S
+    from benchmark.dfq_methods import DFQ_METHODS
+    from benchmark.methods import full_params
+
+    if cfg["method"] == "teacher":
+        return 0.0
+    q, m = cfg["quant"], DFQ_METHODS.get(cfg["method"])
+    p = full_params(cfg["method"], cfg["method_params"], DFQ_METHODS)
+    ips = CPU_IMAGES_PER_S.get(cfg["teacher"], 200)
+    gen = generator_images_per_s(GDFQ_NGF)
+    g_step = 3 / gen + 1 / ips + (QUANT_COST / ips if m.rgal else 0.0)  # generator + teacher (+ student) backward
+    warm = q["warmup_epochs"] * q["ep_steps"]
+    train = (q["epochs"] - q["warmup_epochs"]) * q["ep_steps"] * q["synthesis_batch"]
+    student = QUANT_COST / ips
+    if m.family == "gdfq":
+        sec = warm * q["synthesis_batch"] * (g_step + 0.33 * student) + train * (g_step + student)
+    else:
+        sec = warm * p["calib_batch"] * (g_step + 0.33 * student) + train * (student + 0.33 / ips)
+        synth = p["n_images"] * p["synth_steps"] * (1 / ips + (QUANT_COST / ips if m.rgal else 0.0))
+        sec += synth
+    evals = -(-q["epochs"] // q.get("eval_every", 1))
+    return sec + evals * test_images * QUANT_COST / (2.5 * ips)
