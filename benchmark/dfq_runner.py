@@ -94,11 +94,12 @@ def make_dfq_cells(*, scenarios, methods, seeds, profile, bits, teacher=None, ep
                 family = entry.extra["family"]
                 params = prof.params_for(m, family, entry.extra["defaults"])
                 params.update((method_params or {}).get(m, {}))
-                for w, a in ([(None, None)] if not entry.factory.needs_student else bits):
+                student = entry.factory.needs_student  # the teacher's cell has no bits and no schedule
+                for w, a in (bits if student else [(None, None)]):
                     cells.append(Cell({**base, "seed": seed, "method": m,
                                        "method_params": cell_params(m, params, DFQ_METHODS),
-                                       "bits": {"weights": w, "activations": a} if w else None,
-                                       "quant": prof.recipe_for(family).as_dict()}))
+                                       "bits": {"weights": w, "activations": a} if student else None,
+                                       "quant": prof.recipe_for(family).as_dict() if student else None}))
     return cells
 
 
