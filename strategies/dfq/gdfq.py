@@ -101,6 +101,21 @@ class ConditionalGeneratorStep:
         self.opt.load_state_dict(state["opt"])
 
 
+def student_objective(method: DFQMethod, x: torch.Tensor, y: torch.Tensor, t_logits: torch.Tensor) -> torch.Tensor:
+    """The quantized student's loss on ``x`` (GDFQ's and IntraQ's): ``alpha T^2 KL + CE(S(x), y)``, plus RGAL's
+    ``L_tri`` for a method with RGAL terms; its parts go to ``method.student_terms`` for the logs."""
+    p = method.p
+    s_emb = method.student.backbone(x)
+    s_logits = method.student.head(s_emb)
+    loss = quantized_kd_loss(s_logits, t_logits, y, p["temperature"], p["alpha"], p["kl_reduction"])
+    method.student_terms = {"kd_ce": loss.detach()}
+    if method.terms:
+        tri = method.terms.student(s_emb, s_logits, t_logits, y)
+        loss = loss + tri
+        method.student_terms["tri"] = tri.detach()
+    return loss
+
+
 _GDFQ = dict(params=(QuantKDParams, GeneratorParams), published="GDFQ",
              description="GDFQ (Xu et al.): label-conditional generator (CE + BN statistics), quantized student "
                          "with KD + CE on its samples")
@@ -128,16 +143,7 @@ class GDFQ(DFQMethod):
 
     def student_loss(self):
         x, y, t_logits = self.batch
-        s_emb = self.student.backbone(x)
-        s_logits = self.student.head(s_emb)
-        loss = quantized_kd_loss(s_logits, t_logits, y, self.p["temperature"], self.p["alpha"],
-                                 self.p["kl_reduction"])
-        self.student_terms = {"kd_ce": loss.detach()}
-        if self.terms:
-            tri = self.terms.student(s_emb, s_logits, t_logits, y)
-            loss = loss + tri
-            self.student_terms["tri"] = tri.detach()
-        return loss, len(y)
+        return student_objective(self, x, y, t_logits), len(y)
 
     def end_epoch(self, lr_factor: float) -> None:
         self.g.decay(lr_factor)

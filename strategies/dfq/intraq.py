@@ -32,9 +32,8 @@ from benchmark.augment import random_flip, random_resized_crop
 from benchmark.cells import stable_hash
 from benchmark.dfq_methods import DFQMethod, register_dfq_method
 from benchmark.hparams import hp
-from strategies.dfq.gdfq import ConditionalGeneratorStep, GeneratorParams, QuantKDParams
+from strategies.dfq.gdfq import ConditionalGeneratorStep, GeneratorParams, QuantKDParams, student_objective
 from strategies.dfq.intraq_synthesis import ClassCentres, synthesize_batch
-from strategies.dfq.losses import quantized_kd_loss
 from strategies.dfq.rgal_terms import RGALQuantParams, RGALQuantTerms
 from strategies.rgal.relation import RGALRelationParams
 
@@ -160,16 +159,7 @@ class IntraQ(DFQMethod):
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.no_grad():
             t_logits = self.teacher(x)
-        s_emb = self.student.backbone(x)
-        s_logits = self.student.head(s_emb)
-        loss = quantized_kd_loss(s_logits, t_logits, y, self.p["temperature"], self.p["alpha"],
-                                 self.p["kl_reduction"])
-        self.student_terms = {"kd_ce": loss.detach()}
-        if self.terms:
-            tri = self.terms.student(s_emb, s_logits, t_logits, y)
-            loss = loss + tri
-            self.student_terms["tri"] = tri.detach()
-        return loss, len(y)
+        return student_objective(self, x, y, t_logits), len(y)
 
     def extra_results(self) -> dict:
         return {"synthesis": self.synthesis}
