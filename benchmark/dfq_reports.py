@@ -187,7 +187,7 @@ def write_dfq_reports(results: list[dict], rep: Path) -> list[Path]:
           "## Table 12 layout: top-1 (%) of the quantized student on the real test set", "",
           "measured = after the last epoch, mean ± std over seeds (n); published = RGAL paper Table 12 (the official "
           "logs' best epoch); best epoch = the highest evaluation of each cell (a test-set selection, as published); "
-          "before fine-tuning = the quantized teacher with calibrated ranges.", "", t12.to_markdown(), ""]
+          "before fine-tuning = the quantized teacher with calibrated ranges.", "", t12.fillna("-").to_markdown(), ""]
     gains = rgal_gain_table(df)
     if gains is not None:
         gains.to_csv(rep / "dfq_rgal_gain.csv")
