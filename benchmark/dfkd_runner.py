@@ -158,28 +158,11 @@ class DFKDCellRun(CellFolder):
         done = self.finished()
         if done:
             return done
-        cfg, dev = self.cfg, self.device
-        # before the teacher: its training is part of what the cell reproduces
-        deterministic_kernels(dev.type, cfg.get("deterministic", False))
-        spec = SCENARIOS.get(cfg["scenario"])
-        data = _cached_arrays(spec.dataset, str(self.data_root) if self.data_root else None)
-        if data.sha256 != cfg["data_sha256"]:
-            raise BenchError(f"data under {data.source} changed since the cell was planned; re-run the command")
-        aug = AugmentSpec(**cfg["augment"])
-        t_recipe, recipe = TeacherRecipe(**cfg["teacher_recipe"]), DistillRecipe(**cfg["distill"])
-        teacher, t_info = get_teacher(cfg["teacher"], data, spec.mean, spec.std, t_recipe, aug, dev,
-                                      self.cache_dir, cfg["teacher_seed"], self.teacher_checkpoint, self.progress,
-                                      carried=() if self.teacher_checkpoint else self.carried_teachers(),
-                                      deterministic=cfg.get("deterministic", False))
-        self.dir.mkdir(parents=True, exist_ok=True)
-        store.save_json(self.dir / "cell.json", {"key": self.cell.key, "cell": cfg, "command": self.command})
-        method_cls = DFKD_METHODS.get(cfg["method"])
+        spec, data, aug, teacher, t_info = self._teacher()
+        method_cls = DFKD_METHODS.get(self.cfg["method"])
         if not method_cls.needs_student:
-            if not self.teacher_checkpoint:  # the folder carries its teacher (a user's checkpoint is theirs)
-                store.copy_file(self.teacher_cache_path(), self.dir / TEACHER_FILE)
-            return self._finish({"teacher": {"top1": t_info["test_accuracy"], "best_top1": t_info["test_accuracy"],
-                                             "curve": []}}, t_info, {}, {}, method=None)
-
+            return self._teacher_row(t_info)
+        recipe = DistillRecipe(**self.cfg["distill"])
         student, method, gen = self._build(method_cls, teacher, data, spec, recipe, aug)
         opt = torch.optim.SGD(method.trainable(), lr=recipe.lr, momentum=recipe.momentum,
                               weight_decay=recipe.weight_decay)
@@ -195,12 +178,39 @@ class DFKDCellRun(CellFolder):
                 "optimizer": opt.state_dict(), "scheduler": sched.state_dict() if sched else {},
                 "generator": gen.get_state(), "rng": rng_state(), "state": st})
 
-        logger = CellLogger.open(self.log, self.dir, self.dir.parent.name, self.dir.name, cfg)
+        logger = CellLogger.open(self.log, self.dir, self.dir.parent.name, self.dir.name, self.cfg)
         try:
             return self._distil(method, student, teacher, data, recipe, opt, sched, rounds, st, save, t_info,
                                 logger)
         finally:
             logger.close()
+
+    def _teacher(self):
+        """The cell's data (checked against its plan) and teacher; writes ``cell.json``.  Shared by every data-free
+        task's cell (``benchmark.dfq_runner`` too)."""
+        cfg, dev = self.cfg, self.device
+        # before the teacher: its training is part of what the cell reproduces
+        deterministic_kernels(dev.type, cfg.get("deterministic", False))
+        spec = SCENARIOS.get(cfg["scenario"])
+        data = _cached_arrays(spec.dataset, str(self.data_root) if self.data_root else None)
+        if data.sha256 != cfg["data_sha256"]:
+            raise BenchError(f"data under {data.source} changed since the cell was planned; re-run the command")
+        aug = AugmentSpec(**cfg["augment"])
+        teacher, t_info = get_teacher(cfg["teacher"], data, spec.mean, spec.std, TeacherRecipe(**cfg["teacher_recipe"]),
+                                      aug, dev, self.cache_dir, cfg["teacher_seed"], self.teacher_checkpoint,
+                                      self.progress, carried=() if self.teacher_checkpoint else self.carried_teachers(),
+                                      deterministic=cfg.get("deterministic", False))
+        self.dir.mkdir(parents=True, exist_ok=True)
+        store.save_json(self.dir / "cell.json", {"key": self.cell.key, "cell": cfg, "command": self.command})
+        return spec, data, aug, teacher, t_info
+
+    def _teacher_row(self, t_info: dict) -> dict:
+        """The teacher's reference cell: its accuracy, and the folder carries its weights (a user's checkpoint is
+        theirs)."""
+        if not self.teacher_checkpoint:
+            store.copy_file(self.teacher_cache_path(), self.dir / TEACHER_FILE)
+        return self._finish({"teacher": {"top1": t_info["test_accuracy"], "best_top1": t_info["test_accuracy"],
+                                         "curve": []}}, t_info, {}, {}, method=None)
 
     def _build(self, method_cls, teacher, data, spec, recipe, aug):
         """The student, the method around it and the cell's generator, seeded as every run of the cell."""

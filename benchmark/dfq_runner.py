@@ -28,10 +28,8 @@ import torch
 from tqdm.auto import tqdm
 
 from benchmark import store
-from benchmark.augment import AugmentSpec
 from benchmark.cells import Cell, thread_entry
-from benchmark.dfkd_profiles import TeacherRecipe
-from benchmark.dfkd_runner import DFKD_AUGMENT, TEACHER_FILE, DFKDCellRun, checkpoint_sha256
+from benchmark.dfkd_runner import DFKD_AUGMENT, DFKDCellRun, checkpoint_sha256
 from benchmark.dfq_methods import DFQ_METHODS, DFQContext
 from benchmark.dfq_profiles import QuantRecipe, dfq_profile
 from benchmark.distill_loop import DistillLoop
@@ -42,8 +40,8 @@ from benchmark.precision import autocast, resolve_precision
 from benchmark.quantization import quantize_model, set_range_tracking
 from benchmark.run_logging import CellLogger
 from benchmark.scenarios import SCENARIOS, _cached_arrays
-from benchmark.teachers import get_teacher, teacher_key, test_accuracy
-from benchmark.training import deterministic_kernels, rng_state, seed_everything
+from benchmark.teachers import teacher_key, test_accuracy
+from benchmark.training import rng_state, seed_everything
 
 BOUND_BITS = 8  # the reference quantization every cell measures beside its own
 
@@ -141,24 +139,10 @@ class DFQCellRun(DFKDCellRun):
         if done:
             return done
         cfg, dev = self.cfg, self.device
-        deterministic_kernels(dev.type, cfg.get("deterministic", False))
-        spec = SCENARIOS.get(cfg["scenario"])
-        data = _cached_arrays(spec.dataset, str(self.data_root) if self.data_root else None)
-        if data.sha256 != cfg["data_sha256"]:
-            raise BenchError(f"data under {data.source} changed since the cell was planned; re-run the command")
-        aug = AugmentSpec(**cfg["augment"])
-        teacher, t_info = get_teacher(cfg["teacher"], data, spec.mean, spec.std, TeacherRecipe(**cfg["teacher_recipe"]),
-                                      aug, dev, self.cache_dir, cfg["teacher_seed"], self.teacher_checkpoint,
-                                      self.progress, carried=() if self.teacher_checkpoint else self.carried_teachers(),
-                                      deterministic=cfg.get("deterministic", False))
-        self.dir.mkdir(parents=True, exist_ok=True)
-        store.save_json(self.dir / "cell.json", {"key": self.cell.key, "cell": cfg, "command": self.command})
+        spec, data, aug, teacher, t_info = self._teacher()
         method_cls = DFQ_METHODS.get(cfg["method"])
         if not method_cls.needs_student:
-            if not self.teacher_checkpoint:
-                store.copy_file(self.teacher_cache_path(), self.dir / TEACHER_FILE)
-            return self._finish({"teacher": {"top1": t_info["test_accuracy"], "best_top1": t_info["test_accuracy"],
-                                             "curve": []}}, t_info, {}, {}, method=None)
+            return self._teacher_row(t_info)
         recipe = QuantRecipe.from_dict(cfg["quant"])
         student, bound, method, gen = self._build_quantized(method_cls, teacher, data, spec, recipe, aug)
         opt = torch.optim.SGD(method.trainable(), lr=recipe.lr, momentum=recipe.momentum,
