@@ -10,6 +10,7 @@ from benchmark.errors import BenchError
 from benchmark.hparams import complete, hp, param_specs, record, resolve_name
 from benchmark.methods import METHODS
 from benchmark.dfkd_methods import DFKD_METHODS
+from benchmark.dfq_methods import DFQ_METHODS
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 
@@ -84,7 +85,7 @@ def test_declarations_are_refused_when_incomplete():
         param_specs(_Toy, defaults={"nope": 1})
 
 
-REGISTRIES = {"cil": METHODS, "dfkd": DFKD_METHODS}
+REGISTRIES = {"cil": METHODS, "dfkd": DFKD_METHODS, "dfq": DFQ_METHODS}
 
 
 @pytest.mark.parametrize("task,name", [(t, e.name) for t, reg in REGISTRIES.items() for e in reg.entries()])
