@@ -31,6 +31,10 @@ def predicted(res: dict) -> float | None:
         from benchmark.dfkd_estimates import predicted_dfkd_seconds
 
         return None if cfg["method"] == "teacher" else predicted_dfkd_seconds(cfg)
+    if cfg.get("task") == "dfq":
+        from benchmark.dfq_estimates import predicted_dfq_seconds
+
+        return None if cfg["method"] == "teacher" else predicted_dfq_seconds(cfg)
     from benchmark.cil_estimates import predicted_seconds
 
     p0, later = predicted_seconds(cfg)
@@ -41,6 +45,7 @@ def main(argv: list[str]) -> int:
     import baselines  # noqa: F401  (register the methods the estimates look up)
     import strategies  # noqa: F401
     import strategies.dfkd  # noqa: F401
+    import strategies.dfq  # noqa: F401
 
     root = Path(__file__).resolve().parents[1]
     folders = [Path(a) for a in argv] or sorted(p for p in (root / "results").iterdir() if p.is_dir())
