@@ -57,6 +57,19 @@ class ArrayData:
     def channels(self) -> int:
         return int(self.x_train.shape[1])
 
+    @property
+    def image_shape(self) -> tuple[int, ...]:
+        return tuple(self.x_train.shape[1:])
+
+    @property
+    def n_test(self) -> int:
+        return len(self.y_test)
+
+    def test_batches(self, batch_size: int):
+        """(uint8 images, labels) batches of the test set (the interface ``benchmark.imagenet`` streams)."""
+        for i in range(0, len(self.y_test), batch_size):
+            yield self.x_test[i:i + batch_size], self.y_test[i:i + batch_size]
+
 
 def default_data_root() -> Path:
     return Path(os.environ.get("BENCH_DATA") or Path.home() / ".cache" / "rgal-bench" / "data").expanduser()

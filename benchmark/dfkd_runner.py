@@ -135,6 +135,8 @@ class DFKDCellRun(CellFolder):
 
     def teacher_source(self) -> tuple[str, Path | None]:
         """Where this cell's teacher comes from now (``benchmark.teachers.teacher_source``)."""
+        if self.teacher_checkpoint:  # first, and without a cache path (an ImageNet teacher has no recipe)
+            return "checkpoint", Path(self.teacher_checkpoint)
         return teacher_source(self.teacher_checkpoint, self.teacher_cache_path(), self.carried_teachers)
 
     def shared_model_key(self) -> str | None:
@@ -145,13 +147,11 @@ class DFKDCellRun(CellFolder):
 
     def train_images(self) -> int:
         """Training images of the cell's dataset (already loaded and cached when the cells were made)."""
-        spec = SCENARIOS.get(self.cfg["scenario"])
-        return len(_cached_arrays(spec.dataset, str(self.data_root) if self.data_root else None).y_train)
+        return len(self._data()[1].y_train)
 
     def test_images(self) -> int:
         """Test images of the cell's dataset (the student is evaluated on them every ``eval_every`` epochs)."""
-        spec = SCENARIOS.get(self.cfg["scenario"])
-        return len(_cached_arrays(spec.dataset, str(self.data_root) if self.data_root else None).y_test)
+        return self._data()[1].n_test
 
     # -- the run -------------------------------------------------------------------------------------------------
     def run(self) -> dict:
@@ -191,18 +191,23 @@ class DFKDCellRun(CellFolder):
         cfg, dev = self.cfg, self.device
         # before the teacher: its training is part of what the cell reproduces
         deterministic_kernels(dev.type, cfg.get("deterministic", False))
-        spec = SCENARIOS.get(cfg["scenario"])
-        data = _cached_arrays(spec.dataset, str(self.data_root) if self.data_root else None)
+        spec, data = self._data()
         if data.sha256 != cfg["data_sha256"]:
             raise BenchError(f"data under {data.source} changed since the cell was planned; re-run the command")
-        aug = AugmentSpec(**cfg["augment"])
-        teacher, t_info = get_teacher(cfg["teacher"], data, spec.mean, spec.std, TeacherRecipe(**cfg["teacher_recipe"]),
+        aug = AugmentSpec(**cfg["augment"]) if cfg["augment"] else None
+        recipe = TeacherRecipe(**cfg["teacher_recipe"]) if cfg["teacher_recipe"] else None
+        teacher, t_info = get_teacher(cfg["teacher"], data, spec.mean, spec.std, recipe,
                                       aug, dev, self.cache_dir, cfg["teacher_seed"], self.teacher_checkpoint,
                                       self.progress, carried=() if self.teacher_checkpoint else self.carried_teachers(),
                                       deterministic=cfg.get("deterministic", False))
         self.dir.mkdir(parents=True, exist_ok=True)
         store.save_json(self.dir / "cell.json", {"key": self.cell.key, "cell": cfg, "command": self.command})
         return spec, data, aug, teacher, t_info
+
+    def _data(self):
+        """(scenario spec: ``mean`` / ``std``, the cell's dataset)."""
+        spec = SCENARIOS.get(self.cfg["scenario"])
+        return spec, _cached_arrays(spec.dataset, str(self.data_root) if self.data_root else None)
 
     def _teacher_row(self, t_info: dict) -> dict:
         """The teacher's reference cell: its accuracy, and the folder carries its weights (a user's checkpoint is
@@ -223,7 +228,7 @@ class DFKDCellRun(CellFolder):
         gen = torch.Generator(device=dev)
         gen.manual_seed(cfg["seed"])
         params = full_params(cfg["method"], cfg["method_params"], DFKD_METHODS)
-        ctx = DFKDContext(teacher, student, params, recipe, data.n_classes, tuple(data.x_train.shape[1:]),
+        ctx = DFKDContext(teacher, student, params, recipe, data.n_classes, data.image_shape,
                           spec.mean, spec.std, aug, dev, gen, self.dir / "pool",
                           self.cell.key, real_data=(data.x_train, data.y_train) if method_cls.reference else None)
         return student, method_cls(ctx), gen

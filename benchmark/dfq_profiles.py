@@ -40,14 +40,21 @@ class QuantRecipe:
     momentum: float = 0.9
     weight_decay: float = 1e-4
     nesterov: bool = True
-    warmup_epochs: int = 4  # activation ranges tracked, student not trained
+    warmup_epochs: int = 4  # student not trained (GDFQ: its generator is)
     eval_every: int = 1
     channels_last: bool = False
     precision: str = "fp32"
+    range_epochs: int | None = None  # epochs whose ranges track (None: the warm-up's; GDFQ ImageNet: 4 of its 50)
+
+    @property
+    def tracking_epochs(self) -> int:
+        return self.warmup_epochs if self.range_epochs is None else self.range_epochs
 
     def as_dict(self) -> dict:
         d = recipe_dict(self)
         d["milestones"] = list(self.milestones)
+        if d["range_epochs"] is None:  # the keys of the cells made before the field existed stay what they were
+            d.pop("range_epochs")
         return d
 
     @classmethod
@@ -60,10 +67,11 @@ class DFQProfile:
     name: str
     dataset: str
     teacher: str
-    teacher_recipe: TeacherRecipe
+    teacher_recipe: TeacherRecipe | None  # None: the suite does not train this teacher (--teacher-checkpoint)
     recipes: dict  # method family (gdfq | intraq) -> QuantRecipe
     gap_to_paper: str
     method_params: dict = field(default_factory=dict)  # scope (* | family | method) -> overrides of defaults
+    image_size: int | None = None  # synthetic and test images' side (ImageNet's crop); None: the dataset's own
 
     def recipe_for(self, family: str) -> QuantRecipe:
         return self.recipes[family]
@@ -82,7 +90,7 @@ class DFQProfile:
         if not kw:
             return self
         prof = replace(self, recipes={f: replace(r, **kw) for f, r in self.recipes.items()})
-        if precision is not None:
+        if precision is not None and prof.teacher_recipe is not None:
             prof = replace(prof, teacher_recipe=replace(prof.teacher_recipe, precision=precision))
         return prof
 
@@ -139,15 +147,39 @@ for _ds in ("cifar10", "cifar100"):
                     "tests only: teacher 40 steps of batch 128; 3 epochs of 3 iterations (1 warm-up), batch 16",
                     method_params=_SMALL))
 
+# ImageNet (Table 13), the official ``imagenet.hocon`` / ``imagenet_resnet18.hocon``: batch 16, lr 1e-6 (x0.1 at the
+# milestones, the warm-up counted), 200 iterations an epoch; GDFQ trains its generator alone for 50 epochs, ranges
+# tracked in the first 4 (``main.py``); IntraQ's ``warmup_epochs`` 50 is never read (its trainer hard-codes 4).
+# IntraQ's ImageNet synthesis (``run_generate.sh``): targetPro 1 (the soft inception target is one-hot),
+# cosineMargin 0 and cosineMargin_upper 2 (both marginal-distance terms are then always 0: kept as released).
+_IMAGENET = {"gdfq": QuantRecipe(400, 200, 16, lr=1e-6, milestones=(100, 200, 300), warmup_epochs=50, range_epochs=4),
+             "intraq": QuantRecipe(151, 200, 16, lr=1e-6, milestones=(100, 200, 350))}
+_IMAGENET_PARAMS = {"*": {"generator": "gdfq-imagenet"},
+                    "intraq": {"target_low": 1.0, "margin_lower": 0.0, "margin_upper": 2.0}}
+_add(DFQProfile("paper", "imagenet", "resnet18_imagenet", None, _IMAGENET,
+                "none: the official ImageNet recipes (GDFQ 400 x 200 iterations, batch 16, 50 generator-only "
+                "epochs; IntraQ 5,120 images x 1,000 steps, 151 x 200 iterations, batch 16); the teacher is the "
+                "user's --teacher-checkpoint (torchvision's ResNet-18 weights: 69.76 %) instead of pytorchcv's "
+                "(pytorchcv 0.0.51: 71.47 %, GDFQ's README); for GPUs", method_params=_IMAGENET_PARAMS, image_size=224))
+_add(DFQProfile("smoke", "imagenet", "resnet18_imagenet", None,
+                {f: QuantRecipe(3, 2, 4, milestones=(2,), warmup_epochs=1) for f in _PAPER},
+                "tests only: 32-pixel images instead of 224, 3 epochs of 2 iterations (1 warm-up), batch 4",
+                method_params={f: {**_SMALL[f], **_IMAGENET_PARAMS[f]} for f in _SMALL}, image_size=32))
+
 
 def dfq_profile(name: str, dataset: str) -> DFQProfile:
     if (name, dataset) not in _PROFILES:
-        have = sorted({d for (p, d) in _PROFILES if p == name})
-        if not have:
+        if not any(p == name for (p, _) in _PROFILES):
             raise BenchError(f"unknown profile {name!r} for --task dfq; choose one of: paper, cpu, mini, smoke")
-        raise BenchError(f"--task dfq has no {name!r} profile for scenario {dataset!r}; choose one of: "
-                         f"{', '.join(have)}")
+        hint = " (ImageNet runs are for GPUs)" if dataset == "imagenet" else ""
+        raise BenchError(f"--task dfq has no {name!r} profile for scenario {dataset!r}; choose --profile "
+                         f"{' or '.join(dfq_profiles_of(dataset))}{hint}")
     return _PROFILES[(name, dataset)]
+
+
+def dfq_profiles_of(dataset: str) -> list[str]:
+    """The profiles a quantization scenario has, in the conventional order."""
+    return [p for p in ("paper", "cpu", "mini", "smoke") if (p, dataset) in _PROFILES]
 
 
 def dfq_scenarios() -> list[str]:

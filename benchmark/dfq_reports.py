@@ -1,10 +1,10 @@
 """Reports of the data-free quantization task (task ``dfq``), built only from ``result.json`` files.
 
-* ``dfq_table12``: the RGAL paper's Table 12 layout -- rows bit-width x method (each method beside its ``+rgal``
-  variant), the measured top-1 (last epoch; mean ± std over seeds, the profile named) beside the published number,
-  the best epoch's top-1 (what the official logs report; selected on the test set), and the quantized teacher before
-  any fine-tuning (``calibrated``); reference rows: the full-precision teacher and the 8-bit bound (the teacher
-  quantized to W8A8, ranges calibrated on the same warm-up images, no fine-tuning).
+* ``dfq_table12``: the RGAL paper's Table 12 layout (Table 13's for ImageNet) -- rows bit-width x method (each
+  method beside its ``+rgal`` variants), the measured top-1 (last epoch; mean ± std over seeds, the profile named)
+  beside the published number, the best epoch's top-1 (what the official logs report; selected on the test set), and
+  the quantized teacher before any fine-tuning (``calibrated``); reference rows: the full-precision teacher and the
+  8-bit bound (the teacher quantized to W8A8, ranges calibrated on the same warm-up images, no fine-tuning).
 * ``dfq_rgal_gain``: RGAL's effect paired by seed (``+rgal`` minus its method, same bit-width and seed), mean ± std,
   beside the published difference.
 * ``dfq_throughput.csv``: synthetic images/s (generator or pixel-optimisation images) and student images/s.
@@ -97,14 +97,22 @@ def dfq_summary_table(results: list[dict]) -> str:
         "quantized teacher with calibrated ranges, W8A8 = the 8-bit bound, teacher = full precision", 118)])
 
 
-def _published_table12() -> pd.DataFrame:
+# Table 13 names the full RGAL variant by its two parts (IntraQ + L'_g + L'_s); Table 12 calls it IntraQ+RGAL
+TABLE13_NAMES = {"IntraQ+RGAL": "IntraQ+L'_g+L'_s"}
+
+
+def _published_dfq(dataset: str) -> pd.DataFrame:
+    """The RGAL paper's quantization rows of ``dataset`` (Table 12: CIFAR-100; Table 13: ImageNet)."""
     pub = published()
-    return pub[(pub["source"].str.startswith("RGAL")) & (pub["table"].astype(str) == "12")]
+    return pub[(pub["source"].str.startswith("RGAL")) & (pub["task"] == "dfq") & (pub["dataset"] == dataset)]
 
 
 def _published_value(pub: pd.DataFrame, bits: str, name: str) -> float | None:
-    hit = pub[(pub["student"].str.endswith(bits)) & (pub["method"] == name)]
-    return float(hit["value"].iloc[0]) if len(hit) else None
+    for n in (name, TABLE13_NAMES.get(name)):
+        hit = pub[(pub["student"].str.endswith(bits)) & (pub["method"] == n)]
+        if len(hit):
+            return float(hit["value"].iloc[0])
+    return None
 
 
 def _order(methods) -> list[str]:
@@ -114,10 +122,12 @@ def _order(methods) -> list[str]:
 
 
 def table12(df: pd.DataFrame) -> pd.DataFrame:
-    """Rows (dataset, bits, method), columns measured / published / best epoch / before fine-tuning."""
-    pub, rows = _published_table12(), []
+    """Rows (dataset, bits, method), columns measured / published / best epoch / before fine-tuning (the layout of
+    Table 12, and of Table 13 for ImageNet)."""
+    rows = []
     students = df[df["bits"] != "float"]
     for (ds, prof), d in df.groupby(["dataset", "profile"]):
+        pub = _published_dfq(ds)
         rows.append({"dataset": ds, "bits": "float", "method": TEACHER_ROW,
                      **_cells(d.drop_duplicates("seed")["teacher_top1"]), "profile": prof})
         s = students[(students["dataset"] == ds) & (students["profile"] == prof)]
@@ -151,7 +161,7 @@ def _fmt_series(values: pd.Series) -> str:
 
 def rgal_gain_table(df: pd.DataFrame) -> pd.DataFrame | None:
     """``+rgal`` minus its method, paired by (bits, seed): mean ± std of the per-seed differences (points)."""
-    pub, rows = _published_table12(), []
+    rows = []
     for m in df["method"].unique():
         base = DFQ_METHODS.entry(m).extra.get("rgal_baseline") if m in DFQ_METHODS else None
         if not base:
@@ -163,7 +173,7 @@ def rgal_gain_table(df: pd.DataFrame) -> pd.DataFrame | None:
             if diff.empty:
                 continue
             names = (d[d["method"] == m]["published_name"].iloc[0], d[d["method"] == base]["published_name"].iloc[0])
-            pa, pb = (_published_value(pub, bits, n) if n else None for n in names)
+            pa, pb = (_published_value(_published_dfq(ds), bits, n) if n else None for n in names)
             rows.append({"dataset": ds, "bits": bits, "method": m, "gain (points)": _fmt_series(diff),
                          "seeds": len(diff), "published gain": round(pa - pb, 2) if None not in (pa, pb) else None,
                          "profile": prof})
@@ -184,8 +194,9 @@ def write_dfq_reports(results: list[dict], rep: Path) -> list[Path]:
             "wall_seconds"]
     df[df["bits"] != "float"][cols].to_csv(paths[2], index=False)
     md = ["# Data-free quantization", "",
-          "## Table 12 layout: top-1 (%) of the quantized student on the real test set", "",
-          "measured = after the last epoch, mean ± std over seeds (n); published = RGAL paper Table 12 (the official "
+          "## Table 12 / 13 layout: top-1 (%) of the quantized student on the real test set", "",
+          "measured = after the last epoch, mean ± std over seeds (n); published = RGAL paper Table 12 (CIFAR-100) or "
+          "13 (ImageNet) (the official "
           "logs' best epoch); best epoch = the highest evaluation of each cell (a test-set selection, as published); "
           "before fine-tuning = the quantized teacher with calibrated ranges.", "", t12.fillna("-").to_markdown(), ""]
     gains = rgal_gain_table(df)

@@ -16,6 +16,11 @@ test set every ``eval_every`` epochs; ``top1`` is the last epoch's, ``best_top1`
 official logs report: a test-set selection, which the tables mark).
 
 Seeds vary the quantization only: every seed quantizes the same teacher (``teacher_seed`` 0).
+
+Scenarios: CIFAR-10 / CIFAR-100 (arrays, the suite's teacher or ``--teacher-checkpoint``) and ImageNet (Table 13:
+the streamed validation set of ``benchmark.imagenet``, ``--teacher-checkpoint`` required, the profile's
+``image_size``).  GDFQ's ImageNet recipe warms up for 50 epochs but tracks ranges in the first 4 only
+(``QuantRecipe.range_epochs``).
 """
 from __future__ import annotations
 
@@ -31,9 +36,11 @@ from benchmark import store
 from benchmark.cells import Cell, thread_entry
 from benchmark.dfkd_runner import DFKD_AUGMENT, DFKDCellRun, checkpoint_sha256
 from benchmark.dfq_methods import DFQ_METHODS, DFQContext
-from benchmark.dfq_profiles import QuantRecipe, dfq_profile
+from benchmark.dfq_profiles import QuantRecipe, dfq_profile, dfq_scenarios
 from benchmark.distill_loop import DistillLoop
+from benchmark.data import default_data_root
 from benchmark.errors import BenchError
+from benchmark.imagenet import IMAGENET_SPEC, read_imagenet_val
 from benchmark.methods import cell_params, full_params
 from benchmark.models import MODELS, build_model
 from benchmark.precision import autocast, resolve_precision
@@ -70,21 +77,25 @@ def make_dfq_cells(*, scenarios, methods, seeds, profile, bits, teacher=None, ep
     t_sha = checkpoint_sha256(teacher_checkpoint) if teacher_checkpoint else None
     cells, threads = [], thread_entry(device_type)
     for scen in scenarios:
-        spec = SCENARIOS.get(scen)
-        if scen not in DFKD_AUGMENT or scen == "mnist":
+        if scen not in dfq_scenarios():
             raise BenchError(f"scenario {scen!r} has no data-free quantization setting; choose one of: "
-                             f"cifar10, cifar100")
+                             f"{', '.join(dfq_scenarios())}")
         prof = dfq_profile(profile, scen).with_overrides(epochs, batch_size, lr, resolved)
-        data = _cached_arrays(spec.dataset, str(data_root) if data_root else None)
+        if prof.teacher_recipe is None and not teacher_checkpoint:
+            raise BenchError(f"the suite does not train {scen} teachers; pass --teacher-checkpoint FILE (a state_dict "
+                             f"of --teacher {teacher or prof.teacher}, e.g. torchvision's resnet18-f37072fd.pth)")
+        _, data = dfq_data(scen, data_root, prof.image_size)
         t_name = teacher or prof.teacher
         check_has_batchnorm(t_name, data.n_classes, data.channels)
+        aug = DFKD_AUGMENT.get(scen)  # the teacher's training augmentation (part of its key), if the suite trains it
         base = {"task": "dfq", "scenario": scen, "phases": 0, "profile": profile, "teacher": t_name,
-                "teacher_recipe": prof.teacher_recipe.as_dict(), "teacher_seed": 0,
-                "teacher_checkpoint_sha256": t_sha, "augment": DFKD_AUGMENT[scen].as_dict(),
+                "teacher_recipe": prof.teacher_recipe.as_dict() if prof.teacher_recipe else None, "teacher_seed": 0,
+                "teacher_checkpoint_sha256": t_sha, "augment": aug.as_dict() if aug else None,
                 "data_sha256": data.sha256, "device_type": device_type, **threads,
                 **({"deterministic": True} if deterministic else {}),
+                **({"image_size": prof.image_size} if prof.image_size else {}),
                 "teacher_key": None if t_sha else teacher_key(
-                    data.sha256, t_name, prof.teacher_recipe, DFKD_AUGMENT[scen], 0, device_type,
+                    data.sha256, t_name, prof.teacher_recipe, aug, 0, device_type,
                     threads.get("torch_threads"), deterministic)}
         for seed in seeds:
             for m in methods:
@@ -99,6 +110,15 @@ def make_dfq_cells(*, scenarios, methods, seeds, profile, bits, teacher=None, ep
                                        "bits": {"weights": w, "activations": a} if student else None,
                                        "quant": prof.recipe_for(family).as_dict() if student else None}))
     return cells
+
+
+def dfq_data(scenario: str, data_root=None, image_size: int | None = None):
+    """(spec with ``mean`` / ``std``, test data) of a quantization scenario: CIFAR's arrays, or ImageNet's streamed
+    validation set (``benchmark.imagenet``)."""
+    if scenario == "imagenet":
+        return IMAGENET_SPEC, read_imagenet_val(str(data_root or default_data_root()), image_size or 224)
+    spec = SCENARIOS.get(scenario)
+    return spec, _cached_arrays(spec.dataset, str(data_root) if data_root else None)
 
 
 def bits_label(cfg: dict) -> str:
@@ -117,6 +137,9 @@ class DFQCellRun(DFKDCellRun):
         tag = f"-{bits_label(c).lower()}" if c.get("bits") else ""
         self.dir = out / f"{c['scenario']}-{c['method']}{tag}-s{c['seed']}-{cell.key[:10]}"
         self.ckpt_path, self.result_path = self.dir / "checkpoint.pt", self.dir / "result.json"
+
+    def _data(self):
+        return dfq_data(self.cfg["scenario"], self.data_root, self.cfg.get("image_size"))
 
     def artefact_path(self) -> Path | None:
         """Where the cell's method caches what cells of other bit-widths share (IntraQ's images), if anything."""
@@ -173,7 +196,7 @@ class DFQCellRun(DFKDCellRun):
         """The quantized student, its 8-bit reference copy, the method and the cell's generator."""
         cfg, dev = self.cfg, self.device
         seed_everything(cfg["seed"])
-        probe = torch.rand((2, *data.x_train.shape[1:]), device=dev)
+        probe = torch.rand((2, *data.image_shape), device=dev)
         b = cfg["bits"]
         student = quantize_model(teacher, b["weights"], b["activations"], probe).to(dev)
         bound = quantize_model(teacher, BOUND_BITS, BOUND_BITS, probe).to(dev)
@@ -185,7 +208,7 @@ class DFQCellRun(DFKDCellRun):
         gen = torch.Generator(device=dev)
         gen.manual_seed(cfg["seed"])
         params = full_params(cfg["method"], cfg["method_params"], DFQ_METHODS)
-        ctx = DFQContext(teacher, student, params, recipe, data.n_classes, tuple(data.x_train.shape[1:]), spec.mean,
+        ctx = DFQContext(teacher, student, params, recipe, data.n_classes, data.image_shape, spec.mean,
                          spec.std, aug, dev, gen, None, self.cell.key, weight_bits=b["weights"],
                          act_bits=b["activations"], artefact_path=self.artefact_path())
         return student, bound, method_cls(ctx), gen
@@ -232,7 +255,7 @@ class QuantLoop(DistillLoop):
 
     def start_epoch(self) -> None:
         for net in (self.student, self.bound):
-            set_range_tracking(net, self.warming_up)
+            set_range_tracking(net, self.st["epoch"] < self.recipe.tracking_epochs)
 
     def play_round(self, rounds: int) -> None:
         if not self.warming_up:
@@ -264,9 +287,8 @@ class QuantLoop(DistillLoop):
             t0 = time.time()
             ends = [c["top1"] for c in st["curve"] if c["epoch"] == self.recipe.warmup_epochs]
             # the last warm-up epoch's evaluation is the calibrated student's (nothing trained since)
-            st["calibrated_top1"] = ends[0] if ends else test_accuracy(self.student, data.x_test, data.y_test,
-                                                                       self.dev)
-            st["w8a8_top1"] = test_accuracy(self.bound, data.x_test, data.y_test, self.dev)
+            st["calibrated_top1"] = ends[0] if ends else test_accuracy(self.student, data, self.dev)
+            st["w8a8_top1"] = test_accuracy(self.bound, data, self.dev)
             st["eval_seconds"] += time.time() - t0
             self.save()
         t0 = time.time()

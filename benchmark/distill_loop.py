@@ -91,7 +91,7 @@ class DistillLoop:
         acc = None
         if st["epoch"] % recipe.eval_every == 0 or st["epoch"] == recipe.epochs:
             t0 = time.time()
-            acc = test_accuracy(self.student, data.x_test, data.y_test, self.dev)
+            acc = test_accuracy(self.student, data, self.dev)
             st["eval_seconds"] += time.time() - t0
             st["curve"].append({"epoch": st["epoch"], "top1": acc,
                                 "train_seconds": st["synth_seconds"] + st["student_seconds"]})

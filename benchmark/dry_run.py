@@ -81,12 +81,14 @@ def print_dfq_plan(args, cells, runs, jobs) -> int:
 
     plans = dfq_plans(cells, runs)
     unit_of = unit_index(jobs)
-    print(f"{'method':12s} {'scenario':9s} {'bits':6s} {'teacher':9s} {'seed':4s}  {'folder':50s} "
+    wm = max([12] + [len(c.config["method"]) for c in cells])
+    wt = max([9] + [len(c.config["teacher"]) for c in cells])
+    print(f"{'method':{wm}s} {'scenario':9s} {'bits':6s} {'teacher':{wt}s} {'seed':4s}  {'folder':50s} "
           f"{unit_column(args, 'unit')}{'status':18s} {'time left':>10s}  teacher")
     for c, p in zip(cells, plans):
         cfg = c.config
-        print(f"{cfg['method']:12s} {cfg['scenario']:9s} {bits_label(cfg):6s} {cfg['teacher']:9s} {cfg['seed']:<4d}  "
-              f"{runs[c.key].dir.name:50s} {unit_column(args, unit_of[c.key])}{p.status:18s} "
+        print(f"{cfg['method']:{wm}s} {cfg['scenario']:9s} {bits_label(cfg):6s} {cfg['teacher']:{wt}s} "
+              f"{cfg['seed']:<4d}  {runs[c.key].dir.name:50s} {unit_column(args, unit_of[c.key])}{p.status:18s} "
               f"~{p.seconds / 60:6.1f} min  {p.shared}")
     executor = executor_line(args, _unit_seconds(plans, unit_of), unit_of)
     print(f"{plural(len(cells), 'cell')}, predicted {sum(p.seconds for p in plans) / 60:.1f} min, teacher training "

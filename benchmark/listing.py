@@ -117,12 +117,11 @@ def print_list(registries: dict):
         if e.extra["defaults"]:
             print(_set_line(e.extra["defaults"]))
     print("dfq teachers per profile (the student is the teacher quantized, --bits W[xA]):")
-    from benchmark.dfq_profiles import dfq_profile, dfq_scenarios
+    from benchmark.dfq_profiles import dfq_profile, dfq_profiles_of, dfq_scenarios
 
     for sc in dfq_scenarios():
         print(f"  {sc}")
-        print(_wrapped("; ".join(f"{prof} {dfq_profile(prof, sc).teacher}" for prof in ("paper", "cpu", "mini",
-                                                                                          "smoke"))))
+        print(_wrapped("; ".join(f"{prof} {dfq_profile(prof, sc).teacher}" for prof in dfq_profiles_of(sc))))
     print("models:")
     for e in regs["model"].entries():
         print(f"  {e.name:16s} {e.description}")

@@ -17,7 +17,7 @@ from benchmark import metrics
 
 PUBLISHED_CSV = Path(__file__).resolve().parent / "reference" / "published.csv"
 DATASET_NAMES = {"cifar100": "CIFAR-100", "cifar100-mini": "CIFAR-100", "tinyimagenet": "Tiny-ImageNet",
-                 "cifar10": "CIFAR-10", "mnist": "MNIST"}
+                 "cifar10": "CIFAR-10", "mnist": "MNIST", "imagenet": "ImageNet"}
 METRICS = {  # our metric -> (published metric, RGAL table)
     "average_accuracy": ("average_accuracy", 14),
     "forgetting_max": ("average_forgetting", 15),

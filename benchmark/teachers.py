@@ -27,6 +27,7 @@ from benchmark.cells import stable_hash
 from benchmark.data import ArrayData
 from benchmark.errors import BenchError
 from benchmark.models import build_model
+from benchmark.models.resnet_imagenet import torchvision_state
 from benchmark.precision import autocast
 from benchmark.training import restore_optimisation, rng_state, seed_everything
 
@@ -50,14 +51,16 @@ def teacher_cache_path(cache_dir: Path, data_sha256: str, model: str, recipe, au
 
 
 @torch.no_grad()
-def test_accuracy(model, x: torch.Tensor, y: torch.Tensor, device, batch_size: int = 1000) -> float:
+def test_accuracy(model, data, device, batch_size: int = 1000) -> float:
+    """Top-1 of ``model`` on ``data``'s test set (``ArrayData`` or a streamed ``benchmark.imagenet`` set)."""
     was = model.training
     model.eval()
-    correct = 0
-    for i in range(0, len(y), batch_size):
-        correct += int((model(x[i:i + batch_size].to(device)).argmax(1).cpu() == y[i:i + batch_size]).sum())
+    correct = total = 0
+    for x, y in data.test_batches(batch_size):
+        correct += int((model(x.to(device)).argmax(1).cpu() == y).sum())
+        total += len(y)
     model.train(was)
-    return correct / max(1, len(y))
+    return correct / max(1, total)
 
 
 def train_teacher(model, data: ArrayData, recipe, augment: AugmentSpec, device, seed: int, partial: Path,
@@ -139,11 +142,14 @@ def get_teacher(name: str, data: ArrayData, mean, std, recipe, augment: AugmentS
     copied into the cache and used instead of training."""
     seed_everything(seed)  # the initialisation is part of what the seed fixes, whatever ran before in the process
     model = build_model(name, data.n_classes, data.channels, mean, std).to(device)
-    dev = torch.device(device).type
-    path = teacher_cache_path(cache_dir, data.sha256, name, recipe, augment, seed, dev,
-                              torch.get_num_threads() if dev == "cpu" else None, deterministic)
-    key = path.stem
-    source, src = teacher_source(checkpoint, path, lambda: carried)
+    if checkpoint:  # no recipe then (an ImageNet teacher has none: the suite does not train it)
+        source, src = "checkpoint", Path(checkpoint)
+    else:
+        dev = torch.device(device).type
+        path = teacher_cache_path(cache_dir, data.sha256, name, recipe, augment, seed, dev,
+                                  torch.get_num_threads() if dev == "cpu" else None, deterministic)
+        key = path.stem
+        source, src = teacher_source(checkpoint, path, lambda: carried)
     if source == "checkpoint":
         info = _load_user_checkpoint(model, src)
     else:
@@ -161,7 +167,7 @@ def get_teacher(name: str, data: ArrayData, mean, std, recipe, augment: AugmentS
         else:
             partial = path.with_suffix(".partial.pt")
             info = train_teacher(model, data, recipe, augment, device, seed, partial, key, progress)
-            info["test_accuracy"] = test_accuracy(model, data.x_test, data.y_test, device)
+            info["test_accuracy"] = test_accuracy(model, data, device)
             store.save_torch(path, {"key": key, "model": model.state_dict(), "info": info})
             partial.unlink(missing_ok=True)
             info = dict(info, cache=f"miss, trained and stored {path.name}")
@@ -170,7 +176,7 @@ def get_teacher(name: str, data: ArrayData, mean, std, recipe, augment: AugmentS
     for p in model.parameters():
         p.requires_grad_(False)
     if "test_accuracy" not in info:
-        info["test_accuracy"] = test_accuracy(model, data.x_test, data.y_test, device)
+        info["test_accuracy"] = test_accuracy(model, data, device)
     return model, info
 
 
@@ -180,7 +186,8 @@ def _load_checked(model, state: dict, path: Path, what: str, fix: str) -> None:
 
 
 def _load_user_checkpoint(model, path: Path) -> dict:
-    """A user's teacher: a ``state_dict`` of the suite's model, bare or under ``model`` / ``state_dict``."""
+    """A user's teacher: a ``state_dict`` of the suite's model, bare or under ``model`` / ``state_dict``, or a
+    torchvision ResNet's (``benchmark.models.resnet_imagenet.torchvision_state``: ``fc.*`` -> ``head.*``)."""
     if not path.is_file():
         raise BenchError(f"--teacher-checkpoint {path} does not exist; pass the path of a saved state_dict")
     try:
@@ -193,6 +200,7 @@ def _load_user_checkpoint(model, path: Path) -> dict:
     if not isinstance(obj, dict):
         raise BenchError(f"--teacher-checkpoint {path} holds no state_dict; save one with "
                          f"torch.save(model.state_dict(), FILE)")
+    obj = torchvision_state(obj, model.state_dict()) or obj  # a torchvision checkpoint of the same architecture
     _load_checked(model, obj, path, "--teacher-checkpoint",
                   "pass a checkpoint of the same --teacher architecture and number of classes")
     return {"source": f"user checkpoint {path}", "train_seconds": None}

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from benchmark.dfq_runner import DFQCellRun, make_dfq_cells
-from benchmark.quantization import QuantAct
+from benchmark.models import build_model
+from benchmark.quantization import QuantAct, quantize_model
 from conftest import run_main as in_process
 from test_cli import _one_line_error
 
@@ -61,6 +62,39 @@ def test_warm_up_tracks_ranges_without_training_then_freezes_them(tiny_data, tmp
     assert res["extra"]["calibration"]["images"] == cell.config["quant"]["ep_steps"] * \
         cell.config["quant"]["synthesis_batch"]
     assert res["extra"]["calibrated_top1"] == res["rows"]["gdfq"]["top1"]  # nothing trained after the warm-up
+
+
+def test_ranges_track_in_their_own_epochs_of_a_longer_warm_up(tiny_data, tmp_path, cache, monkeypatch):
+    """GDFQ's ImageNet recipe: 50 warm-up epochs (generator only), ranges tracked in the first 4; here 2 and 1."""
+    from benchmark.cells import Cell
+
+    (cell,) = _cells(tiny_data, ["gdfq"])
+    cfg = cell.config
+    cell = Cell({**cfg, "quant": {**cfg["quant"], "warmup_epochs": 2, "range_epochs": 1}})
+    tracked, opt_steps = [], []
+    orig = QuantAct.forward
+
+    def spy(self, x):
+        tracked.append(self.tracking)
+        return orig(self, x)
+
+    monkeypatch.setattr(QuantAct, "forward", spy)
+    orig_step = torch.optim.Adam.step
+
+    def adam_step(self, *a, **k):  # the generator's optimiser (the student's is SGD)
+        opt_steps.append(1)
+        return orig_step(self, *a, **k)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", adam_step)
+    res = _run(cell, tmp_path, cache, tiny_data).run()
+    q = cell.config["quant"]
+    probe = build_model("resnet20", 10, 3, (0.5,) * 3, (0.5,) * 3)
+    n_acts = sum(isinstance(m, QuantAct) for m in quantize_model(probe, 4, 4, torch.rand(2, 3, 32, 32)).modules())
+    # the first epoch's iterations tracked, in the student and in the 8-bit copy; none after
+    assert sum(tracked) == 2 * n_acts * q["ep_steps"]
+    assert res["extra"]["calibration"]["images"] == 2 * q["ep_steps"] * q["synthesis_batch"]  # both warm-up epochs
+    assert len(opt_steps) == 3 * q["ep_steps"]  # the generator trains in every epoch, warm-up included
+    assert res["timings"]["student_seconds"] > 0  # and the student in the last
 
 
 def test_the_student_is_not_trained_in_the_warm_up_and_the_schedule_counts_it(tiny_data, tmp_path, cache,

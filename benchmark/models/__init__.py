@@ -2,7 +2,7 @@
 and normalisation statistics."""
 from __future__ import annotations
 
-from benchmark.models import lenet, resnet_cifar, wrn
+from benchmark.models import lenet, resnet_cifar, resnet_imagenet, wrn
 from benchmark.models.base import Backbone, Net
 from benchmark.registry import Registry
 
@@ -17,6 +17,8 @@ for _name, _fn, _desc in [
     ("wrn16_2", wrn.wrn16_2, "WRN-16-2, 128-d"),
     ("wrn40_1", wrn.wrn40_1, "WRN-40-1, 64-d"),
     ("wrn40_2", wrn.wrn40_2, "WRN-40-2, 128-d"),
+    ("resnet18_imagenet", resnet_imagenet.resnet18_imagenet,
+     "ImageNet ResNet-18 (torchvision's layout and weights' names), 512-d (data-free quantization, Table 13)"),
     ("lenet5", lenet.lenet5, "LeNet-5 (32x32 grey), 84-d"),
     ("lenet5_half", lenet.lenet5_half, "LeNet-5-half, 42-d"),
 ]:

@@ -16,6 +16,8 @@
   BatchNorm(nc, affine=False).  ``nn.BatchNorm2d(128, 0.8)`` in the official code sets eps, not momentum (a
   PyTorch-GAN quirk), kept.  Like DFAD's its output is in the normalised space and is mapped back with mean / std.
   ``forward(z, labels)``; widths 128 / 64 at the official ``ngf=64``.
+* ``GDFQImageNetGenerator`` -- GDFQ's ImageNet generator (``Generator_imagenet``): the same trunk, the label
+  entering through class-conditional BatchNorms instead of an embedding of ``z``.
 * ``reset_generator`` -- CMI / RGAL's ``reset_model``: conv and linear weights ~ N(0, 0.02), biases 0, BatchNorm
   weights ~ N(1, 0.02), biases 0 (RGAL re-initialises the generator every synthesis round).
 """
@@ -94,6 +96,53 @@ class GDFQGenerator(DFADGenerator):
         return self.decode(self.label_emb(labels) * z.flatten(1))
 
 
+class CategoricalConditionalBatchNorm2d(nn.Module):
+    """BatchNorm without affine parameters, then a per-class scale and shift (GDFQ ``conditional_batchnorm.py``:
+    ``CategoricalConditionalBatchNorm2d``; scales start at 1, shifts at 0)."""
+
+    def __init__(self, n_classes: int, channels: int, eps: float = 1e-5):
+        super().__init__()
+        self.bn = nn.BatchNorm2d(channels, eps, affine=False)
+        self.weight = nn.Embedding(n_classes, channels)
+        self.bias = nn.Embedding(n_classes, channels)
+        nn.init.ones_(self.weight.weight)
+        nn.init.zeros_(self.bias.weight)
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return self.bn(x) * self.weight(labels)[:, :, None, None] + self.bias(labels)[:, :, None, None]
+
+
+class GDFQImageNetGenerator(nn.Module):
+    """GDFQ's ImageNet generator (``main.py``: ``Generator_imagenet``): ``z`` (no label embedding) -> Linear ->
+    (2ngf, s/4, s/4) -> CBN -> interpolate x2 -> Conv3x3 -> CBN(eps 0.8) -> LeakyReLU(0.2) -> interpolate x2 ->
+    Conv3x3 -> CBN(eps 0.8) -> LeakyReLU(0.2) -> Conv3x3 -> Tanh -> BatchNorm(nc, affine=False), the label entering
+    through the class-conditional BatchNorms only; output mapped back to [0, 1]-space as ``GDFQGenerator``'s."""
+
+    conditional = True
+
+    def __init__(self, nz: int = 100, ngf: int = 64, img_size: int = 224, nc: int = 3, mean=(0.5,), std=(0.5,),
+                 n_classes: int = 1000):
+        super().__init__()
+        self.nz, self.init_size = nz, img_size // 4
+        self.l1 = nn.Linear(nz, ngf * 2 * self.init_size ** 2)
+        self.cbn0 = CategoricalConditionalBatchNorm2d(n_classes, ngf * 2)
+        self.conv1, self.cbn1 = nn.Conv2d(ngf * 2, ngf * 2, 3, 1, 1), CategoricalConditionalBatchNorm2d(
+            n_classes, ngf * 2, 0.8)
+        self.conv2, self.cbn2 = nn.Conv2d(ngf * 2, ngf, 3, 1, 1), CategoricalConditionalBatchNorm2d(n_classes, ngf, 0.8)
+        self.out = nn.Sequential(nn.Conv2d(ngf, nc, 3, 1, 1), nn.Tanh(), nn.BatchNorm2d(nc, affine=False))
+        m = torch.as_tensor(mean, dtype=torch.float32).expand(nc).clone()
+        s = torch.as_tensor(std, dtype=torch.float32).expand(nc).clone()
+        self.register_buffer("mean", m.view(1, -1, 1, 1))
+        self.register_buffer("std", s.view(1, -1, 1, 1))
+
+    def forward(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        out = self.l1(z.flatten(1))
+        out = self.cbn0(out.view(out.shape[0], -1, self.init_size, self.init_size), labels)
+        out = F.leaky_relu(self.cbn1(self.conv1(F.interpolate(out, scale_factor=2)), labels), 0.2)
+        out = F.leaky_relu(self.cbn2(self.conv2(F.interpolate(out, scale_factor=2)), labels), 0.2)
+        return self.out(out) * self.std + self.mean
+
+
 @torch.no_grad()
 def reset_generator(gen: nn.Module) -> None:
     for m in gen.modules():
@@ -112,4 +161,4 @@ def _cmi(stage_mult: int):
 
 
 GENERATORS = {"cmi": _cmi(2), "cmi-large": _cmi(4), "dfad": lambda **kw: DFADGenerator(**kw),
-              "gdfq": lambda **kw: GDFQGenerator(**kw)}
+              "gdfq": lambda **kw: GDFQGenerator(**kw), "gdfq-imagenet": lambda **kw: GDFQImageNetGenerator(**kw)}

@@ -56,6 +56,9 @@ class GeneratorParams:
     lr_g: float = hp(1e-3, "generator Adam learning rate", "GDFQ hocon: lr_G 0.001")
     g_betas: tuple[float, float] = hp([0.5, 0.999], "generator Adam betas", "GDFQ hocon: b1 0.5, b2 0.999")
     bns: float = hp(0.1, "weight of the BN-statistics term in the generator loss", "GDFQ trainer.py: 0.1")
+    generator: str = hp("gdfq", "generator architecture: the label embedding times z (CIFAR) or class-conditional "
+                        "BatchNorms (ImageNet)", "GDFQ main.py: Generator / Generator_imagenet",
+                        choices=("gdfq", "gdfq-imagenet"), key_neutral=True)
 
 
 class ConditionalGeneratorStep:
@@ -65,7 +68,7 @@ class ConditionalGeneratorStep:
         ctx = method.ctx
         c, h, _ = ctx.image_shape
         self.m, self.p = method, p
-        self.generator = GENERATORS["gdfq"](nz=int(p["nz"]), ngf=int(p["ngf"]), img_size=h, nc=c, mean=ctx.mean,
+        self.generator = GENERATORS[p["generator"]](nz=int(p["nz"]), ngf=int(p["ngf"]), img_size=h, nc=c, mean=ctx.mean,
                                             std=ctx.std, n_classes=ctx.n_classes).to(ctx.device)
         self.opt = torch.optim.Adam(self.generator.parameters(), lr=p["lr_g"], betas=tuple(p["g_betas"]))
         self.hooks = moment_hooks(ctx.teacher)

@@ -18,6 +18,7 @@ Three stages, as the official pipeline runs them (``data_generate/`` then ``main
 ``intraq+rgal`` (RGAL Sec. 5.2, Table 12-13; ``strategies.dfq.rgal_terms``): the pixel optimisation adds ``adv *
 (-L_adv) + tri_g * L_ntri`` against the quantized student (after its warm-up, ranges frozen), and the student loss
 ``L_tri``.  Because the synthesis then depends on the quantized student, that set is made per cell (not shared).
+``intraq+rgal-g`` is Table 13's middle row (IntraQ + L'_g): the synthesis side only (``rgal_student`` off).
 """
 from __future__ import annotations
 
@@ -177,6 +178,15 @@ class IntraQ(DFQMethod):
         self.synthesis = dict(state["synthesis"])  # ``prepare`` completes or reloads the set
 
 
+@register_dfq_method("intraq+rgal-g", family="intraq", rgal_baseline="intraq",
+                     **{**_INTRAQ, "params": (*_INTRAQ["params"], RGALQuantParams, RGALRelationParams),
+                        "defaults": {**_INTRAQ["defaults"], "rgal_student": False}, "published": "IntraQ+L'_g",
+                        "description": "IntraQ + RGAL's synthesis side only (Table 13's L'_g): -L_adv + L_ntri in "
+                                       "the pixel optimisation, the student's loss IntraQ's"})
+class IntraQRGALSynthesis(IntraQ):
+    rgal = True
+
+
 @register_dfq_method("intraq+rgal", family="intraq", rgal_baseline="intraq",
                      **{**_INTRAQ, "params": (*_INTRAQ["params"], RGALQuantParams, RGALRelationParams),
                         "published": "IntraQ+RGAL",
@@ -184,3 +194,4 @@ class IntraQ(DFQMethod):
                                        "quantized student), L_tri in the student's loss"})
 class IntraQRGAL(IntraQ):
     rgal = True
+
