@@ -124,7 +124,7 @@ def run(args) -> int:
                 other = "dfq" if args.task == "dfkd" else "dfkd"
                 raise BenchError(f"--{flag.replace('_', '-')} belongs to --task {other}; drop it or use --task "
                                  f"{other}")
-        return run_dfkd(args) if args.task == "dfkd" else run_dfq(args)
+        return run_datafree(args, args.task)
     for flag in ("teacher", "student", "teacher_checkpoint", "rgal_variant", "bits"):
         if getattr(args, flag) is not None:
             task = "dfq" if flag == "bits" else "dfkd"
@@ -217,102 +217,75 @@ def _dfkd_settings(args, methods) -> list[str]:
     return settings
 
 
-def run_dfkd(args) -> int:
-    from tqdm.auto import tqdm
-
-    from benchmark.dfkd_methods import DFKD_METHODS
-    from benchmark.dfkd_estimates import throughput_line
-    from benchmark.dfkd_runner import DFKDCellRun, make_dfkd_cells
-    from benchmark.executor import CellJob
-    from benchmark.run_logging import check_loggers
-    from benchmark.provenance import command_line
-    from benchmark.runner import resolve_device
-
-    scenarios = args.scenario or ["mnist"]
-    profile = args.profile or "cpu"
-    methods = args.methods or DEFAULT_DFKD_METHODS
-    settings = _dfkd_settings(args, methods)
-    device = resolve_device(args.device, remote=args.executor in REMOTE)
-    threads = plan_threads(args, device.type)  # before the cells: a CPU cell's key holds its thread count
-    cells = make_dfkd_cells(scenarios=scenarios, methods=methods, seeds=args.seeds, profile=profile,
-                            teacher=args.teacher, student=args.student, epochs=args.epochs,
-                            batch_size=args.batch_size, lr=args.lr, data_root=args.data_root,
-                            device_type=device.type, method_params=parse_settings(settings, methods, DFKD_METHODS),
-                            teacher_checkpoint=args.teacher_checkpoint, precision=args.precision,
-                            deterministic=args.deterministic)
-    precision_note(args, device)
-    out, cache = out_and_cache(args, f"dfkd-{'+'.join(scenarios)}")
-    loggers = check_loggers(args.log)
-    runs = {c.key: DFKDCellRun(c, out, cache, device, args.data_root, not args.no_progress, command_line(),
-                               args.teacher_checkpoint, loggers) for c in cells}
-    jobs = [CellJob(c.config, str(out), str(cache), args.data_root, str(device), command_line(),
-                    not args.no_progress, loggers, args.teacher_checkpoint) for c in cells]
-    if args.dry_run:
+def _datafree_cells(args, task: str, device):
+    """(scenarios, cells, the cell runner class, the task's summary table, its plan printer, cell noun) of a
+    data-free run: distillation (``--task dfkd``) or quantization (``--task dfq``)."""
+    if task == "dfkd":
+        from benchmark.dfkd_methods import DFKD_METHODS
+        from benchmark.dfkd_reports import dfkd_summary_table
+        from benchmark.dfkd_runner import DFKDCellRun, make_dfkd_cells
         from benchmark.dry_run import print_dfkd_plan
 
-        return print_dfkd_plan(args, cells, runs, jobs)
-    start_sweep(args, out, cache, f"{plural(len(cells), 'distillation cell')} -> {out}  (profile {profile}, device "
-                             f"{device}{workers_text(args, threads)})")
-
-    def on_outcome(o):  # each cell's throughput is printed as it finishes: a later failure does not hide it
-        if o.status == "finished":
-            tqdm.write(throughput_line(o.result))
-        report_outcome(o)
-
-    from benchmark.dfkd_reports import dfkd_summary_table
-
-    return execute(args, jobs, threads, out, on_outcome, dfkd_summary_table, load_all_methods, device.type,
-                   _seconds_of(args, cells, runs, "dfkd"))
-
-
-def run_dfq(args) -> int:
-    from tqdm.auto import tqdm
-
+        scenarios, methods = args.scenario or ["mnist"], args.methods or DEFAULT_DFKD_METHODS
+        settings = _dfkd_settings(args, methods)
+        cells = make_dfkd_cells(scenarios=scenarios, methods=methods, seeds=args.seeds, profile=args.profile or "cpu",
+                                teacher=args.teacher, student=args.student, epochs=args.epochs,
+                                batch_size=args.batch_size, lr=args.lr, data_root=args.data_root,
+                                device_type=device.type,
+                                method_params=parse_settings(settings, methods, DFKD_METHODS),
+                                teacher_checkpoint=args.teacher_checkpoint, precision=args.precision,
+                                deterministic=args.deterministic)
+        return scenarios, cells, DFKDCellRun, dfkd_summary_table, print_dfkd_plan, "distillation cell"
     from benchmark.dfq_methods import DFQ_METHODS
-    from benchmark.dfkd_estimates import throughput_line
+    from benchmark.dfq_reports import dfq_summary_table
     from benchmark.dfq_runner import DFQCellRun, make_dfq_cells
-    from benchmark.executor import CellJob
+    from benchmark.dry_run import print_dfq_plan
     from benchmark.quantization import parse_bits
-    from benchmark.run_logging import check_loggers
-    from benchmark.provenance import command_line
-    from benchmark.runner import resolve_device
 
-    scenarios = args.scenario or ["cifar100"]
-    profile = args.profile or "cpu"
-    methods = args.methods or DFQ_METHODS.names()
+    scenarios, methods = args.scenario or ["cifar100"], args.methods or DFQ_METHODS.names()
     bits = list(dict.fromkeys(parse_bits(b) for b in (args.bits or DEFAULT_DFQ_BITS)))
-    device = resolve_device(args.device, remote=args.executor in REMOTE)
-    threads = plan_threads(args, device.type)  # before the cells: a CPU cell's key holds its thread count
-    cells = make_dfq_cells(scenarios=scenarios, methods=methods, seeds=args.seeds, profile=profile, bits=bits,
-                           teacher=args.teacher, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+    cells = make_dfq_cells(scenarios=scenarios, methods=methods, seeds=args.seeds, profile=args.profile or "cpu",
+                           bits=bits, teacher=args.teacher, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                            data_root=args.data_root, device_type=device.type,
                            method_params=parse_settings(args.settings, methods, DFQ_METHODS),
                            teacher_checkpoint=args.teacher_checkpoint, precision=args.precision,
                            deterministic=args.deterministic)
+    return scenarios, cells, DFQCellRun, dfq_summary_table, print_dfq_plan, "quantization cell"
+
+
+def run_datafree(args, task: str) -> int:
+    """A data-free sweep (``--task dfkd`` or ``dfq``): the cells, then a dry run or their execution, each finished
+    cell's throughput printed as it ends (a later failure does not hide it)."""
+    from tqdm.auto import tqdm
+
+    from benchmark.dfkd_estimates import throughput_line
+    from benchmark.executor import CellJob
+    from benchmark.provenance import command_line
+    from benchmark.run_logging import check_loggers
+    from benchmark.runner import resolve_device
+
+    device = resolve_device(args.device, remote=args.executor in REMOTE)
+    threads = plan_threads(args, device.type)  # before the cells: a CPU cell's key holds its thread count
+    scenarios, cells, run_cls, summary_table, print_plan, noun = _datafree_cells(args, task, device)
     precision_note(args, device)
-    out, cache = out_and_cache(args, f"dfq-{'+'.join(scenarios)}")
+    out, cache = out_and_cache(args, f"{task}-{'+'.join(scenarios)}")
     loggers = check_loggers(args.log)
-    runs = {c.key: DFQCellRun(c, out, cache, device, args.data_root, not args.no_progress, command_line(),
-                              args.teacher_checkpoint, loggers) for c in cells}
+    runs = {c.key: run_cls(c, out, cache, device, args.data_root, not args.no_progress, command_line(),
+                           args.teacher_checkpoint, loggers) for c in cells}
     jobs = [CellJob(c.config, str(out), str(cache), args.data_root, str(device), command_line(),
                     not args.no_progress, loggers, args.teacher_checkpoint) for c in cells]
     if args.dry_run:
-        from benchmark.dry_run import print_dfq_plan
-
-        return print_dfq_plan(args, cells, runs, jobs)
-    start_sweep(args, out, cache, f"{plural(len(cells), 'quantization cell')} -> {out}  (profile {profile}, "
-                             f"device {device}{workers_text(args, threads)})")
+        return print_plan(args, cells, runs, jobs)
+    start_sweep(args, out, cache, f"{plural(len(cells), noun)} -> {out}  (profile {args.profile or 'cpu'}, device "
+                             f"{device}{workers_text(args, threads)})")
 
     def on_outcome(o):
         if o.status == "finished":
             tqdm.write(throughput_line(o.result))
         report_outcome(o)
 
-    from benchmark.dfq_reports import dfq_summary_table
-
-    return execute(args, jobs, threads, out, on_outcome, dfq_summary_table, load_all_methods, device.type,
-                   _seconds_of(args, cells, runs, "dfq"))
-
+    return execute(args, jobs, threads, out, on_outcome, summary_table, load_all_methods, device.type,
+                   _seconds_of(args, cells, runs, task))
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -18,7 +18,7 @@ for _name, _fn, _desc in [
     ("wrn40_1", wrn.wrn40_1, "WRN-40-1, 64-d"),
     ("wrn40_2", wrn.wrn40_2, "WRN-40-2, 128-d"),
     ("resnet18_imagenet", resnet_imagenet.resnet18_imagenet,
-     "ImageNet ResNet-18 (torchvision's layout and weights' names), 512-d (data-free quantization, Table 13)"),
+     "ImageNet ResNet-18, torchvision's layout and names, 512-d (data-free quantization, Table 13)"),
     ("lenet5", lenet.lenet5, "LeNet-5 (32x32 grey), 84-d"),
     ("lenet5_half", lenet.lenet5_half, "LeNet-5-half, 42-d"),
 ]:
