@@ -100,6 +100,21 @@ def test_triplet_loss_default_form_and_paper_form_by_hand():
     assert rev == pytest.approx(max(0.0, dan - dap + 0.2), abs=1e-5) and rev == 0.0
 
 
+def test_triplets_with_a_zero_embedding_are_left_out_and_their_gradient_stays_bounded():
+    # a low-bit student's embedding can be all zero (every activation in the zero bin): F.normalize's gradient there
+    # is ~1e12 x the upstream one, which once filled a generator's Adam moments
+    emb = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.1], [0.0, 0.0]], requires_grad=True)
+    a, p, n = torch.tensor([0, 3, 0]), torch.tensor([1, 1, 3]), torch.tensor([2, 2, 1])
+    loss = triplet_loss(emb, a, p, n)
+    assert loss.item() == pytest.approx(triplet_loss(emb.detach(), a[:1], p[:1], n[:1]).item())  # the valid one
+    loss.backward()
+    assert emb.grad.norm() < 10 and torch.equal(emb.grad[3], torch.zeros(2))
+    zero = torch.zeros(4, 2, requires_grad=True)  # all degenerate: no triplet, zero loss and gradient
+    out = reversed_triplet_loss(zero, a, p, n)
+    out.backward()
+    assert out.item() == 0.0 and torch.equal(zero.grad, torch.zeros(4, 2))
+
+
 def test_sampled_triplet_loss_is_zero_without_positives_and_differentiable():
     emb = torch.randn(4, 8, requires_grad=True)
     assert sampled_triplet_loss(emb, torch.tensor([0, 1, 2, 3])).item() == 0.0

@@ -7,6 +7,8 @@
   ``[d(a, n) - d(a, p) + m]_+``, which pushes same-class samples apart and pulls different-class ones together.  It is
   not the negation of L_tri (the released code instead adds the unswapped L_tri on the generator side: see
   ``--rgal-variant released`` in the distillation task).
+* Triplets with a member whose embedding is (near) zero are left out of the normalised losses (``DEGENERATE_NORM``;
+  a suite safeguard for quantized students, not in the released code; no effect on float networks' features).
 * ``sampled_triplet_loss``: draw triplets with a sampler on one tensor (by default the logits, as the released code)
   and apply the loss to another (the embedding).
 """
@@ -18,9 +20,24 @@ import torch.nn.functional as F
 from strategies.rgal.samplers import sample_triplets
 
 
+# an embedding shorter than this has no direction: L2-normalising it multiplies its gradient by up to 1 / 1e-12
+DEGENERATE_NORM = 1e-6
+
+
 def triplet_loss(emb: torch.Tensor, a, p, n, margin: float = 0.2, normalize: bool = True,
                  squared: bool = False) -> torch.Tensor:
     if normalize:
+        # Triplets with a (near-)zero embedding are left out: its direction is undefined, and ``F.normalize``'s
+        # gradient there is ~1e12 x the upstream one.  A float network's pooled ReLU features are never that short,
+        # but a low-bit student's can be all zero (every activation in the quantizer's zero bin, e.g. before its
+        # ranges are calibrated): measured on a W3A3 GDFQ+RGAL cell, the reversed triplet's gradient reached 4e11,
+        # which filled the generator's Adam moments and stopped it learning from its own loss for the whole run.
+        ok = emb.detach().norm(dim=1) > DEGENERATE_NORM
+        keep = ok[a] & ok[p] & ok[n]
+        if not bool(keep.all()):
+            if not bool(keep.any()):
+                return emb.sum() * 0.0
+            a, p, n = a[keep], p[keep], n[keep]
         emb = F.normalize(emb, dim=1)
     if squared:
         dap = (emb[a] - emb[p]).pow(2).sum(1)
