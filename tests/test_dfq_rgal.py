@@ -59,3 +59,27 @@ def test_student_side_is_the_relation_loss_with_the_chosen_labels_and_switches_o
     assert torch.allclose(got, want)
     off, _, _ = _terms(rgal_student=False)
     assert float(off.student(emb, s_logits, t_logits, stored)) == 0.0
+
+
+@pytest.mark.parametrize("rgal_warmup", [True, False])
+def test_gdfq_rgal_warm_up_uses_the_generator_terms_only_when_asked(rgal_warmup, tiny_data, tmp_path, monkeypatch):
+    """``rgal_warmup`` off: the warm-up's generator steps are GDFQ's (no RGAL terms, so the ranges calibrate on GDFQ's
+    images); the training epochs use them either way."""
+    import strategies.dfq.gdfq as gdfq
+    from benchmark.dfq_runner import DFQCellRun, make_dfq_cells
+
+    (cell,) = make_dfq_cells(scenarios=["cifar10"], methods=["gdfq+rgal"], seeds=[0], profile="smoke", bits=[(4, 4)],
+                             data_root=tiny_data, method_params={"gdfq+rgal": {"rgal_warmup": rgal_warmup}})
+    calls, orig = [], gdfq.ConditionalGeneratorStep.step
+
+    def step(self, n, extra=None):
+        calls.append(extra is not None)
+        return orig(self, n, extra)
+
+    monkeypatch.setattr(gdfq.ConditionalGeneratorStep, "step", step)
+    DFQCellRun(cell, tmp_path, tmp_path / "cache", torch.device("cpu"), tiny_data, progress=False).run()
+    q = cell.config["quant"]
+    warm = q["warmup_epochs"] * q["ep_steps"]
+    assert len(calls) == q["epochs"] * q["ep_steps"]
+    assert calls[:warm] == [rgal_warmup] * warm and all(calls[warm:])
+    assert ("rgal_warmup" in cell.config["method_params"]) is (not rgal_warmup)  # key-neutral at its default

@@ -119,6 +119,16 @@ def student_objective(method: DFQMethod, x: torch.Tensor, y: torch.Tensor, t_log
     return loss
 
 
+@dataclass(frozen=True)
+class GDFQRGALParams:
+    """Where GDFQ+RGAL's generator terms act (GDFQ's generator also trains in the warm-up, whose images calibrate
+    the activation ranges; the paper is silent on the warm-up)."""
+
+    rgal_warmup: bool = hp(True, "RGAL's generator terms in the warm-up epochs too (off: the warm-up is GDFQ's, and "
+                           "the ranges calibrate on GDFQ's images)", "suite choice: RGAL Sec. 5.2 is silent",
+                           key_neutral=True)
+
+
 _GDFQ = dict(params=(QuantKDParams, GeneratorParams), published="GDFQ",
              description="GDFQ (Xu et al.): label-conditional generator (CE + BN statistics), quantized student "
                          "with KD + CE on its samples")
@@ -134,14 +144,14 @@ class GDFQ(DFQMethod):
         self.terms = RGALQuantTerms(self) if self.rgal else None
         self.batch = None
 
-    def synthesize(self) -> dict:
-        extra = self.terms.synthesis if self.terms else None
+    def synthesize(self, rgal: bool = True) -> dict:
+        extra = self.terms.synthesis if self.terms and rgal else None
         x, y, t_logits, figures = self.g.step(self.ctx.recipe.synthesis_batch, extra)
         self.batch = (x, y, t_logits)
         return figures
 
     def calibration_images(self) -> torch.Tensor:
-        self.synthesize()  # the generator trains in the warm-up epochs too
+        self.synthesize(rgal=self.p.get("rgal_warmup", False))  # the generator trains in the warm-up epochs too
         return self.batch[0]
 
     def student_loss(self):
@@ -159,7 +169,7 @@ class GDFQ(DFQMethod):
 
 
 @register_dfq_method("gdfq+rgal", family="gdfq", rgal_baseline="gdfq",
-                     **{**_GDFQ, "params": (*_GDFQ["params"], RGALQuantParams, RGALRelationParams),
+                     **{**_GDFQ, "params": (*_GDFQ["params"], RGALQuantParams, GDFQRGALParams, RGALRelationParams),
                         "published": "GDFQ+RGAL",
                         "description": "GDFQ + RGAL: -L_adv + L_ntri in the generator loss, L_tri in the student's"})
 class GDFQRGAL(GDFQ):
