@@ -146,6 +146,11 @@ class DFQCellRun(DFKDCellRun):
         key = DFQ_METHODS.get(self.cfg["method"]).artefact_key(self.cfg)
         return self.cache_dir / "dfq-images" / f"{key}.pt" if key else None
 
+    def own_set_path(self) -> Path:
+        """Where a method whose set no other cell shares (IntraQ+RGAL's) keeps it once made (in the cache, by the cell's
+        key: a results folder does not carry it)."""
+        return self.cache_dir / "dfq-images" / f"cell-{self.cell.key}.pt"
+
     def shared_model_key(self) -> str | None:
         """What this cell makes that others load: its teacher (to train), else its shareable image set (to
         synthesise); None when both exist or the cell is finished (``benchmark.executor.units_of_work``)."""
@@ -210,7 +215,7 @@ class DFQCellRun(DFKDCellRun):
         params = full_params(cfg["method"], cfg["method_params"], DFQ_METHODS)
         ctx = DFQContext(teacher, student, params, recipe, data.n_classes, data.image_shape, spec.mean,
                          spec.std, aug, dev, gen, None, self.cell.key, weight_bits=b["weights"],
-                         act_bits=b["activations"], artefact_path=self.artefact_path())
+                         act_bits=b["activations"], artefact_path=self.artefact_path() or self.own_set_path())
         return student, bound, method_cls(ctx), gen
 
     def _quantize(self, loop: "QuantLoop", data, recipe: QuantRecipe, t_info: dict) -> dict:

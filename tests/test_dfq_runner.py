@@ -116,14 +116,14 @@ def test_the_student_is_not_trained_in_the_warm_up_and_the_schedule_counts_it(ti
     assert seen == [lr] * q["ep_steps"] + [pytest.approx(lr * q["gamma"])] * q["ep_steps"]
 
 
-@pytest.mark.parametrize("method", ["gdfq+rgal", "intraq"])
+@pytest.mark.parametrize("method", ["gdfq+rgal", "intraq", "intraq+rgal"])
 def test_interrupted_run_resumes_to_the_same_numbers(method, tiny_data, tmp_path, cache, monkeypatch):
     (cell,) = _cells(tiny_data, [method])
     ref = _run(cell, tmp_path / "a", cache / "a", tiny_data).run()
     import importlib
 
     mod = importlib.import_module("strategies.dfq." + method.split("+")[0])
-    cls = getattr(mod, {"gdfq+rgal": "GDFQ", "intraq": "IntraQ"}[method])
+    cls = getattr(mod, {"gdfq+rgal": "GDFQ", "intraq": "IntraQ", "intraq+rgal": "IntraQ"}[method])
     orig, calls = cls.student_loss, []
 
     def flaky(self):
@@ -138,12 +138,17 @@ def test_interrupted_run_resumes_to_the_same_numbers(method, tiny_data, tmp_path
     with pytest.raises(KeyboardInterrupt):
         run.run()
     assert run.status() == "partial"
+    if method.startswith("intraq"):  # the set lives in its file, not in the checkpoints (nor the warm-up generator)
+        state = torch.load(run.ckpt_path, weights_only=False)["method"]
+        assert state["made"] == [] and state["g"] is None
     monkeypatch.setattr(cls, "student_loss", orig)
     res = _run(cell, tmp_path / "b", cache / "b", tiny_data).run()
     for k in ("top1", "best_top1"):
         assert res["rows"][method][k] == ref["rows"][method][k]
     assert [c["top1"] for c in res["rows"][method]["curve"]] == [c["top1"] for c in ref["rows"][method]["curve"]]
     assert res["extra"]["calibrated_top1"] == ref["extra"]["calibrated_top1"]
+    if method.startswith("intraq"):  # the resumed cell made its set (not "cache ...")
+        assert [res["extra"]["synthesis"][k] for k in ("source", "images")] == ["made", 32]
 
 
 def test_intraq_images_are_made_once_and_shared_by_the_other_bit_width(tiny_data, tmp_path, cache):

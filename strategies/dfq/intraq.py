@@ -32,6 +32,7 @@ from benchmark import store
 from benchmark.augment import random_flip, random_resized_crop
 from benchmark.cells import stable_hash
 from benchmark.dfq_methods import DFQMethod, register_dfq_method
+from benchmark.errors import BenchError
 from benchmark.hparams import hp
 from strategies.dfq.gdfq import ConditionalGeneratorStep, GeneratorParams, QuantKDParams, student_objective
 from strategies.dfq.intraq_synthesis import ClassCentres, synthesize_batch
@@ -98,7 +99,8 @@ class IntraQ(DFQMethod):
                             "synthesis": {k: p[k] for k in _SYNTHESIS_KEYS}, "seed": cfg["seed"],
                             "device_type": cfg["device_type"], "torch_threads": cfg.get("torch_threads"),
                             "precision": cfg["quant"].get("precision", "fp32"),
-                            "deterministic": cfg.get("deterministic", False)})
+                            "deterministic": cfg.get("deterministic", False),
+                            **({"image_size": cfg["image_size"]} if cfg.get("image_size") else {})})
 
     # -- warm-up: ranges from a batch-16 GDFQ generator ----------------------------------------------------------
     def calibration_images(self) -> torch.Tensor:
@@ -106,15 +108,22 @@ class IntraQ(DFQMethod):
 
     # -- the fixed set -------------------------------------------------------------------------------------------
     def prepare(self, save) -> dict:
-        """The set: already here (a resumed cell), from the cache, or made (resuming a partial synthesis)."""
+        """The set: already here, from its file (the cache shared across bit-widths, or this cell's own set, which a
+        resumed cell reloads), or made (resuming a partial synthesis).  Once made, the set lives in its file only:
+        the cell's checkpoints do not carry it (5,120 ImageNet images are 3 GB), nor the warm-up generator."""
         if self.images is not None:
             return self.synthesis
         path = self.ctx.artefact_path
         if path is not None and path.is_file():
             ck = store.load_torch(path, path.stem, "IntraQ image set")
             self.images, self.labels = ck["images"], ck["labels"]
-            self.synthesis = {**ck["synthesis"], "source": f"cache {path.name}"}
+            # this cell's own set (a resumed cell that made it) keeps its source; another cell's is the cache's
+            own = bool(self.synthesis.get("images"))
+            self.synthesis = {**ck["synthesis"], "source": self.synthesis["source"] if own else f"cache {path.name}"}
             return self.synthesis
+        if self.synthesis.get("images"):  # made and saved by an earlier run of this cell, and the file is gone
+            raise BenchError(f"IntraQ's image set {path} is gone, and this cell has trained on it; delete the cell's "
+                             f"checkpoint.pt to run it again from the start")
         p = self.p
         n, b = int(p["n_images"]), int(p["synth_batch"])
         extra = self.terms.synthesis if self.terms else None
@@ -138,6 +147,7 @@ class IntraQ(DFQMethod):
         if path is not None:
             store.save_torch(path, {"key": path.stem, "images": self.images, "labels": self.labels,
                                     "synthesis": self.synthesis})
+            self.made = []
         return self.synthesis
 
     # -- training --------------------------------------------------------------------------------------------------
@@ -166,12 +176,14 @@ class IntraQ(DFQMethod):
         return {"synthesis": self.synthesis}
 
     def state_dict(self) -> dict:
-        return {"g": self.g.state_dict(), "centres": self.centres.state_dict(), "made": self.made,
+        return {"g": self.g.state_dict() if self.images is None else None,  # the warm-up is over once the set exists
+                "centres": self.centres.state_dict(), "made": self.made,
                 "synth_gen": self.synth_gen.get_state(), "perm": self.perm, "cursor": self.cursor,
                 "synthesis": self.synthesis}
 
     def load_state_dict(self, state: dict) -> None:
-        self.g.load_state_dict(state["g"])
+        if state["g"] is not None:
+            self.g.load_state_dict(state["g"])
         self.centres.load_state_dict(state["centres"])
         self.made, self.perm, self.cursor = list(state["made"]), state["perm"], state["cursor"]
         self.synth_gen.set_state(state["synth_gen"])
@@ -194,4 +206,3 @@ class IntraQRGALSynthesis(IntraQ):
                                        "quantized student), L_tri in the student's loss"})
 class IntraQRGAL(IntraQ):
     rgal = True
-
