@@ -21,6 +21,9 @@ DEFAULT_METHODS = ["finetune", "lwf", "lwf-mc", "icarl", "pass", "pass+rgal"]
 DEFAULT_DFKD_METHODS = ["teacher", "kd-real", "dafl", "zskt", "dfq", "dfad", "dfad+ar+vi", "deepinversion", "cmi",
                         "rgal"]
 DEFAULT_DFQ_BITS = ["4", "3"]  # RGAL paper Table 12
+# the methods of the paper's tables: Table 12 (CIFAR-100) and Table 13 (ImageNet: IntraQ, + L'_g, + L'_g + L'_s)
+DEFAULT_DFQ_METHODS = ["teacher", "gdfq", "gdfq+rgal", "intraq", "intraq+rgal"]
+DEFAULT_DFQ_IMAGENET_METHODS = ["teacher", "intraq", "intraq+rgal-g", "intraq+rgal"]
 
 
 def load_all_methods() -> None:
@@ -242,7 +245,8 @@ def _datafree_cells(args, task: str, device):
     from benchmark.dry_run import print_dfq_plan
     from benchmark.quantization import parse_bits
 
-    scenarios, methods = args.scenario or ["cifar100"], args.methods or DFQ_METHODS.names()
+    scenarios = args.scenario or ["cifar100"]
+    methods = args.methods or (DEFAULT_DFQ_IMAGENET_METHODS if set(scenarios) == {"imagenet"} else DEFAULT_DFQ_METHODS)
     bits = list(dict.fromkeys(parse_bits(b) for b in (args.bits or DEFAULT_DFQ_BITS)))
     cells = make_dfq_cells(scenarios=scenarios, methods=methods, seeds=args.seeds, profile=args.profile or "cpu",
                            bits=bits, teacher=args.teacher, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
@@ -286,6 +290,7 @@ def run_datafree(args, task: str) -> int:
 
     return execute(args, jobs, threads, out, on_outcome, summary_table, load_all_methods, device.type,
                    _seconds_of(args, cells, runs, task))
+
 
 if __name__ == "__main__":
     sys.exit(main())

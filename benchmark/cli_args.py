@@ -104,7 +104,8 @@ def _cells_args(p, default_methods: list[str], default_dfkd_methods: list[str]) 
                    help="incremental phases after phase 0 (5 10 20; default 10; 0: phase 0 alone)")
     p.add_argument("--methods", "--strategies", nargs="+", default=None, dest="methods",
                    help=f"methods (see --list); default {' '.join(default_methods)}, with --task dfkd "
-                        f"{' '.join(default_dfkd_methods)}, with --task dfq all of its methods")
+                        f"{' '.join(default_dfkd_methods)}, with --task dfq Table 12's (teacher gdfq gdfq+rgal "
+                        f"intraq intraq+rgal; on imagenet Table 13's: teacher intraq intraq+rgal-g intraq+rgal)")
     p.add_argument("--seeds", nargs="+", type=_count(0), default=[0], help="training seeds (default 0)")
     p.add_argument("--profile", default=None, help="paper | cpu | mini | smoke (default: mini for cifar100-mini, "
                                                    "else cpu)")

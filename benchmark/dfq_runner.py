@@ -7,9 +7,11 @@ cell's ``teacher.pt``, ``--teacher-checkpoint``, else trained) -> the student, a
 (``benchmark.distill_loop``): in the first ``warmup_epochs`` an iteration passes the method's
 ``calibration_images()`` through the student with its activation ranges tracking (and through an 8-bit copy of
 the teacher, the cell's "8-bit bound"), with no student update; the ranges are frozen after every epoch (official
-``freeze_model``) and track again at the start of a warm-up epoch (``unfreeze_model``).  When the warm-up ends, the
-calibrated student and the 8-bit copy are evaluated once (``calibrated_top1``: the quantized teacher before any
-fine-tuning; ``w8a8_top1``) and the method's ``prepare`` runs (IntraQ's image set).  Then every iteration is
+``freeze_model``) and track again at the start of the next warm-up epoch (``unfreeze_model``) up to
+``range_epochs`` (GDFQ's ImageNet recipe: 4 of its 50; then the warm-up trains only the generator).  When the
+warm-up ends, the calibrated student and the 8-bit copy are evaluated once (``calibrated_top1``: the quantized
+teacher before any fine-tuning; ``w8a8_top1``) and the method's ``prepare`` runs (IntraQ's image set).  Then every
+iteration is
 ``synthesize()`` + one student step, SGD with Nesterov momentum, the learning rate multiplied by ``gamma`` at the
 ``milestones`` epochs (the warm-up counted, as the official ``LRPolicy``).  The student is evaluated on the real
 test set every ``eval_every`` epochs; ``top1`` is the last epoch's, ``best_top1`` the best over the epochs (what the
@@ -266,13 +268,15 @@ class QuantLoop(DistillLoop):
         if not self.warming_up:
             return super().play_round(rounds)
         t0 = time.time()
+        tracking = self.st["epoch"] < self.recipe.tracking_epochs
         with autocast(self.recipe.precision, self.dev.type):
-            x = self.method.calibration_images()
-            with torch.no_grad():
-                self.student(x)
-                self.bound(x)
+            x = self.method.calibration_images()  # GDFQ's generator trains through the whole warm-up
+            if tracking:  # after the range epochs the forwards would change nothing
+                with torch.no_grad():
+                    self.student(x)
+                    self.bound(x)
         self.st["calib_seconds"] += time.time() - t0
-        self.st["calib_images"] += len(x)
+        self.st["calib_images"] += len(x) if tracking else 0
         self.round_done(rounds)
 
     def end_epoch(self, data) -> float | None:

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 from torchvision.models import resnet as tv_resnet
 
+from benchmark.errors import BenchError
 from benchmark.models.base import Backbone
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -39,7 +40,8 @@ class ImageNetResNet(Backbone):
     def __init__(self, layers, in_channels=3, mean=IMAGENET_MEAN, std=IMAGENET_STD):
         super().__init__(mean, std)
         if in_channels != 3:
-            raise ValueError("the ImageNet ResNet takes RGB images")
+            raise BenchError(f"resnet18_imagenet takes RGB images and the data has {in_channels} channel(s); choose "
+                             f"a model for it (e.g. lenet5 for MNIST)")
         tv = tv_resnet.ResNet(BasicBlock, layers)  # torchvision's initialisation
         self.conv1, self.bn1, self.relu, self.maxpool = tv.conv1, tv.bn1, tv.relu, tv.maxpool
         self.layer1, self.layer2, self.layer3, self.layer4 = tv.layer1, tv.layer2, tv.layer3, tv.layer4

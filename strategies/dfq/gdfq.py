@@ -68,8 +68,8 @@ class ConditionalGeneratorStep:
         ctx = method.ctx
         c, h, _ = ctx.image_shape
         self.m, self.p = method, p
-        self.generator = GENERATORS[p["generator"]](nz=int(p["nz"]), ngf=int(p["ngf"]), img_size=h, nc=c, mean=ctx.mean,
-                                            std=ctx.std, n_classes=ctx.n_classes).to(ctx.device)
+        self.generator = GENERATORS[p["generator"]](nz=int(p["nz"]), ngf=int(p["ngf"]), img_size=h, nc=c,
+                                                    mean=ctx.mean, std=ctx.std, n_classes=ctx.n_classes).to(ctx.device)
         self.opt = torch.optim.Adam(self.generator.parameters(), lr=p["lr_g"], betas=tuple(p["g_betas"]))
         self.hooks = moment_hooks(ctx.teacher)
 
