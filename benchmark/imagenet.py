@@ -45,7 +45,7 @@ class ImageFolderTestSet:
     samples: list[tuple[str, int]]
     image_size: int
     sha256: str
-    workers: int = field(default_factory=lambda: min(4, os.cpu_count() or 1))
+    workers: int = field(default_factory=lambda: min(4, torch.get_num_threads()))  # decoding processes
     max_batch: int = 128  # ResNet-18's activations at 224 pixels: ~3 MB an image in its first stage
 
     @property
@@ -82,7 +82,12 @@ class ImageFolderTestSet:
         if ds.classes != self.classes:
             raise BenchError(f"{self.root} changed since the cell was planned; re-run the command")
         loader = torch.utils.data.DataLoader(ds, batch_size=min(batch_size, self.max_batch), num_workers=self.workers)
-        yield from loader
+        try:
+            yield from loader
+        except (OSError, RuntimeError) as e:  # a damaged JPEG, or a worker killed (Docker's 64 MB /dev/shm)
+            why = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+            raise BenchError(f"reading {self.root} failed ({why}); re-extract the damaged file, or give the "
+                             f"container more shared memory (docker --shm-size 1g)") from None
 
 
 def _fingerprint(root: Path, classes: list[str], samples: list[tuple[str, int]]) -> str:

@@ -76,6 +76,15 @@ def test_streamed_evaluation_matches_torchvision_with_a_torchvision_checkpoint(i
     assert top1_of(net, data, "cpu") == pytest.approx(2 / 6)  # class 1's two images
 
 
+def test_a_damaged_image_is_a_one_line_error_at_evaluation(tmp_path):
+    root = _layout(tmp_path, images=((0, 1),))
+    (root / "imagenet" / "val" / "n00000001" / "ILSVRC2012_val_bad.JPEG").write_bytes(b"not a jpeg")
+    data = read_imagenet_val(str(root))
+    net = build_model("resnet18_imagenet", 1000, 3, IMAGENET_MEAN, IMAGENET_STD)
+    with pytest.raises(BenchError, match="reading .*imagenet/val failed"):
+        top1_of(net, data, "cpu")
+
+
 def test_imagenet_generator_conditions_through_its_batchnorms():
     torch.manual_seed(0)
     g = GENERATORS["gdfq-imagenet"](nz=16, ngf=4, img_size=32, nc=3, mean=IMAGENET_MEAN, std=IMAGENET_STD,
