@@ -137,7 +137,7 @@ class DFKDCellRun(CellFolder):
         """Where this cell's teacher comes from now (``benchmark.teachers.teacher_source``)."""
         if self.teacher_checkpoint:  # first, and without a cache path (an ImageNet teacher has no recipe)
             return "checkpoint", Path(self.teacher_checkpoint)
-        return teacher_source(self.teacher_checkpoint, self.teacher_cache_path(), self.carried_teachers)
+        return teacher_source(None, self.teacher_cache_path(), self.carried_teachers)
 
     def shared_model_key(self) -> str | None:
         """The teacher this cell would train for the others (``benchmark.executor.units_of_work``), if any."""

@@ -28,10 +28,10 @@ def triplet_loss(emb: torch.Tensor, a, p, n, margin: float = 0.2, normalize: boo
                  squared: bool = False) -> torch.Tensor:
     if normalize:
         # Triplets with a (near-)zero embedding are left out: its direction is undefined, and ``F.normalize``'s
-        # gradient there is ~1e12 x the upstream one.  A float network's pooled ReLU features are never that short,
-        # but a low-bit student's can be all zero (every activation in the quantizer's zero bin, e.g. before its
-        # ranges are calibrated): measured on a W3A3 GDFQ+RGAL cell, the reversed triplet's gradient reached 4e11,
-        # which filled the generator's Adam moments and stopped it learning from its own loss for the whole run.
+        # gradient there is ~1e12 x the upstream one.  A float network's pooled ReLU features are never that short;
+        # a low-bit student's can be all zero (every activation in the quantizer's zero bin, e.g. before its ranges
+        # are calibrated), and such gradients would swamp an Adam optimiser's moments (results/README.md,
+        # "unbounded triplet").
         ok = emb.detach().norm(dim=1) > DEGENERATE_NORM
         keep = ok[a] & ok[p] & ok[n]
         if not bool(keep.all()):
