@@ -1,7 +1,7 @@
 """The loop of a distillation cell (CMI's ``datafree_kd.py``, as every data-free method of the suite runs): epochs
 of rounds, each round ``synthesize()`` then ``kd_steps`` student steps (DFAD's official order, student steps first,
 for a method with ``student_first``), under the recipe's autocast, with timings, checkpoints, evaluation and the
-experiment logs.  ``benchmark.dfkd_runner.DFKDCellRun`` builds what it needs and drives it.
+experiment logs (with ``--log``, the student's loss terms and gradient norm as epoch means).  ``benchmark.dfkd_runner.DFKDCellRun`` builds what it needs and drives it.
 """
 from __future__ import annotations
 
@@ -45,10 +45,11 @@ class DistillLoop:
                 loss, n = self.method.student_loss()
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
+            if self.logger:  # the gradient's size shows a diverging student before its loss does
+                _book(self.figures, {"loss": loss, **self.method.student_terms,
+                                     "grad_norm": _grad_norm(self.opt)}, "student")
             self.opt.step()
             self.st["student_images"] += n
-            if self.logger:
-                _book(self.figures, {"loss": loss, **self.method.student_terms}, "student")
         self.st["student_seconds"] += time.time() - t0
         return loss
 
@@ -108,6 +109,13 @@ def _book(rec: LossTermRecorder, figures: dict, prefix: str) -> None:
     for k, v in figures.items():
         if (torch.is_tensor(v) and v.numel() == 1) or (isinstance(v, (int, float)) and not isinstance(v, bool)):
             rec.add(f"{prefix}/{k}", v)
+
+
+def _grad_norm(opt: torch.optim.Optimizer) -> torch.Tensor:
+    """The L2 norm of every gradient the optimiser is about to apply (before weight decay and momentum)."""
+    norms = [torch.linalg.vector_norm(p.grad.detach().float()) for g in opt.param_groups for p in g["params"]
+             if p.grad is not None]
+    return torch.linalg.vector_norm(torch.stack(norms)) if norms else torch.zeros(())
 
 
 def _rates(st: dict) -> dict:

@@ -223,3 +223,5 @@ def test_distillation_cell_logs_synthesis_student_and_accuracy(tmp_path):
             "throughput/synthesis_images_per_s", "throughput/student_images_per_s", "eval/top1"} <= names, names
     top1 = {int(r["step"]): float(r["value"]) for r in rows if r["name"] == "eval/top1"}
     assert top1 == {c["epoch"]: pytest.approx(100 * c["top1"]) for c in res["rows"]["rgal"]["curve"]}
+    grad = [float(r["value"]) for r in rows if r["name"] == "student/grad_norm"]
+    assert len(grad) == len(top1) and all(0 < g < float("inf") for g in grad)  # one epoch mean per epoch
