@@ -110,7 +110,8 @@ def test_smoke_run_from_the_command_line_to_table13(imagenet, tmp_path):
     cell = results["imagenet-intraq+rgal-g-w4a4"]["cell"]
     assert cell["image_size"] == 32 and cell["teacher_recipe"] is None and cell["teacher_key"] is None
     params = results["imagenet-intraq+rgal-g-w4a4"]["cell"]["method_params"]
-    assert params["rgal_student"] is False and params["generator"] == "gdfq-imagenet" and params["target_low"] == 1.0
+    assert params["generator"] == "gdfq-imagenet" and params["target_low"] == 1.0 and params["rgal_synthesis"]
+    assert not {"rgal_student", "tri_s", "s_sampler", "s_labels"} & set(params)  # L'_g only: no student-side key
     table = (out / "report" / "dfq_tables.md").read_text()
     row = next(line for line in table.splitlines() if "'W4A4', 'intraq+rgal-g'" in line)
     assert "66.84" in row  # Table 13: IntraQ + L'_g, W4A4

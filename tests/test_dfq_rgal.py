@@ -83,3 +83,25 @@ def test_gdfq_rgal_warm_up_uses_the_generator_terms_only_when_asked(rgal_warmup,
     assert len(calls) == q["epochs"] * q["ep_steps"]
     assert calls[:warm] == [rgal_warmup] * warm and all(calls[warm:])
     assert ("rgal_warmup" in cell.config["method_params"]) is (not rgal_warmup)  # key-neutral at its default
+
+
+def test_synthesis_only_variant_has_no_student_side_parameters():
+    """``intraq+rgal-g`` (Table 13's L'_g) declares none of L_tri's settings: setting one is a one-line error, and its
+    student loss is IntraQ's."""
+    from benchmark.dfq_methods import DFQ_METHODS
+    from benchmark.errors import BenchError
+    from benchmark.hparams import parse_settings
+
+    import run_benchmark
+    run_benchmark.load_all_methods()
+    params = DFQ_METHODS.entry("intraq+rgal-g").extra["params"]
+    assert "rgal_synthesis" in params and "tri_g" in params
+    assert not {"rgal_student", "triplet_weight", "triplet_sampler", "s_labels"} & set(params)
+    assert {"rgal_student", "triplet_weight"} <= set(DFQ_METHODS.entry("intraq+rgal").extra["params"])
+    with pytest.raises(BenchError, match="triplet_weight"):
+        parse_settings(["intraq+rgal-g.triplet_weight=0.2"], ["intraq+rgal-g"], DFQ_METHODS)
+    terms, teacher, student = _terms()
+    terms.p = {k: v for k, v in terms.p.items() if k in params}
+    x = torch.rand(8, 3, 32, 32)
+    emb = student.backbone(x)
+    assert float(terms.student(emb, student.head(emb), teacher(x), torch.zeros(8, dtype=torch.long))) == 0.0

@@ -190,9 +190,11 @@ class IntraQ(DFQMethod):
         self.synthesis = dict(state["synthesis"])  # ``prepare`` completes or reloads the set
 
 
+# the student side's switch and its L_tri-only settings are not parameters of this method (no dead flags)
 @register_dfq_method("intraq+rgal-g", family="intraq", rgal_baseline="intraq",
+                     exclude=("rgal_student", "triplet_weight", "triplet_sampler", "s_labels"),
                      **{**_INTRAQ, "params": (*_INTRAQ["params"], RGALQuantParams, RGALRelationParams),
-                        "defaults": {**_INTRAQ["defaults"], "rgal_student": False}, "published": "IntraQ+L'_g",
+                        "published": "IntraQ+L'_g",
                         "description": "IntraQ + RGAL's synthesis side only (Table 13's L'_g): -L_adv + L_ntri in "
                                        "the pixel optimisation, the student's loss IntraQ's"})
 class IntraQRGALSynthesis(IntraQ):

@@ -59,8 +59,9 @@ class RGALQuantTerms:
         return self.p["adv"] * adv + self.p["tri_g"] * ntri, {"adv": adv.item(), "ntri": ntri.item()}
 
     def student(self, s_emb, s_logits, t_logits, labels) -> torch.Tensor:
-        """``triplet_weight * L_tri`` of a student batch (0 when ``rgal_student`` is off)."""
-        if not self.p["rgal_student"]:
+        """``triplet_weight * L_tri`` of a student batch (0 when ``rgal_student`` is off, or when the method has no
+        student side at all: ``intraq+rgal-g`` declares none of its parameters)."""
+        if not self.p.get("rgal_student", False):
             return s_logits.sum() * 0.0
         y = t_logits.argmax(1) if self.p["s_labels"] == "teacher" else labels
         return student_relation_loss(self.p, s_emb, y, s_logits, self.m.gen)
