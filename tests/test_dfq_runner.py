@@ -210,6 +210,12 @@ def test_table12_and_paired_gain_from_results():
     # per seed: +3 and +1 points -> mean 2, std sqrt(2); published 47.53 - 43.87
     assert g.loc[("CIFAR-100", "W3A3", "gdfq+rgal"), "gain (points)"].startswith("2.00 ± 1.41")
     assert g.loc[("CIFAR-100", "W3A3", "gdfq+rgal"), "published gain"] == 3.66
+    assert t.loc[("CIFAR-100", "W3A3", "gdfq"), "collapsed"] == 0
+    diverged = res("gdfq", 3, 2, 0.008)
+    diverged["rows"]["gdfq"]["best_top1"] = 0.3864  # the IntraQ+RGAL W3A3 cell at lr 1e-4: 38.64 % -> 0.81 %
+    t = table12(dfq_frame(rs + [diverged, res("gdfq", 3, 3, 0.20)]))  # 20 % of a 21 % best: not a collapse
+    assert t.loc[("CIFAR-100", "W3A3", "gdfq"), "collapsed"] == 1
+    assert t.loc[("CIFAR-100", "W3A3", "gdfq+rgal"), "collapsed"] == 0
 
 
 @pytest.mark.parametrize("args,words", [
