@@ -111,7 +111,8 @@ _CIFAR_T = TeacherRecipe(200, 0.1, 128, 5e-4)
 # the last 4 epochs.  Not the official decays at the same fractions of the schedule: the cpu cell has 1.3 % of
 # GDFQ's student steps, and with decays at epochs 8 / 14 / 20 the W3A3 GDFQ student rose from 10.1 % to 22.9 % in its
 # 200 steps at 1e-4 and then stalled (22.9-23.1 % for the remaining 800 steps at 1e-5 and below; the probe cell in
-# results/README.md, "dfq-cifar100-cpu-probe").  IntraQ synthesises 512 images (4 batches of 128, 200 steps each, ~10 min).
+# results/README.md, "dfq-cifar100-cpu-probe").  IntraQ synthesises 512 images (4 batches of 128, 200 steps each,
+# ~10 min).
 # IntraQ's student at a quarter of the official rate (2.5e-5): at 1e-4 its training loss does not fall (median ~8 a
 # step for 300 steps, gradient norm ~150, almost all of it the KD term's alpha T^2 = 8,000) and then the W4A4 student
 # diverges (top-1 49.6 % after 200 steps, 1.3 % after 400, NaN after 550; the same at the official batch 256, and the

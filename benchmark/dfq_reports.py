@@ -205,10 +205,10 @@ def write_dfq_reports(results: list[dict], rep: Path) -> list[Path]:
     md = ["# Data-free quantization", "",
           "## Table 12 / 13 layout: top-1 (%) of the quantized student on the real test set", "",
           "measured = after the last epoch, mean ± std over seeds (n); published = RGAL paper Table 12 (CIFAR-100) or "
-          "13 (ImageNet) (the official "
-          "logs' best epoch); best epoch = the highest evaluation of each cell (a test-set selection, as published); "
-          "before fine-tuning = the quantized teacher with calibrated ranges; collapsed = cells whose last evaluation is "
-          "below half their best (a diverged student, counted in the mean).", "", t12.fillna("-").to_markdown(), ""]
+          "13 (ImageNet) (the official logs' best epoch); best epoch = the highest evaluation of each cell (a test-set "
+          "selection, as published); before fine-tuning = the quantized teacher with calibrated ranges; collapsed = "
+          "cells whose last evaluation is below half their best (a diverged student, counted in the mean).", "",
+          t12.fillna("-").to_markdown(), ""]
     gains = rgal_gain_table(df)
     if gains is not None:
         gains.to_csv(rep / "dfq_rgal_gain.csv")

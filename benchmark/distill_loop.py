@@ -1,7 +1,8 @@
 """The loop of a distillation cell (CMI's ``datafree_kd.py``, as every data-free method of the suite runs): epochs
 of rounds, each round ``synthesize()`` then ``kd_steps`` student steps (DFAD's official order, student steps first,
 for a method with ``student_first``), under the recipe's autocast, with timings, checkpoints, evaluation and the
-experiment logs (with ``--log``, the student's loss terms and gradient norm as epoch means).  ``benchmark.dfkd_runner.DFKDCellRun`` builds what it needs and drives it.
+experiment logs (with ``--log``, the student's loss terms and gradient norm as epoch means).
+``benchmark.dfkd_runner.DFKDCellRun`` builds what it needs and drives it.
 """
 from __future__ import annotations
 

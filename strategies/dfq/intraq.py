@@ -2,9 +2,10 @@
 
 Three stages, as the official pipeline runs them (``data_generate/`` then ``main_direct.py`` / ``trainer_direct.py``):
 
-1. warm-up epochs (``calibration_images``): a GDFQ generator at batch 16 (``strategies.dfq.gdfq.ConditionalGeneratorStep``,
-   CE + 0.1 BNS) feeds the quantized student, whose activation ranges track; the student is not trained.  The
-   official trainer does this with a fresh GDFQ generator, not with IntraQ's images.
+1. warm-up epochs (``calibration_images``): a GDFQ generator at batch 16
+   (``strategies.dfq.gdfq.ConditionalGeneratorStep``, CE + 0.1 BNS) feeds the quantized student, whose activation
+   ranges track; the student is not trained.  The official trainer does this with a fresh GDFQ generator, not with
+   IntraQ's images.
 2. ``prepare``: the fixed synthetic set (``strategies.dfq.intraq_synthesis.synthesize_batch``: BN statistics + soft
    inception loss + marginal distance constraint + local object reinforcement), ``n_images`` images in batches of
    ``synth_batch``, each optimised ``synth_steps`` Adam steps, labels uniform at random; the class centres of each
