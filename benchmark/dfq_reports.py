@@ -147,6 +147,9 @@ def table12(df: pd.DataFrame) -> pd.DataFrame:
                              "before fine-tuning": _fmt_series(sm["calibrated_top1"].dropna()),
                              "collapsed": int(collapsed(sm).sum()), "profile": prof})
     out = pd.DataFrame(rows).set_index(["dataset", "bits", "method"])
+    if "collapsed" in out.columns:  # counts; the reference rows have none
+        out["collapsed"] = pd.Series([None if pd.isna(v) else int(v) for v in out["collapsed"]], index=out.index,
+                                     dtype=object)
     cols = ["measured", "published", "best epoch", "before fine-tuning", "collapsed", "seeds", "profile"]
     return out[[c for c in cols if c in out.columns]]
 
@@ -207,7 +210,8 @@ def write_dfq_reports(results: list[dict], rep: Path) -> list[Path]:
           "measured = after the last epoch, mean ± std over seeds (n); published = RGAL paper Table 12 (CIFAR-100) or "
           "13 (ImageNet) (the official logs' best epoch); best epoch = the highest evaluation of each cell (a test-set "
           "selection, as published); before fine-tuning = the quantized teacher with calibrated ranges; collapsed = "
-          "cells whose last evaluation is below half their best (a diverged student, counted in the mean).", "",
+          "cells whose last evaluation is below half their best (a diverged student, counted in the mean; a run stopped "
+          "by a non-finite loss has no result and is not in the table).", "",
           t12.fillna("-").to_markdown(), ""]
     gains = rgal_gain_table(df)
     if gains is not None:

@@ -100,8 +100,12 @@ def test_synthesis_only_variant_has_no_student_side_parameters():
     assert {"rgal_student", "triplet_weight"} <= set(DFQ_METHODS.entry("intraq+rgal").extra["params"])
     with pytest.raises(BenchError, match="triplet_weight"):
         parse_settings(["intraq+rgal-g.triplet_weight=0.2"], ["intraq+rgal-g"], DFQ_METHODS)
-    terms, teacher, student = _terms()
-    terms.p = {k: v for k, v in terms.p.items() if k in params}
+    from strategies.dfq.intraq import IntraQ, IntraQRGALSynthesis
+
+    assert IntraQRGALSynthesis.student_side is False and IntraQ.student_side is True
+    full, teacher, student = _terms()
+    terms = RGALQuantTerms(types.SimpleNamespace(student=student, p={k: v for k, v in full.p.items() if k in params},
+                                                 gen=full.m.gen), student_side=IntraQRGALSynthesis.student_side)
     x = torch.rand(8, 3, 32, 32)
     emb = student.backbone(x)
     assert float(terms.student(emb, student.head(emb), teacher(x), torch.zeros(8, dtype=torch.long))) == 0.0

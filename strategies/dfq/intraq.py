@@ -19,7 +19,7 @@ Three stages, as the official pipeline runs them (``data_generate/`` then ``main
 ``intraq+rgal`` (RGAL Sec. 5.2, Table 12-13; ``strategies.dfq.rgal_terms``): the pixel optimisation adds ``adv *
 (-L_adv) + tri_g * L_ntri`` against the quantized student (after its warm-up, ranges frozen), and the student loss
 ``L_tri``.  Because the synthesis then depends on the quantized student, that set is made per cell (not shared).
-``intraq+rgal-g`` is Table 13's middle row (IntraQ + L'_g): the synthesis side only (``rgal_student`` off).
+``intraq+rgal-g`` is Table 13's middle row (IntraQ + L'_g): the synthesis side only (no student-side parameter).
 """
 from __future__ import annotations
 
@@ -72,12 +72,13 @@ _INTRAQ = dict(params=(QuantKDParams, GeneratorParams, IntraQParams), published=
 @register_dfq_method("intraq", family="intraq", **_INTRAQ)
 class IntraQ(DFQMethod):
     rgal = False
+    student_side = True  # with ``rgal``: L'_s (L_tri) in the student's loss, switched by ``rgal_student``
     synthesizes = False  # the images are made once, in ``prepare``
 
     def __init__(self, ctx):
         super().__init__(ctx)
         self.g = ConditionalGeneratorStep(self, self.p)
-        self.terms = RGALQuantTerms(self) if self.rgal else None
+        self.terms = RGALQuantTerms(self, student_side=self.student_side) if self.rgal else None
         self.centres = ClassCentres(ctx.n_classes, ctx.teacher.embed_dim)
         # the set's own generator, seeded from the cell's before anything else draws from it: the same set whatever
         # the bit-width
@@ -200,6 +201,7 @@ class IntraQ(DFQMethod):
                                        "the pixel optimisation, the student's loss IntraQ's"})
 class IntraQRGALSynthesis(IntraQ):
     rgal = True
+    student_side = False
 
 
 @register_dfq_method("intraq+rgal", family="intraq", rgal_baseline="intraq",

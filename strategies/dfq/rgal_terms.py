@@ -42,8 +42,9 @@ class RGALQuantParams:
 class RGALQuantTerms:
     """The two sides for one method instance (its student, parameters and generator)."""
 
-    def __init__(self, method):
-        self.m, self.p = method, method.p
+    def __init__(self, method, student_side: bool = True):
+        """``student_side`` False: a method without L'_s (``intraq+rgal-g``), which declares none of its parameters."""
+        self.m, self.p, self.student_side = method, method.p, student_side
 
     def synthesis(self, x: torch.Tensor, t_logits: torch.Tensor) -> tuple[torch.Tensor, dict]:
         """``adv * L_adv' + tri_g * L_ntri`` of synthetic images ``x`` ([0, 1]-space, differentiable)."""
@@ -59,9 +60,9 @@ class RGALQuantTerms:
         return self.p["adv"] * adv + self.p["tri_g"] * ntri, {"adv": adv.item(), "ntri": ntri.item()}
 
     def student(self, s_emb, s_logits, t_logits, labels) -> torch.Tensor:
-        """``triplet_weight * L_tri`` of a student batch (0 when ``rgal_student`` is off, or when the method has no
-        student side at all: ``intraq+rgal-g`` declares none of its parameters)."""
-        if not self.p.get("rgal_student", False):
+        """``triplet_weight * L_tri`` of a student batch (0 when ``rgal_student`` is off, or for a method without the
+        student side)."""
+        if not self.student_side or not self.p["rgal_student"]:
             return s_logits.sum() * 0.0
         y = t_logits.argmax(1) if self.p["s_labels"] == "teacher" else labels
         return student_relation_loss(self.p, s_emb, y, s_logits, self.m.gen)
