@@ -11,10 +11,10 @@ from benchmark.dfkd_estimates import generator_images_per_s
 QUANT_COST = 1.3
 
 
-def predicted_dfq_seconds(cfg: dict, test_images: int = 10000) -> float:
+def predicted_dfq_seconds(cfg: dict, test_images: int = 10000, set_ready: bool = False) -> float:
     """Warm-up iterations (generator step + teacher backward + student forward), training iterations (GDFQ: the
-    generator step as well; IntraQ: a teacher forward), IntraQ's synthesis (``n_images x synth_steps`` teacher
-    passes, twice that with RGAL's student queries), evaluation every ``eval_every`` epochs."""
+    generator step as well; IntraQ: a teacher forward), IntraQ's synthesis (``synthesis_seconds``; not counted when
+    ``set_ready``: the set comes from the cache), evaluation every ``eval_every`` epochs."""
     from benchmark.cil_estimates import CPU_IMAGES_PER_S
     from benchmark.dfq_methods import DFQ_METHODS
     from benchmark.methods import full_params
@@ -36,7 +36,23 @@ def predicted_dfq_seconds(cfg: dict, test_images: int = 10000) -> float:
         sec = warm * q["synthesis_batch"] * (g_step + 0.33 * student) + train * (g_step + student)
     else:
         sec = warm * p["calib_batch"] * (g_step + 0.33 * student) + train * (student + 0.33 / ips)
-        synth = p["n_images"] * p["synth_steps"] * (1 / ips + (QUANT_COST / ips if m.rgal else 0.0))
-        sec += synth
+        sec += 0.0 if set_ready else synthesis_seconds(cfg)
     evals = -(-q["epochs"] // q.get("eval_every", 1))
     return sec + evals * test_images * QUANT_COST / (2.5 * ips)
+
+
+def synthesis_seconds(cfg: dict) -> float:
+    """IntraQ's set: ``n_images x synth_steps`` teacher passes (forward and backward), and as many quantized-student
+    passes with RGAL's terms; 0 for a method without a fixed set."""
+    from benchmark.cil_estimates import CPU_IMAGES_PER_S
+    from benchmark.dfq_methods import DFQ_METHODS
+    from benchmark.methods import full_params
+
+    m = DFQ_METHODS.get(cfg["method"])
+    if m.family != "intraq":
+        return 0.0
+    p = full_params(cfg["method"], cfg["method_params"], DFQ_METHODS)
+    ips = CPU_IMAGES_PER_S.get(cfg["teacher"], 200)
+    if cfg.get("image_size"):
+        ips *= (224 / cfg["image_size"]) ** 2
+    return p["n_images"] * p["synth_steps"] * (1 / ips + (QUANT_COST / ips if m.rgal else 0.0))

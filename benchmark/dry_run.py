@@ -34,7 +34,7 @@ def dfq_plans(cells, runs) -> list:
     from benchmark.plan import plan_dfkd
 
     return plan_dfkd(cells, runs, predicted_dfq_seconds, predicted_teacher_seconds,
-                     lambda cfg: cfg["quant"]["ep_steps"], recipe="quant")
+                     lambda cfg: cfg["quant"]["ep_steps"], recipe="quant", shared_set=True)
 
 
 def print_cil_plan(args, cells, runs, jobs) -> int:

@@ -73,15 +73,23 @@ def _phase0_line(r, config: dict, fam: str | None, status: str, done: int, plann
 
 
 def plan_dfkd(cells, runs: dict, predicted_seconds, predicted_teacher_seconds,
-              rounds_per_epoch, recipe: str = "distill") -> list[CellPlan]:
+              rounds_per_epoch, recipe: str = "distill", shared_set: bool = False) -> list[CellPlan]:
     """Distillation (and quantization) cells in sweep order (``runs``: cell key -> ``DFKDCellRun`` /
     ``DFQCellRun``; the predictors of the task's estimates module; ``recipe``: the configuration entry holding the
-    epochs); a teacher's training time counts in the first cell that needs it."""
-    plans, teachers = [], set()
+    epochs); a teacher's training time counts in the first cell that needs it.  ``shared_set`` (quantization): a
+    cell whose shareable image set (``artefact_path``) is in the cache, or made by an earlier cell of the sweep, is
+    predicted with ``set_ready=True``."""
+    plans, teachers, sets = [], set(), set()
     for c in cells:
         cfg, r = c.config, runs[c.key]
         st = r.status()
-        sec = 0.0 if st == "finished" else predicted_seconds(cfg, r.test_images())
+        kw = {}
+        if shared_set:
+            art = r.artefact_path()
+            kw["set_ready"] = art is not None and (art.is_file() or art in sets)
+            if art is not None and st != "finished":
+                sets.add(art)
+        sec = 0.0 if st == "finished" else predicted_seconds(cfg, r.test_images(), **kw)
         if st == "partial":  # the epochs (and rounds of the current one) not yet done
             ck, epochs = r.checkpoint_state() or {}, cfg[recipe]["epochs"]
             done = ck.get("epoch", 0) + ck.get("round", 0) / rounds_per_epoch(cfg)

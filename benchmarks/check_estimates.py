@@ -2,7 +2,8 @@
 folders (default: every folder in ``results/``), so the estimate's calibration can be checked against what this
 machine actually did: ``benchmark.cil_estimates.predicted_seconds`` for class-incremental cells (phase 0 counted only where
 the cell trained it, not on a phase-0 cache hit), ``benchmark.dfkd_estimates.predicted_dfkd_seconds`` for distillation
-cells (the teacher not counted: it is cached apart).  Per class-incremental method it also prints the later-phase
+cells (the teacher not counted: it is cached apart), ``benchmark.dfq_estimates.predicted_dfq_seconds`` for
+quantization cells (IntraQ's synthesis not counted where the cell loaded its set from the cache).  Per class-incremental method it also prints the later-phase
 ``cost`` that would fit its cells that loaded phase 0 (the cost over their median ratio).
 
     python benchmarks/check_estimates.py [results/dfkd-cifar10-cpu ...]
@@ -34,7 +35,8 @@ def predicted(res: dict) -> float | None:
     if cfg.get("task") == "dfq":
         from benchmark.dfq_estimates import predicted_dfq_seconds
 
-        return None if cfg["method"] == "teacher" else predicted_dfq_seconds(cfg)
+        source = ((res.get("extra") or {}).get("synthesis") or {}).get("source", "")
+        return None if cfg["method"] == "teacher" else predicted_dfq_seconds(cfg, set_ready=source.startswith("cache"))
     from benchmark.cil_estimates import predicted_seconds
 
     p0, later = predicted_seconds(cfg)

@@ -157,8 +157,19 @@ def test_intraq_images_are_made_once_and_shared_by_the_other_bit_width(tiny_data
     r3 = _run(three, tmp_path, cache / "share", tiny_data)
     assert r4.artefact_path() == r3.artefact_path()
     assert r4.shared_model_key() == r3.shared_model_key()  # one unit of work: the first makes, the second loads
+    # --dry-run counts the synthesis once: in the first cell of the sweep, not in the one that will load the set
+    from benchmark.dfq_estimates import predicted_dfq_seconds, synthesis_seconds
+    from benchmark.dry_run import dfq_plans
+
+    n = r4.test_images()
+    made, loaded = (predicted_dfq_seconds(c.config, n, set_ready=ready) for c, ready in ((four, False), (three, True)))
+    assert made - loaded == pytest.approx(synthesis_seconds(four.config)) and synthesis_seconds(four.config) > 0
+    p4, p3 = dfq_plans([four, three], {four.key: r4, three.key: r3})
+    assert p3.seconds == pytest.approx(loaded) and p4.seconds >= made  # (p4 also trains the teacher)
     a = r4.run()
     assert a["extra"]["synthesis"]["source"] == "made"
+    (p3,) = dfq_plans([three], {three.key: r3})  # the set is in the cache now
+    assert p3.seconds == pytest.approx(loaded)
     b = r3.run()
     assert b["extra"]["synthesis"]["source"].startswith("cache")
     assert b["extra"]["synthesis"]["images"] == a["extra"]["synthesis"]["images"] == 32
