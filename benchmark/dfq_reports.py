@@ -55,7 +55,8 @@ def dfq_frame(results: list[dict]) -> pd.DataFrame:
         c, t, x = r["cell"], r.get("timings") or {}, r.get("extra") or {}
         for row, m in r["rows"].items():
             recs.append({"scenario": c["scenario"], "dataset": DATASET_NAMES.get(c["scenario"], c["scenario"]),
-                         "teacher": c["teacher"], "bits": _bits(c), "method": row, "cell_method": c["method"],
+                         "teacher": c["teacher"], "teacher_id": c.get("teacher_key") or c.get("teacher_checkpoint_sha256"),
+                         "bits": _bits(c), "method": row, "cell_method": c["method"],
                          "published_name": published_name(c), "seed": c["seed"], "profile": c["profile"],
                          "top1": 100 * m["top1"], "best_top1": 100 * m["best_top1"],
                          "calibrated_top1": 100 * x["calibrated_top1"] if x.get("calibrated_top1") is not None
@@ -130,7 +131,7 @@ def table12(df: pd.DataFrame) -> pd.DataFrame:
     for (ds, prof), d in df.groupby(["dataset", "profile"]):
         pub = _published_dfq(ds)
         rows.append({"dataset": ds, "bits": "float", "method": TEACHER_ROW,
-                     **_cells(d.drop_duplicates("seed")["teacher_top1"]), "profile": prof})
+                     **_cells(d.drop_duplicates("teacher_id")["teacher_top1"]), "profile": prof})  # each teacher once
         s = students[(students["dataset"] == ds) & (students["profile"] == prof)]
         if len(s):
             # every cell calibrates its 8-bit copy on its own warm-up images (the method's): all cells count
@@ -217,6 +218,6 @@ def write_dfq_reports(results: list[dict], rep: Path) -> list[Path]:
     if gains is not None:
         gains.to_csv(rep / "dfq_rgal_gain.csv")
         paths.append(rep / "dfq_rgal_gain.csv")
-        md += ["## RGAL's effect, paired by seed (with minus without, points of top-1)", "", gains.to_markdown(), ""]
+        md += ["## RGAL's effect, paired by seed (with minus without, points of top-1)", "", gains.fillna("-").to_markdown(), ""]
     (rep / "dfq_tables.md").write_text("\n".join(md))
     return [rep / "dfq_tables.md"] + paths

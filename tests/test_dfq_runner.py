@@ -222,6 +222,10 @@ def test_table12_and_paired_gain_from_results():
     assert g.loc[("CIFAR-100", "W3A3", "gdfq+rgal"), "gain (points)"].startswith("2.00 ± 1.41")
     assert g.loc[("CIFAR-100", "W3A3", "gdfq+rgal"), "published gain"] == 3.66
     assert t.loc[("CIFAR-100", "W3A3", "gdfq"), "collapsed"] == 0
+    # the teacher row counts teachers, not seeds: the seeds here share one (no key recorded: one teacher)
+    assert t.loc[("CIFAR-100", "float", "teacher (float)"), "seeds"] == 1
+    two = [dict(r, cell={**r["cell"], "teacher_key": f"t{r['cell']['seed']}"}) for r in rs]
+    assert table12(dfq_frame(two)).loc[("CIFAR-100", "float", "teacher (float)"), "seeds"] == 2
     diverged = res("gdfq", 3, 2, 0.008)
     diverged["rows"]["gdfq"]["best_top1"] = 0.3864  # the IntraQ+RGAL W3A3 cell at lr 1e-4: 38.64 % -> 0.81 %
     t = table12(dfq_frame(rs + [diverged, res("gdfq", 3, 3, 0.20)]))  # 20 % of a 21 % best: not a collapse
