@@ -108,17 +108,18 @@ _CIFAR_T = TeacherRecipe(200, 0.1, 128, 5e-4)
 # images/s, ~23 at 430).  A student cell keeps the official 4 warm-up epochs (200 range updates here: the released
 # range average needs ~200 to settle), 24 epochs of 50 iterations at batch 64, evaluated every 4 epochs (a 10,000-image
 # evaluation of the quantized student takes ~35-80 s), and the learning rate (GDFQ's the official 1e-4, IntraQ's
-# below) decayed once (x0.1) for the last 4 epochs.  Not the official decays at the same fractions of the schedule: the cpu cell has 1.3 % of
-# GDFQ's student steps, and with decays at epochs 8 / 14 / 20 the W3A3 GDFQ student rose from 10.1 % to 22.9 % in its
-# 200 steps at 1e-4 and then stalled (22.9-23.1 % for the remaining 800 steps at 1e-5 and below; the probe cell in
-# results/README.md, "dfq-cifar100-cpu-probe").  IntraQ synthesises 512 images (4 batches of 128, 200 steps each,
-# ~10 min).
-# IntraQ's student at a quarter of the official rate (2.5e-5): at 1e-4 the W4A4 student's training loss does not fall
-# (median ~8 a step for 300 steps, gradient norm ~150, almost all of it the KD term's alpha T^2 = 8,000) and then it
-# diverges (top-1 49.6 % after 200 steps, 1.3 % after 400, a NaN loss by step 550; the same at the official batch
-# 256; the W3A3 IntraQ+RGAL cell collapsed alike, the W3A3 IntraQ cell did not), while at 2.5e-5 the loss falls (8.1
-# to 6.6) and the student ends at 49.1 % (best 50.7 %); results/README.md, "dfq-cifar100-cpu-intraq-lr1e-4".  The official run keeps 1e-4 for 3,200 steps on 5,120
-# images from a 70 % teacher; what makes this cell's landscape sharper (12-epoch teacher, 512 images) is not isolated.
+# below) decayed once (x0.1) for the last 4 epochs.  Not the official decays at the same fractions of the schedule:
+# the cpu cell has 1.3 % of GDFQ's student steps, and with decays at epochs 8 / 14 / 20 the W3A3 GDFQ student rose
+# from 10.1 % to 22.9 % in its 200 steps at 1e-4 and then stalled (22.9-23.1 % for the remaining 800 steps at 1e-5
+# and below; results/README.md, "dfq-cifar100-cpu-probe").  IntraQ synthesises 512 images (4 batches of 128, 200
+# steps each, ~10 min).
+# IntraQ's student at a quarter of the official rate (2.5e-5): at 1e-4 the W4A4 student's loss does not fall (epoch
+# means 8.3-9.1, gradient norm 163-190 -- the KD term weighs alpha T^2 = 8,000) and then it diverges (top-1 49.6 %
+# after 200 steps, 1.3 % after 400, a NaN loss in epoch 15; the same at the official batch 256; W3A3 IntraQ+RGAL
+# collapsed too, W3A3 IntraQ did not); at 2.5e-5 the student ends at 49.1 % (best 50.7 %).  Measurements and the
+# command: results/README.md, "dfq-cifar100-cpu-intraq-lr1e-4".  The official run keeps 1e-4 for 3,200 steps on
+# 5,120 images from a 70 % teacher; what makes this cell's landscape sharper (12-epoch teacher, 512 images) is not
+# isolated.
 _CPU = {"gdfq": QuantRecipe(24, 50, 64, milestones=(20,), eval_every=4, channels_last=True),
         "intraq": QuantRecipe(24, 50, 64, lr=2.5e-5, milestones=(20,), eval_every=4, channels_last=True)}
 # GDFQ's generator at half width (ngf 32: 64 / 32 channels): at 128 / 64 channels its step costs 3x the teacher's

@@ -55,7 +55,8 @@ def dfq_frame(results: list[dict]) -> pd.DataFrame:
         c, t, x = r["cell"], r.get("timings") or {}, r.get("extra") or {}
         for row, m in r["rows"].items():
             recs.append({"scenario": c["scenario"], "dataset": DATASET_NAMES.get(c["scenario"], c["scenario"]),
-                         "teacher": c["teacher"], "teacher_id": c.get("teacher_key") or c.get("teacher_checkpoint_sha256"),
+                         "teacher": c["teacher"],
+                         "teacher_id": c.get("teacher_key") or c.get("teacher_checkpoint_sha256"),
                          "bits": _bits(c), "method": row, "cell_method": c["method"],
                          "published_name": published_name(c), "seed": c["seed"], "profile": c["profile"],
                          "top1": 100 * m["top1"], "best_top1": 100 * m["best_top1"],
@@ -211,13 +212,14 @@ def write_dfq_reports(results: list[dict], rep: Path) -> list[Path]:
           "measured = after the last epoch, mean ± std over seeds (n); published = RGAL paper Table 12 (CIFAR-100) or "
           "13 (ImageNet) (the official logs' best epoch); best epoch = the highest evaluation of each cell (a test-set "
           "selection, as published); before fine-tuning = the quantized teacher with calibrated ranges; collapsed = "
-          "cells whose last evaluation is below half their best (a diverged student, counted in the mean; a run stopped "
-          "by a non-finite loss has no result and is not in the table).", "",
+          "cells whose last evaluation is below half their best (a diverged student, counted in the mean; a run "
+          "stopped by a non-finite loss has no result and is not in the table).", "",
           t12.fillna("-").to_markdown(), ""]
     gains = rgal_gain_table(df)
     if gains is not None:
         gains.to_csv(rep / "dfq_rgal_gain.csv")
         paths.append(rep / "dfq_rgal_gain.csv")
-        md += ["## RGAL's effect, paired by seed (with minus without, points of top-1)", "", gains.fillna("-").to_markdown(), ""]
+        md += ["## RGAL's effect, paired by seed (with minus without, points of top-1)", "",
+               gains.fillna("-").to_markdown(), ""]
     (rep / "dfq_tables.md").write_text("\n".join(md))
     return [rep / "dfq_tables.md"] + paths

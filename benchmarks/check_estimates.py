@@ -3,8 +3,9 @@ folders (default: every folder in ``results/``), so the estimate's calibration c
 machine actually did: ``benchmark.cil_estimates.predicted_seconds`` for class-incremental cells (phase 0 counted only where
 the cell trained it, not on a phase-0 cache hit), ``benchmark.dfkd_estimates.predicted_dfkd_seconds`` for distillation
 cells (the teacher not counted: it is cached apart), ``benchmark.dfq_estimates.predicted_dfq_seconds`` for
-quantization cells (IntraQ's synthesis not counted where the cell loaded its set from the cache).  Per class-incremental method it also prints the later-phase
-``cost`` that would fit its cells that loaded phase 0 (the cost over their median ratio).
+quantization cells (IntraQ's synthesis not counted where the cell loaded its set from the cache).  Per
+class-incremental method it also prints the later-phase ``cost`` that would fit its cells that loaded phase 0 (the
+cost over their median ratio).
 
     python benchmarks/check_estimates.py [results/dfkd-cifar10-cpu ...]
 
